@@ -1,0 +1,13 @@
+from keras_sdgm.layers.coefficient_encoder import CoefficientEncoder
+from keras_sdgm.layers.frequency_initializer import FrequencyBandInitializer
+from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
+from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
+from keras_sdgm.layers.spectral_dictionary_block import SpectralDictionaryBlock
+
+__all__ = [
+    "CoefficientEncoder",
+    "FrequencyBandInitializer",
+    "GaussianMixturePrior",
+    "SpectralDictionary",
+    "SpectralDictionaryBlock",
+]

@@ -1,0 +1,203 @@
+import keras
+from keras import ops
+
+from keras_sdgm.layers.coefficient_encoder import CoefficientEncoder
+from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
+from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
+from keras_sdgm.utils.validation import require_non_negative_float
+from keras_sdgm.utils.validation import require_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_sdgm")
+class SpectralDictionaryBlock(keras.layers.Layer):
+    """One SDGM block: coefficients from a causal encoder mix the atoms.
+
+    For hidden states `h` of shape `(batch, length, hidden_dim)`:
+
+    ```
+    x     = layer_norm(h) * padding_mask       # what the block reconstructs
+    C     = CoefficientEncoder(x)              # (batch, length, num_atoms)
+    X_hat = SpectralDictionary(C)              # sum_k C[., t, k] S[k, t, .]
+    h     = h + dropout(X_hat)                 # or h = X_hat, residual=False
+    h     = h + dropout(FFN(layer_norm(h)))    # if intermediate_dim > 0
+    ```
+
+    With `residual=False` and `intermediate_dim=0` this is the paper's
+    single-dictionary model (plus the input layer norm). The block keeps
+    `x`, `X_hat` and `C` of its latest call in `auxiliary_outputs` for the
+    auxiliary loss terms (`SDGMCausalLM.compute_loss` reads them in the same
+    trace), and owns the `GaussianMixturePrior` over its coefficients.
+
+    Args:
+        num_atoms: int. Dictionary size `K`.
+        sequence_length: int. Window `L0` that positions are divided by.
+        kernel_size: int. Width of the encoder's causal convolutions.
+        dilation_rates: list of ints. Encoder dilations, one convolution each.
+        coefficient_activation: activation of the coefficients.
+        intermediate_dim: int. Width of the feed-forward; 0 for none.
+        residual: bool. Add the reconstruction to `h` (True) or replace `h`
+            by it (False, the paper's single block).
+        num_mixture_components: int. Components of the coefficient prior.
+        dropout: float. Dropout on the reconstruction and feed-forward.
+        layer_norm_epsilon: float. Epsilon of the layer norms.
+        kernel_initializer: initializer of the convolutions and dense layers.
+        **kwargs: other `keras.layers.Layer` arguments.
+
+    Example:
+    >>> block = SpectralDictionaryBlock(num_atoms=8, sequence_length=16)
+    >>> h = keras.random.normal((2, 16, 32))
+    >>> block(h).shape
+    (2, 16, 32)
+    """
+
+    def __init__(
+        self,
+        num_atoms,
+        sequence_length,
+        kernel_size=3,
+        dilation_rates=(1,),
+        coefficient_activation="gelu",
+        intermediate_dim=0,
+        residual=True,
+        num_mixture_components=8,
+        dropout=0.0,
+        layer_norm_epsilon=1e-5,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_atoms = require_positive_int("num_atoms", num_atoms)
+        self.sequence_length = require_positive_int(
+            "sequence_length", sequence_length
+        )
+        self.kernel_size = require_positive_int("kernel_size", kernel_size)
+        self.dilation_rates = list(dilation_rates)
+        self.coefficient_activation = keras.activations.get(
+            coefficient_activation
+        )
+        if intermediate_dim != 0:
+            require_positive_int("intermediate_dim", intermediate_dim)
+        self.intermediate_dim = int(intermediate_dim)
+        self.residual = bool(residual)
+        self.num_mixture_components = require_positive_int(
+            "num_mixture_components", num_mixture_components
+        )
+        self.dropout = require_non_negative_float("dropout", dropout)
+        if self.dropout >= 1:
+            raise ValueError(
+                f"`dropout` must be in [0, 1). Received: dropout={dropout}"
+            )
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.auxiliary_outputs = None
+
+        self.input_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=self.dtype_policy,
+            name="input_layer_norm",
+        )
+        self.encoder = CoefficientEncoder(
+            num_atoms=num_atoms,
+            kernel_size=kernel_size,
+            dilation_rates=dilation_rates,
+            activation=coefficient_activation,
+            kernel_initializer=kernel_initializer,
+            dtype=self.dtype_policy,
+            name="encoder",
+        )
+        self.prior = GaussianMixturePrior(
+            num_components=num_mixture_components,
+            dtype=self.dtype_policy,
+            name="prior",
+        )
+        self.dropout_layer = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="dropout"
+        )
+        if self.intermediate_dim:
+            self.feedforward_layer_norm = keras.layers.LayerNormalization(
+                epsilon=layer_norm_epsilon, dtype=self.dtype_policy,
+                name="feedforward_layer_norm",
+            )
+            self.feedforward_intermediate = keras.layers.Dense(
+                self.intermediate_dim, activation="gelu",
+                kernel_initializer=kernel_initializer,
+                dtype=self.dtype_policy, name="feedforward_intermediate",
+            )
+
+    def build(self, hidden_shape, padding_mask_shape=None):
+        hidden_dim = hidden_shape[-1]
+        self.input_layer_norm.build(hidden_shape)
+        self.encoder.build(hidden_shape)
+        coefficients_shape = tuple(hidden_shape[:-1]) + (self.num_atoms,)
+        self.prior.build(coefficients_shape)
+        self.dictionary = SpectralDictionary(
+            num_atoms=self.num_atoms,
+            hidden_dim=hidden_dim,
+            sequence_length=self.sequence_length,
+            dtype=self.dtype_policy,
+            name="dictionary",
+        )
+        self.dictionary.build(coefficients_shape)
+        if self.intermediate_dim:
+            self.feedforward_layer_norm.build(hidden_shape)
+            self.feedforward_intermediate.build(hidden_shape)
+            self.feedforward_output = keras.layers.Dense(
+                hidden_dim, kernel_initializer=self.kernel_initializer,
+                dtype=self.dtype_policy, name="feedforward_output",
+            )
+            self.feedforward_output.build(
+                tuple(hidden_shape[:-1]) + (self.intermediate_dim,)
+            )
+
+    def _mix(self, hidden, coefficients, start_index, training):
+        reconstruction = self.dictionary(coefficients, start_index=start_index)
+        mixed = self.dropout_layer(reconstruction, training=training)
+        hidden = hidden + mixed if self.residual else mixed
+        if self.intermediate_dim:
+            y = self.feedforward_layer_norm(hidden)
+            y = self.feedforward_output(self.feedforward_intermediate(y))
+            hidden = hidden + self.dropout_layer(y, training=training)
+        return hidden, reconstruction
+
+    def _normalized_input(self, hidden, padding_mask):
+        x = self.input_layer_norm(hidden)
+        if padding_mask is not None:
+            x = x * ops.cast(padding_mask, x.dtype)[..., None]
+        return x
+
+    def call(self, hidden, padding_mask=None, training=None):
+        x = self._normalized_input(hidden, padding_mask)
+        coefficients = self.encoder(x)
+        hidden, reconstruction = self._mix(
+            hidden, coefficients, 0, training
+        )
+        # Not tracked by Keras: tensors of this call, for the loss terms.
+        object.__setattr__(
+            self, "auxiliary_outputs", (x, reconstruction, coefficients)
+        )
+        return hidden
+
+    def compute_output_shape(self, hidden_shape, padding_mask_shape=None):
+        return hidden_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_atoms": self.num_atoms,
+                "sequence_length": self.sequence_length,
+                "kernel_size": self.kernel_size,
+                "dilation_rates": list(self.dilation_rates),
+                "coefficient_activation": keras.activations.serialize(
+                    self.coefficient_activation
+                ),
+                "intermediate_dim": self.intermediate_dim,
+                "residual": self.residual,
+                "num_mixture_components": self.num_mixture_components,
+                "dropout": self.dropout,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+            }
+        )
+        return config

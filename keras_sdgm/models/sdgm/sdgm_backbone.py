@@ -1,0 +1,259 @@
+import copy
+
+import keras
+from keras import ops
+from keras_hub.models import Backbone
+from keras_hub.src.utils.python_utils import classproperty
+
+from keras_sdgm.layers.spectral_dictionary_block import SpectralDictionaryBlock
+from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
+from keras_sdgm.utils.validation import check_token_inputs
+from keras_sdgm.utils.validation import require_positive_int
+
+
+def covering_dilation_rates(kernel_size, sequence_length):
+    """Dilations 1, 2, 4, ... until the receptive field covers the window.
+
+    The receptive field of causal convolutions of width `kernel_size` and
+    these dilations, `1 + (kernel_size - 1) * sum(rates)`, is then at least
+    `sequence_length`, so the last position of a window sees the first.
+    """
+    if kernel_size == 1:
+        raise ValueError(
+            "`kernel_size=1` sees one position whatever the dilation; pass "
+            "`dilation_rates=[1]` explicitly or use `kernel_size >= 2`."
+        )
+    rates = [1]
+    while 1 + (kernel_size - 1) * sum(rates) < sequence_length:
+        rates.append(2 * rates[-1])
+    return rates
+
+
+@keras.saving.register_keras_serializable(package="keras_sdgm")
+class SDGMBackbone(Backbone):
+    """The Spectral Dictionary Generative Model network, without a head.
+
+    Token ids are embedded, passed through `num_layers`
+    `SpectralDictionaryBlock`s (a causal coefficient encoder mixing a
+    dictionary of learned sinusoidal atoms, at O(K L) cost in the length)
+    and a final layer norm. The output is the final hidden states
+    `(batch, length, hidden_dim)`; `SDGMCausalLM` turns them into logits
+    through the tied token embedding.
+
+    `num_layers=1`, `dilation_rates=[1]`, `intermediate_dim=0`,
+    `residual=False` is the paper's single-dictionary model (preset
+    `"sdgm_paper"`). The defaults are our extension, chosen by measurement
+    (README, "Design evidence"): two residual blocks, each with its own
+    dictionary, prior and reconstruction terms, a dilated encoder whose
+    receptive field covers the window, and a feed-forward.
+
+    Positions are absolute token indices divided by `sequence_length` (the
+    training window). Longer inputs are accepted: the atoms are defined at
+    every position, though quality beyond the training window is whatever
+    the model learned to extrapolate.
+
+    Args:
+        vocabulary_size: int. Number of token ids.
+        hidden_dim: int. Embedding and hidden size `D`.
+        num_atoms: int. Atoms per dictionary `K`.
+        sequence_length: int. Training window `L0`.
+        num_layers: int. Number of blocks.
+        kernel_size: int. Encoder convolution width.
+        dilation_rates: list of ints, encoder dilations per block, or
+            `None` for 1, 2, 4, ... until the encoder's receptive field
+            covers `sequence_length` positions.
+        coefficient_activation: activation of the coefficients.
+        intermediate_dim: int. Feed-forward width per block; 0 for none,
+            `None` for `4 * hidden_dim`.
+        residual: bool. Residual blocks (True) or the paper's replacement of
+            the hidden state by the reconstruction (False).
+        num_mixture_components: int. Components of each block's GMM prior.
+        dropout: float. Dropout on embeddings and inside the blocks.
+        layer_norm_epsilon: float. Epsilon of the layer norms.
+        dtype: dtype policy of the model, e.g. `"mixed_bfloat16"`.
+
+    Example:
+    >>> backbone = SDGMBackbone(
+    ...     vocabulary_size=100, hidden_dim=32, num_atoms=16,
+    ...     sequence_length=64, num_layers=2, dilation_rates=[1, 2, 4])
+    >>> hidden = backbone({
+    ...     "token_ids": np.ones((2, 64), "int32"),
+    ...     "padding_mask": np.ones((2, 64), "int32")})
+    >>> hidden.shape
+    (2, 64, 32)
+    >>> paper = SDGMBackbone.from_preset("sdgm_paper", vocabulary_size=10000)
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        hidden_dim,
+        num_atoms,
+        sequence_length,
+        num_layers=2,
+        kernel_size=3,
+        dilation_rates=None,
+        coefficient_activation="gelu",
+        intermediate_dim=None,
+        residual=True,
+        num_mixture_components=8,
+        dropout=0.0,
+        layer_norm_epsilon=1e-5,
+        dtype=None,
+        **kwargs,
+    ):
+        vocabulary_size = require_positive_int(
+            "vocabulary_size", vocabulary_size
+        )
+        hidden_dim = require_positive_int("hidden_dim", hidden_dim)
+        num_layers = require_positive_int("num_layers", num_layers)
+        sequence_length = require_positive_int(
+            "sequence_length", sequence_length
+        )
+        kernel_size = require_positive_int("kernel_size", kernel_size)
+        if dilation_rates is None:
+            dilation_rates = covering_dilation_rates(
+                kernel_size, sequence_length
+            )
+        if intermediate_dim is None:
+            intermediate_dim = 4 * hidden_dim
+
+        # === Layers ===
+        self.token_embedding = keras.layers.ReversibleEmbedding(
+            input_dim=vocabulary_size,
+            output_dim=hidden_dim,
+            embeddings_initializer=keras.initializers.RandomNormal(
+                stddev=0.02
+            ),
+            dtype=dtype,
+            name="token_embedding",
+        )
+        self.embeddings_dropout = keras.layers.Dropout(
+            dropout, dtype=dtype, name="embeddings_dropout"
+        )
+        self.blocks = [
+            SpectralDictionaryBlock(
+                num_atoms=num_atoms,
+                sequence_length=sequence_length,
+                kernel_size=kernel_size,
+                dilation_rates=dilation_rates,
+                coefficient_activation=coefficient_activation,
+                intermediate_dim=intermediate_dim,
+                residual=residual,
+                num_mixture_components=num_mixture_components,
+                dropout=dropout,
+                layer_norm_epsilon=layer_norm_epsilon,
+                dtype=dtype,
+                name=f"block_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        self.layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=dtype, name="layer_norm"
+        )
+
+        # === Functional Model ===
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        padding_mask = keras.Input(
+            shape=(None,), dtype="int32", name="padding_mask"
+        )
+        x = self.embed_tokens(token_ids)
+        x = self.embeddings_dropout(x)
+        for block in self.blocks:
+            x = block(x, padding_mask=padding_mask)
+        sequence_output = self.layer_norm(x)
+        super().__init__(
+            inputs={"token_ids": token_ids, "padding_mask": padding_mask},
+            outputs=sequence_output,
+            dtype=dtype,
+            **kwargs,
+        )
+
+        # === Config ===
+        self.vocabulary_size = vocabulary_size
+        self.hidden_dim = hidden_dim
+        self.num_atoms = num_atoms
+        self.sequence_length = sequence_length
+        self.num_layers = num_layers
+        self.kernel_size = kernel_size
+        self.dilation_rates = list(dilation_rates)
+        self.coefficient_activation = coefficient_activation
+        self.intermediate_dim = intermediate_dim
+        self.residual = residual
+        self.num_mixture_components = num_mixture_components
+        self.dropout = dropout
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def embed_tokens(self, token_ids):
+        """Embeds ids; an id outside [0, vocabulary_size) gives NaN.
+
+        The explicit NaN makes an invalid id visible in compiled code, where
+        `check_token_inputs` cannot see values and the backends differ
+        (JAX returns NaN, TensorFlow on GPU zeros, torch raises).
+        """
+        vocabulary_size = self.token_embedding.input_dim
+        in_range = ops.logical_and(
+            ops.greater_equal(token_ids, 0),
+            ops.less(token_ids, vocabulary_size),
+        )
+        x = self.token_embedding(ops.clip(token_ids, 0, vocabulary_size - 1))
+        return ops.where(in_range[..., None], x, float("nan"))
+
+    def call(self, inputs, training=None, mask=None):
+        check_token_inputs(inputs, self.vocabulary_size)
+        return super().call(inputs, training=training, mask=mask)
+
+    @classproperty
+    def presets(cls):
+        """The named architectures `from_preset` accepts."""
+        return copy.deepcopy(backbone_presets)
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Builds a backbone from a named preset or a saved preset directory.
+
+        Args:
+            preset: one of `SDGMBackbone.presets` (an architecture without
+                weights: pass `vocabulary_size` unless the preset fixes
+                it), or a path/handle that keras-hub's `from_preset` reads.
+            load_weights: bool, for saved presets with weights.
+            **kwargs: overrides of the preset's config.
+        """
+        if preset in backbone_presets:
+            config = dict(backbone_presets[preset]["config"])
+            config.update(kwargs)
+            if "vocabulary_size" not in config:
+                raise ValueError(
+                    f"Preset {preset!r} defines an architecture without a "
+                    "vocabulary: pass `vocabulary_size=...` (e.g. 10000 "
+                    "for PTB, 33278 for WikiText-2)."
+                )
+            return cls(**config)
+        if "/" not in str(preset) and ":" not in str(preset):
+            raise ValueError(
+                f"Unknown SDGM preset {preset!r}. Known presets: "
+                f"{', '.join(sorted(backbone_presets))}; or pass a preset "
+                "directory saved with `save_to_preset()`."
+            )
+        return super().from_preset(preset, load_weights=load_weights, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "hidden_dim": self.hidden_dim,
+                "num_atoms": self.num_atoms,
+                "sequence_length": self.sequence_length,
+                "num_layers": self.num_layers,
+                "kernel_size": self.kernel_size,
+                "dilation_rates": self.dilation_rates,
+                "coefficient_activation": self.coefficient_activation,
+                "intermediate_dim": self.intermediate_dim,
+                "residual": self.residual,
+                "num_mixture_components": self.num_mixture_components,
+                "dropout": self.dropout,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config

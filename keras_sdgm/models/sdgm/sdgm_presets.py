@@ -1,0 +1,48 @@
+"""Named SDGM architectures (configs without weights)."""
+
+backbone_presets = {
+    "sdgm_paper": {
+        "description": (
+            "The paper's model: one dictionary (D=512, K=256, L=128) whose "
+            "reconstruction replaces the embedding, coefficients from one "
+            "kernel-3 causal convolution, no feed-forward. Pass "
+            "`vocabulary_size`."
+        ),
+        "config": {
+            "hidden_dim": 512,
+            "num_atoms": 256,
+            "sequence_length": 128,
+            "num_layers": 1,
+            "kernel_size": 3,
+            "dilation_rates": [1],
+            "intermediate_dim": 0,
+            "residual": False,
+        },
+    },
+    "sdgm_base": {
+        "description": (
+            "The package default at the paper's size (D=512, K=256, L=128): "
+            "two residual blocks, each with a dilated causal encoder that "
+            "sees the whole window and a 4x feed-forward. Pass "
+            "`vocabulary_size`."
+        ),
+        "config": {
+            "hidden_dim": 512,
+            "num_atoms": 256,
+            "sequence_length": 128,
+            "num_layers": 2,
+        },
+    },
+    "sdgm_tiny": {
+        "description": (
+            "A tiny model for tests and demos (D=64, K=32, L=64, two "
+            "blocks). Pass `vocabulary_size`."
+        ),
+        "config": {
+            "hidden_dim": 64,
+            "num_atoms": 32,
+            "sequence_length": 64,
+            "num_layers": 2,
+        },
+    },
+}
