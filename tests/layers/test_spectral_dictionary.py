@@ -1,0 +1,94 @@
+import math
+
+import keras
+import numpy as np
+from keras import ops
+from tests.testing import TestCase
+
+from keras_sdgm.layers import FrequencyBandInitializer
+from keras_sdgm.layers import SpectralDictionary
+
+
+def numpy_atoms(layer, positions):
+    a = ops.convert_to_numpy(layer.amplitude)
+    f = ops.convert_to_numpy(layer.frequency)
+    phi = ops.convert_to_numpy(layer.phase)
+    t = np.asarray(positions, "float64")[:, None, None]
+    return a * np.sin(2 * np.pi * f * t / layer.sequence_length + phi)
+
+
+class SpectralDictionaryTest(TestCase):
+    def test_layer_basics(self):
+        self.run_layer_test(
+            cls=SpectralDictionary,
+            init_kwargs={"num_atoms": 4, "hidden_dim": 6, "sequence_length": 8},
+            input_data=keras.random.normal((2, 5, 4)),
+            expected_output_shape=(2, 5, 6),
+            expected_num_trainable_weights=3,
+        )
+
+    def test_reconstruction_matches_formula(self):
+        layer = SpectralDictionary(num_atoms=3, hidden_dim=5, sequence_length=16)
+        coefficients = np.random.RandomState(0).randn(2, 7, 3).astype("float32")
+        output = ops.convert_to_numpy(layer(coefficients, start_index=4))
+        atoms = numpy_atoms(layer, np.arange(4, 11))  # (L, K, D)
+        expected = np.einsum("blk,lkd->bld", coefficients, atoms)
+        self.assertAllClose(output, expected, atol=1e-5, rtol=1e-5)
+
+    def test_positions_are_absolute(self):
+        # A prefix and the same prefix extended see the same atoms, and a
+        # single step at position t equals row t of the full evaluation.
+        layer = SpectralDictionary(num_atoms=4, hidden_dim=3, sequence_length=8)
+        coefficients = keras.random.normal((1, 20, 4))
+        full = ops.convert_to_numpy(layer(coefficients))
+        prefix = ops.convert_to_numpy(layer(coefficients[:, :9]))
+        self.assertAllClose(full[:, :9], prefix, atol=1e-6)
+        for t in (0, 7, 19):
+            step = layer(coefficients[:, t : t + 1], start_index=t)
+            self.assertAllClose(full[:, t : t + 1], step, atol=1e-5)
+        # A tensor start index, as a compiled decoding loop passes it.
+        step = layer(coefficients[:, 7:8], start_index=ops.convert_to_tensor(7))
+        self.assertAllClose(full[:, 7:8], step, atol=1e-5)
+
+    def test_atoms_beyond_training_window(self):
+        layer = SpectralDictionary(num_atoms=2, hidden_dim=2, sequence_length=8)
+        layer.build((None, None, 2))
+        # float32 angles near 4000 cycles carry ~1e-3 rad of rounding.
+        atoms = ops.convert_to_numpy(layer.atoms(4000, 3))
+        self.assertAllClose(atoms, numpy_atoms(layer, [4000, 4001, 4002]),
+                            atol=2e-3)
+
+    def test_default_frequencies_tile_the_band(self):
+        layer = SpectralDictionary(num_atoms=8, hidden_dim=64, sequence_length=32)
+        layer.build((None, None, 8))
+        f = ops.convert_to_numpy(layer.frequency)
+        nyquist = 32 / 2
+        for k in range(8):
+            self.assertGreaterEqual(f[k].min(), k * nyquist / 8)
+            self.assertLess(f[k].max(), (k + 1) * nyquist / 8)
+        phase = ops.convert_to_numpy(layer.phase)
+        self.assertTrue(np.all((phase >= 0) & (phase < 2 * math.pi)))
+
+    def test_frequency_initializer_serializes(self):
+        init = FrequencyBandInitializer(max_frequency=10.0, seed=3)
+        revived = keras.initializers.deserialize(
+            keras.initializers.serialize(init)
+        )
+        self.assertEqual(revived.max_frequency, 10.0)
+        self.assertAllClose(init((2, 4)), revived((2, 4)))
+
+    def test_mixed_precision_evaluates_atoms_in_float32(self):
+        layer = SpectralDictionary(
+            num_atoms=2, hidden_dim=2, sequence_length=8, dtype="mixed_bfloat16"
+        )
+        out = layer(keras.random.normal((1, 4, 2)), start_index=3000)
+        self.assertDTypeEqual(out, "bfloat16")
+        self.assertDTypeEqual(layer.atoms(3000, 4), "float32")
+
+    def test_invalid_arguments(self):
+        with self.assertRaisesRegex(ValueError, "num_atoms"):
+            SpectralDictionary(num_atoms=0, hidden_dim=2, sequence_length=8)
+        with self.assertRaisesRegex(ValueError, "sequence_length"):
+            SpectralDictionary(num_atoms=2, hidden_dim=2, sequence_length=-1)
+        with self.assertRaisesRegex(ValueError, "hidden_dim"):
+            SpectralDictionary(num_atoms=2, hidden_dim=2.5, sequence_length=8)
