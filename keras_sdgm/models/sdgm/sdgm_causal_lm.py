@@ -10,6 +10,7 @@ from keras_sdgm.models.sdgm.sdgm_backbone import SDGMBackbone
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
 from keras_sdgm.utils.validation import check_token_inputs
 from keras_sdgm.utils.validation import require_non_negative_float
+from keras_sdgm.utils.validation import require_positive_int
 
 AUXILIARY_TERMS = ("reconstruction", "stft", "prior")
 
@@ -85,7 +86,8 @@ class SDGMCausalLM(CausalLM):
         self.backbone = backbone
         self.preprocessor = preprocessor
         self.stft_loss = STFTMagnitudeLoss(
-            fft_length=stft_fft_length, frame_step=stft_frame_step
+            fft_length=require_positive_int("stft_fft_length", stft_fft_length),
+            frame_step=require_positive_int("stft_frame_step", stft_frame_step),
         )
 
         # === Functional Model ===

@@ -1,0 +1,116 @@
+import keras
+import numpy as np
+from absl.testing import parameterized
+from keras import ops
+
+from keras_sdgm.models import SDGMBackbone
+from keras_sdgm.models.sdgm.sdgm_backbone import covering_dilation_rates
+from tests.testing import TestCase
+
+TINY = {
+    "vocabulary_size": 10,
+    "hidden_dim": 8,
+    "num_atoms": 4,
+    "sequence_length": 6,
+    "num_layers": 2,
+    "intermediate_dim": 16,
+}
+
+
+def tiny_inputs(batch=2, length=6, vocabulary_size=10, seed=0):
+    rng = np.random.RandomState(seed)
+    return {
+        "token_ids": rng.randint(0, vocabulary_size, (batch, length)).astype(
+            "int32"
+        ),
+        "padding_mask": np.ones((batch, length), "int32"),
+    }
+
+
+class SDGMBackboneTest(TestCase):
+    def test_backbone_basics(self):
+        self.run_backbone_test(
+            cls=SDGMBackbone,
+            init_kwargs=TINY,
+            input_data=tiny_inputs(),
+            expected_output_shape=(2, 6, 8),
+        )
+
+    def test_saved_model(self):
+        self.run_model_saving_test(
+            cls=SDGMBackbone, init_kwargs=TINY, input_data=tiny_inputs()
+        )
+
+    def test_default_encoder_covers_the_window(self):
+        backbone = SDGMBackbone(vocabulary_size=10, hidden_dim=8,
+                                num_atoms=4, sequence_length=128)
+        self.assertEqual(backbone.dilation_rates, [1, 2, 4, 8, 16, 32, 64])
+        self.assertEqual(backbone.intermediate_dim, 32)
+        receptive_field = backbone.blocks[0].encoder.receptive_field
+        self.assertGreaterEqual(receptive_field, 128)
+        self.assertEqual(covering_dilation_rates(2, 4), [1, 2])
+
+    def test_presets(self):
+        self.assertIn("sdgm_paper", SDGMBackbone.presets)
+        paper = SDGMBackbone.from_preset("sdgm_paper", vocabulary_size=100)
+        self.assertEqual(
+            (paper.hidden_dim, paper.num_atoms, paper.sequence_length,
+             paper.num_layers, paper.dilation_rates, paper.intermediate_dim,
+             paper.residual),
+            (512, 256, 128, 1, [1], 0, False),
+        )
+        tiny = SDGMBackbone.from_preset(
+            "sdgm_tiny", vocabulary_size=20, num_layers=1
+        )
+        self.assertEqual(tiny.num_layers, 1)
+        with self.assertRaisesRegex(ValueError, "sdgm_paper"):
+            SDGMBackbone.from_preset("sdgm_huge", vocabulary_size=10)
+        with self.assertRaisesRegex(ValueError, "vocabulary_size"):
+            SDGMBackbone.from_preset("sdgm_paper")
+
+    @parameterized.named_parameters(
+        ("vocabulary_size", "vocabulary_size", 0),
+        ("hidden_dim", "hidden_dim", -4),
+        ("num_atoms", "num_atoms", 0),
+        ("sequence_length", "sequence_length", 0),
+        ("num_layers", "num_layers", 0),
+        ("kernel_size", "kernel_size", 0),
+        ("intermediate_dim", "intermediate_dim", -1),
+        ("num_mixture_components", "num_mixture_components", 0),
+        ("dilation_rates", "dilation_rates", [1, -2]),
+        ("float_dim", "hidden_dim", 8.5),
+    )
+    def test_invalid_config(self, argument, value):
+        with self.assertRaisesRegex(ValueError, argument):
+            SDGMBackbone(**{**TINY, argument: value})
+
+    def test_invalid_inputs(self):
+        backbone = SDGMBackbone(**TINY)
+        good = tiny_inputs()
+        with self.assertRaisesRegex(ValueError, r"\[0, 10\)"):
+            backbone({**good, "token_ids": good["token_ids"] + 5})
+        with self.assertRaisesRegex(ValueError, r"\[0, 10\)"):
+            backbone({**good, "token_ids": good["token_ids"] - 1})
+        with self.assertRaisesRegex(ValueError, "integer"):
+            backbone({**good, "token_ids": good["token_ids"].astype("float32")})
+        with self.assertRaisesRegex(ValueError, "rank 2"):
+            backbone({**good, "token_ids": good["token_ids"][..., None]})
+        with self.assertRaisesRegex(ValueError, "shape of `token_ids`"):
+            backbone({**good, "padding_mask": good["padding_mask"][:, :4]})
+        with self.assertRaisesRegex(ValueError, "padding_mask"):
+            backbone(good["token_ids"])
+
+    def test_out_of_range_ids_are_nan_inside_compiled_predict(self):
+        backbone = SDGMBackbone(**TINY)
+        bad = tiny_inputs()
+        bad["token_ids"][1, 2] = 10
+        if keras.config.backend() == "torch":
+            # torch runs eagerly: the value check raises.
+            with self.assertRaisesRegex(ValueError, r"\[0, 10\)"):
+                backbone.predict(bad, verbose=0)
+            return
+        output = backbone.predict(bad, verbose=0)
+        # The row with the bad id is NaN from that position on; the other
+        # row is untouched.
+        self.assertTrue(np.all(np.isnan(output[1, 2:])))
+        self.assertTrue(np.all(np.isfinite(output[0])))

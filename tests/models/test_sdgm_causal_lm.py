@@ -1,0 +1,234 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from absl.testing import parameterized
+from keras import ops
+
+from keras_sdgm.models import SDGMBackbone
+from keras_sdgm.models import SDGMCausalLM
+from tests.testing import TestCase
+
+TINY = {
+    "vocabulary_size": 10,
+    "hidden_dim": 8,
+    "num_atoms": 4,
+    "sequence_length": 8,
+    "num_layers": 2,
+    "intermediate_dim": 16,
+    "num_mixture_components": 2,
+}
+ALL_TERMS = {
+    "reconstruction_weight": 0.5,
+    "stft_weight": 0.25,
+    "prior_weight": 0.01,
+}
+
+
+def lm_batch(batch=4, length=8, vocabulary_size=10, seed=0):
+    rng = np.random.RandomState(seed)
+    tokens = rng.randint(0, vocabulary_size, (batch, length + 1))
+    x = {
+        "token_ids": tokens[:, :-1].astype("int32"),
+        "padding_mask": np.ones((batch, length), "int32"),
+    }
+    return x, tokens[:, 1:].astype("int32"), np.ones((batch, length), "float32")
+
+
+def tiny_lm(**kwargs):
+    backbone = SDGMBackbone(**{**TINY, **kwargs.pop("backbone", {})})
+    return SDGMCausalLM(backbone, **kwargs)
+
+
+class SDGMCausalLMTest(TestCase):
+    def test_call_returns_plain_logits(self):
+        lm = tiny_lm()
+        x, _, _ = lm_batch()
+        logits = lm(x)
+        self.assertEqual(tuple(logits.shape), (4, 8, 10))
+        self.assertAllClose(lm.predict(x, verbose=0), logits, atol=1e-5)
+
+    def test_fit_logs_every_term_and_weights_them(self):
+        lm = tiny_lm(nll_weight=0.7, **ALL_TERMS)
+        lm.compile()
+        x, y, sw = lm_batch()
+        history = lm.fit(x, y, sample_weight=sw, epochs=2, verbose=0)
+        for name in ("loss", "nll", "reconstruction_loss", "stft_loss",
+                     "prior_loss", "perplexity"):
+            self.assertIn(name, history.history)
+            self.assertTrue(np.all(np.isfinite(history.history[name])))
+        # On one batch, evaluate's total is the weighted sum of its terms
+        # and the perplexity is exp(NLL).
+        result = lm.evaluate(x, y, sample_weight=sw, verbose=0,
+                             return_dict=True)
+        expected = (
+            0.7 * result["nll"]
+            + 0.5 * result["reconstruction_loss"]
+            + 0.25 * result["stft_loss"]
+            + 0.01 * result["prior_loss"]
+        )
+        self.assertAllClose(result["loss"], expected, rtol=1e-5)
+        self.assertAllClose(result["perplexity"], np.exp(result["nll"]),
+                            rtol=1e-5)
+
+    def test_reconstruction_term_matches_its_definition(self):
+        lm = tiny_lm(backbone={"num_layers": 1})
+        x, y, sw = lm_batch()
+        x["padding_mask"][:, 6:] = 0
+        lm(x)
+        target, reconstruction, _ = lm.backbone.blocks[0].auxiliary_outputs
+        mask = x["padding_mask"][..., None]
+        error = (ops.convert_to_numpy(reconstruction)
+                 - ops.convert_to_numpy(target)) ** 2
+        expected = (error * mask).sum() / (mask.sum() * error.shape[-1])
+        terms = lm.auxiliary_terms(x["padding_mask"])
+        self.assertAllClose(terms["reconstruction"], expected, rtol=1e-5)
+
+    def test_zero_weight_terms_pass_no_gradient(self):
+        # The priors are reached by the prior term only: with its weight at
+        # 0 they must not move; with a positive weight they must.
+        x, y, sw = lm_batch()
+        for prior_weight, should_move in ((0.0, False), (1.0, True)):
+            lm = tiny_lm(stft_weight=1.0, prior_weight=prior_weight)
+            lm.compile(optimizer=keras.optimizers.SGD(0.1))
+            before = ops.convert_to_numpy(lm.backbone.blocks[0].prior.means)
+            lm.fit(x, y, sample_weight=sw, epochs=2, verbose=0)
+            after = ops.convert_to_numpy(lm.backbone.blocks[0].prior.means)
+            self.assertEqual(not np.allclose(before, after), should_move)
+
+    def test_saved_model(self):
+        x, _, _ = lm_batch()
+        self.run_model_saving_test(
+            cls=SDGMCausalLM,
+            init_kwargs={"backbone": SDGMBackbone(**TINY),
+                         **ALL_TERMS},
+            input_data=x,
+            atol=0,
+            rtol=0,
+        )
+
+    def test_loaded_model_keeps_config_and_trains_on(self):
+        lm = tiny_lm(**ALL_TERMS)
+        lm.compile()
+        x, y, sw = lm_batch()
+        lm.fit(x, y, sample_weight=sw, verbose=0)
+        path = os.path.join(self.get_temp_dir(), "lm.keras")
+        lm.save(path)
+        restored = keras.models.load_model(path)
+        self.assertEqual(restored.get_config()["stft_weight"], 0.25)
+        self.assertAllClose(restored(x), lm(x), atol=0, rtol=0)
+        history = restored.fit(x, y, sample_weight=sw, verbose=0)
+        self.assertIn("stft_loss", history.history)
+
+    @parameterized.named_parameters(("tensorflow", "tensorflow"),
+                                    ("jax", "jax"))
+    def test_fit_with_jit_compile(self, backend):
+        if keras.config.backend() != backend:
+            pytest.skip(f"jit_compile=True is checked under {backend} only "
+                        "(torch.compile is not a supported target)")
+        lm = tiny_lm(**ALL_TERMS)
+        lm.compile(jit_compile=True)
+        x, y, sw = lm_batch()
+        history = lm.fit(x, y, sample_weight=sw, epochs=3, verbose=0)
+        self.assertTrue(np.all(np.isfinite(history.history["loss"])))
+        self.assertLess(history.history["loss"][-1], history.history["loss"][0])
+
+    def test_mixed_precision_fit(self):
+        lm = tiny_lm(backbone={"dtype": "mixed_bfloat16"}, **ALL_TERMS)
+        lm.compile()
+        x, y, sw = lm_batch()
+        self.assertDTypeEqual(lm.backbone(x), "bfloat16")
+        self.assertDTypeEqual(lm.backbone.blocks[0].dictionary.amplitude,
+                              "float32")
+        history = lm.fit(x, y, sample_weight=sw, epochs=2, verbose=0)
+        self.assertTrue(np.all(np.isfinite(history.history["loss"])))
+
+    def test_from_preset(self):
+        lm = SDGMCausalLM.from_preset(
+            "sdgm_tiny", vocabulary_size=30, stft_weight=1.0
+        )
+        self.assertEqual(lm.backbone.vocabulary_size, 30)
+        self.assertEqual(lm.stft_weight, 1.0)
+
+    def test_invalid_arguments(self):
+        with self.assertRaisesRegex(ValueError, "stft_weight"):
+            tiny_lm(stft_weight=-1)
+        with self.assertRaisesRegex(ValueError, "stft_fft_length"):
+            tiny_lm(stft_fft_length=0)
+        lm = tiny_lm()
+        x, _, _ = lm_batch()
+        with self.assertRaisesRegex(ValueError, r"\[0, 10\)"):
+            lm({**x, "token_ids": x["token_ids"] + 10})
+        with self.assertRaisesRegex(ValueError, "integer"):
+            lm.predict({**x, "token_ids": x["token_ids"] * 1.0}, verbose=0)
+
+
+class CausalityTest(TestCase):
+    @parameterized.named_parameters(
+        ("one_block_kernel_3", 1, 3, [1], False),
+        ("one_block_kernel_1", 1, 1, [1], True),
+        ("three_blocks_kernel_2_dilated", 3, 2, [1, 2, 4], True),
+        ("three_blocks_kernel_5", 3, 5, [1, 3], True),
+    )
+    def test_future_tokens_do_not_change_past_logits(
+        self, num_layers, kernel_size, dilation_rates, residual
+    ):
+        lm = tiny_lm(backbone={
+            "num_layers": num_layers, "kernel_size": kernel_size,
+            "dilation_rates": dilation_rates, "residual": residual,
+            "sequence_length": 16, "vocabulary_size": 20,
+        })
+        rng = np.random.RandomState(num_layers * 10 + kernel_size)
+        x = {"token_ids": rng.randint(0, 20, (3, 16)).astype("int32"),
+             "padding_mask": np.ones((3, 16), "int32")}
+        base = ops.convert_to_numpy(lm(x))
+        for t in (1, 5, 11, 15):
+            perturbed = x["token_ids"].copy()
+            perturbed[:, t:] = rng.randint(0, 20, perturbed[:, t:].shape)
+            logits = ops.convert_to_numpy(lm({**x, "token_ids": perturbed}))
+            self.assertLessEqual(np.abs(logits[:, :t] - base[:, :t]).max(), 1e-5)
+            # And the perturbation is visible from position t on.
+            self.assertGreater(np.abs(logits[:, t:] - base[:, t:]).max(), 1e-4)
+
+
+CROSS_BACKEND_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import keras
+    import numpy as np
+    import keras_sdgm  # registers the classes
+
+    model = keras.models.load_model(sys.argv[1])
+    inputs = dict(np.load(sys.argv[2]))
+    np.save(sys.argv[3], keras.ops.convert_to_numpy(model(inputs)))
+    """
+)
+
+
+class CrossBackendTest(TestCase):
+    def test_saved_model_loads_under_every_backend(self):
+        lm = tiny_lm(**ALL_TERMS)
+        x, _, _ = lm_batch()
+        expected = ops.convert_to_numpy(lm(x))
+        tmp = self.get_temp_dir()
+        model_path = os.path.join(tmp, "lm.keras")
+        inputs_path = os.path.join(tmp, "inputs.npz")
+        lm.save(model_path)
+        np.savez(inputs_path, **x)
+        for backend in ("tensorflow", "jax", "torch"):
+            if backend == keras.config.backend():
+                continue
+            out_path = os.path.join(tmp, f"logits_{backend}.npy")
+            env = {**os.environ, "KERAS_BACKEND": backend}
+            result = subprocess.run(
+                [sys.executable, "-c", CROSS_BACKEND_SCRIPT, model_path,
+                 inputs_path, out_path],
+                env=env, capture_output=True, text=True, timeout=300,
+            )
+            self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
+            self.assertAllClose(np.load(out_path), expected, atol=1e-5,
+                                rtol=1e-5)
