@@ -7,6 +7,9 @@ from keras_hub.models import CausalLM
 
 from keras_sdgm.losses.stft_magnitude_loss import STFTMagnitudeLoss
 from keras_sdgm.models.sdgm.sdgm_backbone import SDGMBackbone
+from keras_sdgm.models.sdgm.sdgm_causal_lm_preprocessor import (
+    SDGMCausalLMPreprocessor,
+)
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
 from keras_sdgm.utils.validation import check_token_inputs
 from keras_sdgm.utils.validation import require_non_negative_float
@@ -68,7 +71,7 @@ class SDGMCausalLM(CausalLM):
     """
 
     backbone_cls = SDGMBackbone
-    preprocessor_cls = None
+    preprocessor_cls = SDGMCausalLMPreprocessor
 
     def __init__(
         self,

@@ -1,0 +1,104 @@
+"""What a recipe run leaves behind: throughput, curves and metrics.json."""
+
+import csv
+import json
+import platform
+import time
+
+import keras
+import numpy as np
+
+
+class ThroughputMeter(keras.callbacks.Callback):
+    """Median seconds per training step, after `warmup_steps` steps.
+
+    Args:
+        tokens_per_step: int. Tokens in one training batch.
+        warmup_steps: int. Steps left out (compilation, caches).
+    """
+
+    def __init__(self, tokens_per_step, warmup_steps=5):
+        super().__init__()
+        self.tokens_per_step = tokens_per_step
+        self.warmup_steps = warmup_steps
+        self.step_seconds = []
+        self._seen = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._seen += 1
+        if self._seen > self.warmup_steps:
+            self.step_seconds.append(time.perf_counter() - self._start)
+
+    def tokens_per_second(self):
+        if not self.step_seconds:
+            return None
+        return self.tokens_per_step / float(np.median(self.step_seconds))
+
+
+def read_csv_log(path):
+    """The rows of a `keras.callbacks.CSVLogger` file as dicts of floats."""
+    try:
+        with open(path, newline="") as f:
+            return [
+                {k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(f)
+            ]
+    except FileNotFoundError:
+        return []
+
+
+def plot_training_curves(csv_path, png_path, title):
+    """Loss and perplexity per epoch, training and validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_csv_log(csv_path)
+    if not rows:
+        return None
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("loss", "perplexity")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            key = prefix + metric
+            if key in rows[0]:
+                axis.plot(epochs, [r[key] for r in rows], style, label=key)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.legend()
+    axes[1].set_yscale("log")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=100)
+    plt.close(figure)
+    return png_path
+
+
+def library_versions():
+    import keras_hub
+
+    import keras_sdgm
+
+    versions = {
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "keras_hub": keras_hub.__version__,
+        "keras_sdgm": keras_sdgm.__version__,
+        "numpy": np.__version__,
+    }
+    backend = keras.config.backend()
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[
+        backend
+    ]
+    versions[module] = __import__(module).__version__
+    return versions
+
+
+def write_json(path, data):
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
