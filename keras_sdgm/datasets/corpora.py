@@ -161,12 +161,18 @@ def _download(spec, path, split):
     try:
         if spec.archive_members is None:
             keras.utils.get_file(
-                fname=path, origin=origin, file_hash=spec.sha256[split]
+                fname=os.path.basename(path),
+                origin=origin,
+                file_hash=spec.sha256[split],
+                cache_dir=os.path.dirname(path),
+                cache_subdir="",
             )
             return
         archive = keras.utils.get_file(
-            fname=os.path.join(cache_dir(), os.path.basename(origin)),
+            fname=os.path.basename(origin),
             origin=origin,
+            cache_dir=cache_dir(),
+            cache_subdir="",
         )
         with zipfile.ZipFile(archive) as zipped:
             for member_split, member in spec.archive_members.items():

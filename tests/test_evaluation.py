@@ -1,0 +1,63 @@
+import numpy as np
+from absl.testing import parameterized
+from keras import ops
+
+from keras_sdgm import evaluate_perplexity
+from keras_sdgm.evaluation import scoring_windows
+from keras_sdgm.models import SDGMBackbone
+from keras_sdgm.models import SDGMCausalLM
+from tests.testing import TestCase
+
+
+def direct_perplexity(lm, token_ids, length, stride):
+    """Reference: one forward pass per prediction, with its full context.
+
+    The prediction of token j sees the tokens of the window that scores it
+    (SPEC section 6): for non-overlapping windows, those since the window's
+    start; for sliding windows, at most `length` tokens.
+    """
+    nll = []
+    for j in range(1, len(token_ids)):
+        if stride == length:
+            start = ((j - 1) // length) * length
+        else:
+            # The one window whose scored targets (the last `stride` of a
+            # window, all of them for the first) contain j.
+            start = 0
+            while start + length < j:
+                start += stride
+        context = token_ids[start:j]
+        x = {"token_ids": context[None].astype("int32"),
+             "padding_mask": np.ones((1, len(context)), "int32")}
+        logits = ops.convert_to_numpy(lm(x))[0, -1].astype("float64")
+        log_z = np.log(np.exp(logits - logits.max()).sum()) + logits.max()
+        nll.append(log_z - logits[token_ids[j]])
+    return float(np.exp(np.mean(nll)))
+
+
+class EvaluatePerplexityTest(TestCase):
+    @parameterized.named_parameters(("non_overlapping", 8), ("sliding", 3))
+    def test_scores_every_token_once(self, stride):
+        _, _, targets, weights = scoring_windows(np.arange(30), 8, stride)
+        scored = targets[weights > 0]
+        self.assertAllEqual(np.sort(scored), np.arange(1, 30))
+
+    @parameterized.named_parameters(("non_overlapping", 6), ("sliding", 2))
+    def test_matches_token_by_token_reference(self, stride):
+        lm = SDGMCausalLM(SDGMBackbone(
+            vocabulary_size=12, hidden_dim=8, num_atoms=4, sequence_length=6,
+        ))
+        token_ids = np.random.RandomState(0).randint(0, 12, 23).astype("int32")
+        result = evaluate_perplexity(lm, token_ids, stride=stride, verbose=0)
+        self.assertEqual(result["num_predicted"], 22)
+        expected = direct_perplexity(lm, token_ids, 6, stride)
+        self.assertAllClose(result["perplexity"], expected, rtol=1e-4)
+
+    def test_invalid_arguments(self):
+        lm = SDGMCausalLM(SDGMBackbone(
+            vocabulary_size=12, hidden_dim=8, num_atoms=4, sequence_length=6,
+        ))
+        with self.assertRaisesRegex(ValueError, "stride"):
+            evaluate_perplexity(lm, np.arange(10), stride=7)
+        with self.assertRaisesRegex(ValueError, "preprocessor"):
+            evaluate_perplexity(lm, ["some text"])
