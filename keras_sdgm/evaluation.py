@@ -13,7 +13,7 @@ def evaluate_perplexity(
     tokens,
     stride=None,
     sequence_length=None,
-    batch_size=16,
+    batch_size=64,
     verbose=1,
 ):
     """Perplexity of a causal LM over a whole token stream.
@@ -129,8 +129,7 @@ def scoring_windows(token_ids, sequence_length, stride):
 
 
 def _token_nll(logits, targets):
-    """`-log softmax(logits)[target]` per position, in float64."""
-    logits = logits.astype("float64")
+    """`-log softmax(logits)[target]` per position."""
     peak = logits.max(axis=-1, keepdims=True)
     log_normalizer = np.log(np.exp(logits - peak).sum(axis=-1)) + peak[..., 0]
     target_logits = np.take_along_axis(logits, targets[..., None], axis=-1)

@@ -34,6 +34,7 @@ from keras_sdgm.evaluation import evaluate_perplexity
 from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
+from keras_sdgm.training import callbacks as callbacks_lib
 from keras_sdgm.training import model_builders
 from keras_sdgm.training import reporting
 
@@ -75,6 +76,8 @@ def build_parser(corpus):
     add("--epochs", type=int, default=10)
     add("--patience", type=int, default=2,
         help="Epochs without a better validation perplexity before stopping.")
+    add("--steps-per-epoch", type=int, default=None,
+        help="Steps between validations (default: one pass over the data).")
     add("--max-steps", type=int, default=None,
         help="Train at most this many steps (whole epochs when larger).")
     add("--eval-stride", type=int, default=None,
@@ -123,7 +126,7 @@ def main(corpus, argv=None):
         ],
     )
 
-    steps_per_epoch = math.ceil(
+    steps_per_epoch = args.steps_per_epoch or math.ceil(
         len(token_windows(tokens["train"], args.sequence_length))
         / args.batch_size
     )
@@ -142,13 +145,8 @@ def main(corpus, argv=None):
     best_path = os.path.join(output_dir, "best.keras")
     csv_path = os.path.join(output_dir, "log.csv")
     past = reporting.read_csv_log(csv_path)
-    throughput = reporting.ThroughputMeter(args.batch_size * args.sequence_length)
+    throughput = callbacks_lib.ThroughputMeter(args.batch_size * args.sequence_length)
     callbacks = [
-        keras.callbacks.BackupAndRestore(
-            os.path.join(output_dir, "backup"),
-            save_freq=args.checkpoint_every,
-            double_checkpoint=True,
-        ),
         keras.callbacks.ModelCheckpoint(
             best_path, monitor="val_perplexity", mode="min",
             save_best_only=True,
@@ -163,6 +161,11 @@ def main(corpus, argv=None):
         keras.callbacks.CSVLogger(csv_path, append=True),
         keras.callbacks.TerminateOnNaN(),
         throughput,
+        callbacks_lib.StepAndEpochBackup(
+            os.path.join(output_dir, "backup"),
+            save_freq=args.checkpoint_every,
+            double_checkpoint=True,
+        ),
     ]
     if resuming:
         print(f"Resuming the run in {output_dir} ({len(past)} epochs logged).")

@@ -3,39 +3,9 @@
 import csv
 import json
 import platform
-import time
 
 import keras
 import numpy as np
-
-
-class ThroughputMeter(keras.callbacks.Callback):
-    """Median seconds per training step, after `warmup_steps` steps.
-
-    Args:
-        tokens_per_step: int. Tokens in one training batch.
-        warmup_steps: int. Steps left out (compilation, caches).
-    """
-
-    def __init__(self, tokens_per_step, warmup_steps=5):
-        super().__init__()
-        self.tokens_per_step = tokens_per_step
-        self.warmup_steps = warmup_steps
-        self.step_seconds = []
-        self._seen = 0
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._seen += 1
-        if self._seen > self.warmup_steps:
-            self.step_seconds.append(time.perf_counter() - self._start)
-
-    def tokens_per_second(self):
-        if not self.step_seconds:
-            return None
-        return self.tokens_per_step / float(np.median(self.step_seconds))
 
 
 def read_csv_log(path):
