@@ -31,10 +31,10 @@ def build_causal_lm(args, preprocessor):
         hidden_dim=args.hidden_dim,
         num_atoms=args.num_atoms,
         sequence_length=args.sequence_length,
+        num_layers=args.num_layers,
         **{
             name: getattr(args, name)
             for name in (
-                "num_layers",
                 "kernel_size",
                 "dilation_rates",
                 "coefficient_activation",

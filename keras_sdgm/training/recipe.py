@@ -51,11 +51,14 @@ def build_parser(corpus):
     add("--model", choices=["sdgm", "gpt2"], default="sdgm")
     add("--preset", choices=sorted(backbone_presets), default="sdgm_base",
         help="SDGM architecture; the size flags below override it.")
-    add("--hidden-dim", type=int, default=512)
-    add("--num-atoms", type=int, default=256, help="SDGM dictionary size K.")
-    add("--sequence-length", type=int, default=128)
+    add("--hidden-dim", type=int, default=None,
+        help="Default: the preset's (sdgm_base: 512).")
+    add("--num-atoms", type=int, default=None,
+        help="SDGM dictionary size K. Default: the preset's (256).")
+    add("--sequence-length", type=int, default=None,
+        help="Training window L. Default: the preset's (128).")
     add("--num-layers", type=int, default=None,
-        help="Blocks (SDGM: preset's; GPT-2: 2 if unset).")
+        help="Blocks or Transformer layers. Default: the preset's.")
     add("--kernel-size", type=int, default=None)
     add("--dilation-rates", type=_int_list, default=None,
         help="Comma-separated, e.g. 1,2,4 (SDGM).")
@@ -100,8 +103,11 @@ def build_parser(corpus):
 def main(corpus, argv=None):
     """Runs the recipe for `corpus` (`"ptb"` or `"wikitext2"`)."""
     args = build_parser(corpus).parse_args(argv)
-    if args.model == "gpt2" and args.num_layers is None:
-        args.num_layers = 2
+    # Sizes not given come from the preset, for GPT-2 too (same size).
+    preset = backbone_presets[args.preset]["config"]
+    for name in ("hidden_dim", "num_atoms", "sequence_length", "num_layers"):
+        if getattr(args, name) is None:
+            setattr(args, name, preset[name])
     output_dir = args.output_dir or os.path.join("runs", f"{corpus}-{args.model}")
     config = {"corpus": corpus, **vars(args)}
     del config["overwrite"], config["verbose"], config["output_dir"]

@@ -1,4 +1,5 @@
 import copy
+import os
 
 import keras
 from keras import ops
@@ -229,7 +230,7 @@ class SDGMBackbone(Backbone):
                     "for PTB, 33278 for WikiText-2)."
                 )
             return cls(**config)
-        if "/" not in str(preset) and ":" not in str(preset):
+        if not os.path.isdir(str(preset)) and "://" not in str(preset):
             raise ValueError(
                 f"Unknown SDGM preset {preset!r}. Known presets: "
                 f"{', '.join(sorted(backbone_presets))}; or pass a preset "
