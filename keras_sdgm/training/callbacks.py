@@ -1,5 +1,7 @@
 """Callbacks of the recipes: resumable backups and a throughput meter."""
 
+import json
+import os
 import time
 
 import keras
@@ -21,6 +23,16 @@ class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
         super().on_epoch_end(epoch, logs)
         if self.save_freq != "epoch":
             self._save_model()
+
+    @staticmethod
+    def restored_epoch(backup_dir):
+        """The epoch a resumed run will start at (0 without a backup)."""
+        path = os.path.join(backup_dir, "training_metadata.json")
+        try:
+            with open(path) as f:
+                return int(json.load(f)["epoch"])
+        except (OSError, ValueError, KeyError):
+            return 0
 
 
 class ThroughputMeter(keras.callbacks.Callback):

@@ -150,7 +150,9 @@ def main(corpus, argv=None):
     )
     best_path = os.path.join(output_dir, "best.keras")
     csv_path = os.path.join(output_dir, "log.csv")
-    past = reporting.read_csv_log(csv_path)
+    backup_dir = os.path.join(output_dir, "backup")
+    start_epoch = callbacks_lib.StepAndEpochBackup.restored_epoch(backup_dir)
+    past = reporting.truncate_csv_log(csv_path, start_epoch)
     throughput = callbacks_lib.ThroughputMeter(args.batch_size * args.sequence_length)
     callbacks = [
         keras.callbacks.ModelCheckpoint(
@@ -168,13 +170,16 @@ def main(corpus, argv=None):
         keras.callbacks.TerminateOnNaN(),
         throughput,
         callbacks_lib.StepAndEpochBackup(
-            os.path.join(output_dir, "backup"),
+            backup_dir,
             save_freq=args.checkpoint_every,
             double_checkpoint=True,
+            # Kept until metrics.json is written: a run killed while it is
+            # evaluated resumes after its last epoch, not from scratch.
+            delete_checkpoint=False,
         ),
     ]
     if resuming:
-        print(f"Resuming the run in {output_dir} ({len(past)} epochs logged).")
+        print(f"Resuming the run in {output_dir} at epoch {start_epoch + 1}.")
     lm.fit(
         train,
         epochs=epochs,

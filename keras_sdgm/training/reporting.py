@@ -20,6 +20,26 @@ def read_csv_log(path):
         return []
 
 
+def truncate_csv_log(path, num_epochs):
+    """Keeps the first `num_epochs` epochs of a CSV log; returns their rows.
+
+    A resumed run restarts at the epoch of its last backup: rows logged
+    after that backup describe weights that were lost, and would be logged
+    twice.
+    """
+    try:
+        with open(path, newline="") as f:
+            lines = f.read().splitlines(keepends=True)
+    except FileNotFoundError:
+        return []
+    kept = lines[:1] + [
+        line for line in lines[1:] if int(line.split(",", 1)[0]) < num_epochs
+    ]
+    with open(path, "w", newline="") as f:
+        f.writelines(kept)
+    return read_csv_log(path)
+
+
 def plot_training_curves(csv_path, png_path, title):
     """Loss and perplexity per epoch, training and validation."""
     import matplotlib

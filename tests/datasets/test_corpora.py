@@ -1,6 +1,7 @@
 import hashlib
 import os
 import shutil
+from unittest import mock
 
 import pytest
 
@@ -26,11 +27,8 @@ class CorporaTest(TestCase):
             self.assertEqual(sum(len(l.split()) + 1 for l in lines), size)
 
     def test_environment_variable_is_used(self):
-        os.environ["KERAS_SDGM_DATA_DIR"] = self.data_dir
-        try:
+        with mock.patch.dict(os.environ, {"KERAS_SDGM_DATA_DIR": self.data_dir}):
             path = datasets.corpus_path("ptb", "test")
-        finally:
-            del os.environ["KERAS_SDGM_DATA_DIR"]
         self.assertEqual(path, os.path.join(self.data_dir, "ptb", "test.txt"))
 
     def test_checksum_mismatch_names_the_file(self):
@@ -50,42 +48,44 @@ class CorporaTest(TestCase):
             datasets.load_lines("ptb", "test", data_dir=empty)
 
     def test_offline_with_empty_cache_explains_what_to_do(self):
-        os.environ["KERAS_HOME"] = self.get_temp_dir()
-        os.environ.pop("KERAS_SDGM_DATA_DIR", None)
-        try:
+        with _only_the_keras_cache(self.get_temp_dir()):
             with self.assertRaisesRegex(FileNotFoundError, "download=False"):
                 datasets.load_lines("ptb", "test", download=False)
-        finally:
-            del os.environ["KERAS_HOME"]
 
     def test_download_verifies_and_caches(self):
         # A file:// origin stands in for the public URL: same code path.
-        os.environ["KERAS_HOME"] = self.get_temp_dir()
-        saved = datasets.CORPORA["ptb"]
-        source = os.path.join(self.data_dir, "ptb", "{split}.txt")
-        datasets.CORPORA["ptb"] = type(saved)(
-            folder=saved.folder, sha256=saved.sha256, origin="file://" + source
-        )
-        try:
+        published = datasets.CORPORA["ptb"]
+        source = "file://" + os.path.join(self.data_dir, "ptb", "{split}.txt")
+
+        def ptb_from(sha256):
+            return {"ptb": type(published)(
+                folder=published.folder, sha256=sha256, origin=source
+            )}
+
+        with _only_the_keras_cache(self.get_temp_dir()), mock.patch.dict(
+            datasets.CORPORA, ptb_from(published.sha256)
+        ):
             path = datasets.corpus_path("ptb", "valid")
             self.assertTrue(path.startswith(datasets.cache_dir()))
             with open(path, "rb") as f:
                 digest = hashlib.sha256(f.read()).hexdigest()
-            self.assertEqual(digest, saved.sha256["valid"])
-            # A corrupted origin is refused, not used.
-            datasets.CORPORA["ptb"] = type(saved)(
-                folder=saved.folder,
-                sha256={**saved.sha256, "test": "0" * 64},
-                origin="file://" + source,
-            )
+            self.assertEqual(digest, published.sha256["valid"])
+        # A download that does not match its checksum is refused, not used.
+        with _only_the_keras_cache(self.get_temp_dir()), mock.patch.dict(
+            datasets.CORPORA, ptb_from({**published.sha256, "test": "0" * 64})
+        ):
             with pytest.raises((ValueError, FileNotFoundError)):
                 datasets.corpus_path("ptb", "test")
-        finally:
-            datasets.CORPORA["ptb"] = saved
-            del os.environ["KERAS_HOME"]
 
     def test_unknown_names(self):
         with self.assertRaisesRegex(ValueError, "wikitext2"):
             datasets.load_lines("wt103", "train")
         with self.assertRaisesRegex(ValueError, "valid"):
             datasets.load_lines("ptb", "validation", data_dir=self.data_dir)
+
+
+def _only_the_keras_cache(keras_home):
+    """No data folder set, and the Keras cache in `keras_home`."""
+    environ = {k: v for k, v in os.environ.items() if k != "KERAS_SDGM_DATA_DIR"}
+    environ["KERAS_HOME"] = keras_home
+    return mock.patch.dict(os.environ, environ, clear=True)
