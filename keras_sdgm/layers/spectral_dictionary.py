@@ -39,10 +39,9 @@ class SpectralDictionary(keras.layers.Layer):
     - phase: uniform on `[0, 2 pi)`.
     - amplitude: normal with standard deviation 0.02 (GPT-2's scale), so a
       residual block starts close to the identity and the token's own
-      embedding is not drowned by the reconstruction. Measured on the PTB
-      slice of `tests/models/test_training.py` (3 seeds, 2 backends): 259 to
-      272 validation perplexity after 5 epochs, against 265 to 380 with a
-      unit-variance reconstruction (standard deviation `sqrt(2 / K)`).
+      embedding is not drowned by the reconstruction. With a unit-variance
+      start (standard deviation `sqrt(2 / K)`) one of three seeds stalled
+      (`experiments/ptb_slice.py`, table in the README).
 
     Args:
         num_atoms: int. Number of atoms `K`.
