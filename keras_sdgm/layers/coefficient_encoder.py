@@ -21,10 +21,11 @@ class CoefficientEncoder(keras.layers.Layer):
     `t` depends on positions `<= t`.
 
     For cached decoding, `call(..., return_states=True)` also returns each
-    convolution's state (its last `(kernel_size - 1) * rate` input frames,
-    zeros where the sequence is shorter), and `step()` consumes one new
-    position and the states and returns the coefficient and the new states.
-    The cost of a step does not depend on how long the context is.
+    convolution's state (the `(kernel_size - 1) * rate` input frames before
+    position `state_index`, by default the end of the sequence; zeros before
+    position 0), and `step()` consumes one new position and the states and
+    returns the coefficient and the new states. The cost of a step does not
+    depend on how long the context is.
 
     Args:
         num_atoms: int. Number of coefficients per position.
@@ -96,25 +97,41 @@ class CoefficientEncoder(keras.layers.Layer):
     def _state_width(self, convolution):
         return (self.kernel_size - 1) * convolution.dilation_rate[0]
 
-    def _last_frames(self, x, width):
-        """The last `width` frames of `x`, left-padded with zeros if short."""
-        if width == 0:
-            return x[:, :0, :]
+    def _frames_before(self, x, width, index):
+        """Frames `index - width .. index - 1` of `x`, zeros before frame 0."""
         padded = ops.pad(x, [[0, 0], [width, 0], [0, 0]])
-        return padded[:, -width:, :]
+        batch_size, _, channels = ops.shape(x)
+        return ops.slice(padded, [0, index, 0], [batch_size, width, channels])
 
     def _output(self, convolution, x, conv_out):
         if convolution is self.convolutions[-1]:
             return self.activation(conv_out)
         return x + self.hidden_activation(conv_out)
 
-    def call(self, inputs, return_states=False):
+    def call(self, inputs, return_states=False, state_index=None):
+        """Coefficients of every position, and optionally decoding states.
+
+        Args:
+            inputs: tensor `(batch, length, hidden_dim)`.
+            return_states: bool. Also return the states that a `step()` at
+                position `state_index` reads.
+            state_index: int or scalar int tensor in `[0, length]`; default
+                `length` (the states for continuing after the sequence).
+
+        Returns:
+            Coefficients `(batch, length, num_atoms)`, or
+            `(coefficients, states)` with `return_states=True`.
+        """
         x = inputs
+        if state_index is None:
+            state_index = ops.shape(x)[1]
         states = []
         for convolution in self.convolutions:
             if return_states:
                 states.append(
-                    self._last_frames(x, self._state_width(convolution))
+                    self._frames_before(
+                        x, self._state_width(convolution), state_index
+                    )
                 )
             x = self._output(convolution, x, convolution(x))
         if return_states:

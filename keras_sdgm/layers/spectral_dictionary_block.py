@@ -164,9 +164,28 @@ class SpectralDictionaryBlock(keras.layers.Layer):
             x = x * ops.cast(padding_mask, x.dtype)[..., None]
         return x
 
-    def call(self, hidden, padding_mask=None, training=None):
+    def call(self, hidden, padding_mask=None, training=None, state_index=None):
+        """Applies the block to a whole sequence.
+
+        Args:
+            hidden: tensor `(batch, length, hidden_dim)`.
+            padding_mask: `(batch, length)` mask of real tokens, or `None`.
+            training: bool, for dropout.
+            state_index: `None`, or an int or scalar int tensor: also return
+                the encoder states that `call_with_cache()` at that position
+                reads (for seeding a decoding cache).
+
+        Returns:
+            The new hidden states, or `(hidden, encoder_states)` when
+            `state_index` is given.
+        """
         x = self._normalized_input(hidden, padding_mask)
-        coefficients = self.encoder(x)
+        if state_index is None:
+            coefficients = self.encoder(x)
+        else:
+            coefficients, states = self.encoder(
+                x, return_states=True, state_index=state_index
+            )
         hidden, reconstruction = self._mix(
             hidden, coefficients, 0, training
         )
@@ -174,7 +193,31 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         object.__setattr__(
             self, "auxiliary_outputs", (x, reconstruction, coefficients)
         )
-        return hidden
+        if state_index is None:
+            return hidden
+        return hidden, states
+
+    def call_with_cache(self, hidden, encoder_states, position):
+        """Applies the block to one new position, at a constant cost.
+
+        The encoder advances its convolution states by one frame and the
+        dictionary is evaluated at `position` only, so the cost does not
+        depend on how many positions came before.
+
+        Args:
+            hidden: tensor `(batch, 1, hidden_dim)`, the new position.
+            encoder_states: the encoder's states before `position`, from
+                `call(..., state_index=position)` or a previous
+                `call_with_cache()`.
+            position: int or scalar int tensor, the absolute position.
+
+        Returns:
+            `(hidden, encoder_states)` for the next position.
+        """
+        x = self.input_layer_norm(hidden)
+        coefficients, encoder_states = self.encoder.step(x, encoder_states)
+        hidden, _ = self._mix(hidden, coefficients, position, False)
+        return hidden, encoder_states
 
     def compute_output_shape(self, hidden_shape, padding_mask_shape=None):
         return hidden_shape

@@ -66,6 +66,12 @@ class CoefficientEncoderTest(TestCase):
             c, states = encoder.step(x[:, t : t + 1], states)
             self.assertAllClose(full[:, t : t + 1], c, atol=1e-5)
 
+        # From the states at a position inside a longer (padded) input.
+        _, states = encoder(x, return_states=True, state_index=6)
+        for t in range(6, 15):
+            c, states = encoder.step(x[:, t : t + 1], states)
+            self.assertAllClose(full[:, t : t + 1], c, atol=1e-5)
+
     def test_activation_is_configurable(self):
         encoder = CoefficientEncoder(3, activation="relu")
         out = ops.convert_to_numpy(encoder(keras.random.normal((2, 9, 4))))

@@ -4,6 +4,7 @@ import keras
 import keras_hub
 from keras import ops
 from keras_hub.models import CausalLM
+from keras_hub.src.utils.tensor_utils import any_equal
 
 from keras_sdgm.losses.stft_magnitude_loss import STFTMagnitudeLoss
 from keras_sdgm.models.sdgm.sdgm_backbone import SDGMBackbone
@@ -214,6 +215,115 @@ class SDGMCausalLM(CausalLM):
             totals["prior"] += -ops.sum(log_prob * mask) / count
         num_blocks = len(self.backbone.blocks)
         return {term: value / num_blocks for term, value in totals.items()}
+
+    def call_with_cache(self, token_ids, cache, cache_update_index):
+        """Forward pass of one new position with the decoding cache.
+
+        The cache holds, for every block, the states of its encoder's
+        causal convolutions (a fixed number of frames each); the position
+        is `cache_update_index` itself. One call costs the same at position
+        10 as at position 10,000.
+
+        Args:
+            token_ids: int tensor `(batch, 1)`, the token at
+                `cache_update_index`.
+            cache: list (one entry per block) of lists of state tensors.
+            cache_update_index: int or scalar int tensor, the absolute
+                position of `token_ids`.
+
+        Returns:
+            `(logits, hidden_states, cache)` for that position, logits of
+            shape `(batch, 1, vocabulary_size)`.
+        """
+        x = self.backbone.embed_tokens(token_ids)
+        next_cache = []
+        for block, encoder_states in zip(self.backbone.blocks, cache):
+            x, encoder_states = block.call_with_cache(
+                x, encoder_states, cache_update_index
+            )
+            next_cache.append(encoder_states)
+        hidden_states = self.backbone.layer_norm(x)
+        logits = self.backbone.token_embedding(hidden_states, reverse=True)
+        return logits, hidden_states, next_cache
+
+    def _build_cache(self, token_ids, padding_mask, index):
+        """Runs the prompt once; returns its hidden states and the cache.
+
+        The cache holds the encoder states before position `index`, which
+        every row's prompt covers (`index` is below the shortest prompt's
+        length), so rows with longer prompts stay correct as their
+        remaining prompt tokens are fed one at a time.
+        """
+        x = self.backbone.embed_tokens(token_ids)
+        cache = []
+        for block in self.backbone.blocks:
+            x, encoder_states = block(
+                x, padding_mask=padding_mask, state_index=index
+            )
+            cache.append(encoder_states)
+        return self.backbone.layer_norm(x), cache
+
+    def generate_step(self, inputs, stop_token_ids=None):
+        """A compilable generation function for one batch of inputs.
+
+        As keras-hub's `GPT2CausalLM.generate_step`: prompts are
+        left-aligned in `inputs["token_ids"]` with `inputs["padding_mask"]`
+        marking them; every position after a row's prompt is filled by the
+        compiled sampler, one cached step at a time.
+
+        Args:
+            inputs: dict with `"token_ids"` and `"padding_mask"`, both
+                `(batch, max_length)`.
+            stop_token_ids: ids that end a row's generation, or `None`.
+        """
+        token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
+        row_lengths = ops.sum(ops.cast(padding_mask, "int32"), axis=-1)
+        # The first position that is not a prompt token in every row; the
+        # first step recomputes the position before it from the cache.
+        index = ops.min(row_lengths)
+        hidden_states, cache = self._build_cache(
+            token_ids, padding_mask, index - 1
+        )
+
+        def next(prompt, cache, index):
+            cache_update_index = index - 1
+            batch_size = ops.shape(prompt)[0]
+            prompt = ops.slice(prompt, [0, cache_update_index], [batch_size, 1])
+            logits, hidden_states, cache = self.call_with_cache(
+                prompt, cache, cache_update_index
+            )
+            return (
+                ops.squeeze(logits, axis=1),
+                ops.squeeze(hidden_states, axis=1),
+                cache,
+            )
+
+        token_ids = self.sampler(
+            next=next,
+            prompt=token_ids,
+            cache=cache,
+            index=index,
+            mask=padding_mask,
+            stop_token_ids=stop_token_ids,
+            hidden_states=hidden_states,
+            model=self,
+        )
+
+        if stop_token_ids is not None:
+            # Keep each row up to and including its first generated stop
+            # token (positions not in the prompt).
+            end_locations = ops.cast(
+                any_equal(
+                    token_ids, stop_token_ids, ops.logical_not(padding_mask)
+                ),
+                "int32",
+            )
+            cumsum = ops.cast(ops.cumsum(end_locations, axis=-1), "int32")
+            overflow = cumsum - end_locations
+            padding_mask = ops.logical_not(ops.cast(overflow, "bool"))
+        else:
+            padding_mask = ops.ones_like(token_ids, dtype="bool")
+        return {"token_ids": token_ids, "padding_mask": padding_mask}
 
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):

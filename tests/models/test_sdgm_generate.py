@@ -1,0 +1,165 @@
+import os
+
+import keras
+import numpy as np
+from absl.testing import parameterized
+from keras import ops
+
+from keras_sdgm.models import SDGMBackbone
+from keras_sdgm.models import SDGMCausalLM
+from keras_sdgm.models import SDGMCausalLMPreprocessor
+from keras_sdgm.models import SDGMTokenizer
+from tests.testing import TestCase
+
+VOCABULARY_SIZE = 50
+
+
+def random_lm(preprocessor=None, sampler="greedy"):
+    """A tiny untrained model whose argmax is not constant.
+
+    Dilated encoder (states of several widths), two blocks, a window of 16
+    so that generation runs past it.
+    """
+    backbone = SDGMBackbone(
+        vocabulary_size=VOCABULARY_SIZE, hidden_dim=16, num_atoms=8,
+        sequence_length=16, num_layers=2, intermediate_dim=32,
+    )
+    for block in backbone.blocks:
+        amplitude = block.dictionary.amplitude
+        amplitude.assign(amplitude * 20.0)
+    lm = SDGMCausalLM(backbone, preprocessor=preprocessor)
+    lm.compile(sampler=sampler)
+    return lm
+
+
+def left_aligned_prompts(lengths, max_length, seed=0):
+    rng = np.random.default_rng(seed)
+    token_ids = np.zeros((len(lengths), max_length), "int32")
+    padding_mask = np.zeros((len(lengths), max_length), bool)
+    for row, length in enumerate(lengths):
+        token_ids[row, :length] = rng.integers(1, VOCABULARY_SIZE, length)
+        padding_mask[row, :length] = True
+    return {"token_ids": token_ids, "padding_mask": padding_mask}
+
+
+def uncached_greedy(lm, prompts, lengths):
+    """Argmax continuation from a full forward pass at every step.
+
+    Each step runs the whole `max_length` sequence (later positions hold
+    placeholders, which a causal model does not read) and takes the argmax
+    at the last filled position of every row still generating.
+    """
+    token_ids = prompts["token_ids"].copy()
+    padding_mask = np.ones_like(token_ids)
+    for t in range(min(lengths), token_ids.shape[1]):
+        logits = ops.convert_to_numpy(
+            lm.predict_on_batch(
+                {"token_ids": token_ids, "padding_mask": padding_mask}
+            )
+        )
+        for row, length in enumerate(lengths):
+            if t >= length:
+                token_ids[row, t] = int(np.argmax(logits[row, t - 1]))
+    return token_ids
+
+
+class SDGMGenerateTest(TestCase):
+    def test_greedy_cached_generation_equals_full_forward(self):
+        keras.utils.set_random_seed(1)
+        lm = random_lm()
+        # Ragged prompts; 64+ generated tokens, far past the window of 16.
+        lengths = [3, 8]
+        prompts = left_aligned_prompts(lengths, max_length=72)
+        outputs = lm.generate(prompts, max_length=72, stop_token_ids=None)
+        expected = uncached_greedy(lm, prompts, lengths)
+        self.assertAllEqual(outputs["token_ids"], expected)
+        self.assertTrue(np.all(ops.convert_to_numpy(outputs["padding_mask"])))
+        # The argmax is not constant, so the comparison is not trivial.
+        self.assertGreater(len(np.unique(expected[:, 8:])), 5)
+
+    @parameterized.named_parameters(("near", 40), ("4k", 4000), ("16k", 16000))
+    def test_cached_logits_equal_full_logits(self, position):
+        keras.utils.set_random_seed(2)
+        lm = random_lm()
+        steps = 4
+        token_ids = np.random.default_rng(0).integers(
+            0, VOCABULARY_SIZE, (2, position + steps)
+        ).astype("int32")
+        padding_mask = np.ones_like(token_ids)
+        full = ops.convert_to_numpy(
+            lm({"token_ids": token_ids, "padding_mask": padding_mask})
+        )
+        _, cache = lm._build_cache(token_ids, padding_mask, position)
+        for t in range(position, position + steps):
+            logits, _, cache = lm.call_with_cache(token_ids[:, t : t + 1], cache, t)
+            self.assertAllClose(logits[:, 0], full[:, t], atol=1e-4, rtol=0)
+
+    def test_cache_size_does_not_grow_with_context(self):
+        lm = random_lm()
+        short = left_aligned_prompts([10], max_length=10)
+        long = left_aligned_prompts([1000], max_length=1000)
+        _, short_cache = lm._build_cache(short["token_ids"], short["padding_mask"], 9)
+        _, long_cache = lm._build_cache(long["token_ids"], long["padding_mask"], 999)
+        short_shapes = [tuple(s.shape) for b in short_cache for s in b]
+        long_shapes = [tuple(s.shape) for b in long_cache for s in b]
+        self.assertEqual(short_shapes, long_shapes)
+
+    def test_stop_token_ends_each_row(self):
+        keras.utils.set_random_seed(1)
+        lm = random_lm()
+        prompts = left_aligned_prompts([3, 5], max_length=30)
+        free = ops.convert_to_numpy(
+            lm.generate(prompts, max_length=30, stop_token_ids=None)["token_ids"]
+        )
+        stop = int(free[0, 6])  # a token row 0 generates after its prompt
+        outputs = lm.generate(prompts, max_length=30, stop_token_ids=(stop,))
+        token_ids = ops.convert_to_numpy(outputs["token_ids"])
+        padding_mask = ops.convert_to_numpy(outputs["padding_mask"])
+        for row, length in enumerate([3, 5]):
+            generated = list(free[row, length:])
+            if stop not in generated:
+                self.assertTrue(np.all(padding_mask[row]))
+                continue
+            end = length + generated.index(stop)
+            self.assertAllEqual(token_ids[row, : end + 1], free[row, : end + 1])
+            self.assertTrue(np.all(padding_mask[row, : end + 1]))
+            self.assertFalse(np.any(padding_mask[row, end + 1 :]))
+
+    @parameterized.named_parameters(
+        ("top_k", "top_k"), ("top_p", "top_p"),
+        ("random", "random"), ("beam", "beam"),
+    )
+    def test_samplers_run_with_the_cache(self, sampler):
+        keras.utils.set_random_seed(3)
+        lm = random_lm(sampler=sampler)
+        prompts = left_aligned_prompts([2, 4], max_length=20)
+        outputs = ops.convert_to_numpy(
+            lm.generate(prompts, max_length=20, stop_token_ids=None)["token_ids"]
+        )
+        self.assertAllEqual(outputs[0, :2], prompts["token_ids"][0, :2])
+        self.assertAllEqual(outputs[1, :4], prompts["token_ids"][1, :4])
+        self.assertTrue(np.all((outputs >= 0) & (outputs < VOCABULARY_SIZE)))
+
+    def test_generate_from_strings_and_after_reload(self):
+        keras.utils.set_random_seed(4)
+        words = "the cat sat on a mat and the dog ran to the park".split()
+        tokenizer = SDGMTokenizer(SDGMTokenizer.build_vocabulary([" ".join(words)]))
+        preprocessor = SDGMCausalLMPreprocessor(tokenizer, sequence_length=16)
+        backbone = SDGMBackbone(
+            vocabulary_size=tokenizer.vocabulary_size(), hidden_dim=16,
+            num_atoms=8, sequence_length=16, num_layers=1,
+        )
+        lm = SDGMCausalLM(backbone, preprocessor=preprocessor)
+        lm.compile(sampler="greedy")
+        prompts = ["the cat", "a dog ran to"]
+        texts = lm.generate(prompts, max_length=12)
+        self.assertEqual(len(texts), 2)
+        for prompt, text in zip(prompts, texts):
+            self.assertTrue(text.startswith(prompt), text)
+            self.assertTrue(set(text.split()) <= set(tokenizer.get_vocabulary()))
+
+        path = os.path.join(self.get_temp_dir(), "lm.keras")
+        lm.save(path)
+        restored = keras.saving.load_model(path)
+        restored.compile(sampler="greedy")
+        self.assertEqual(restored.generate(prompts, max_length=12), texts)
