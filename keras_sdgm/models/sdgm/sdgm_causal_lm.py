@@ -284,6 +284,13 @@ class SDGMCausalLM(CausalLM):
         hidden_states, cache = self._build_cache(
             token_ids, padding_mask, index - 1
         )
+        # Positions to fill hold the pad id, which for `SDGMTokenizer` is
+        # also the stop token `<eos>`: the sampler would take them for
+        # generated stops and end at once. -1 matches no stop id; every such
+        # position is overwritten or, after an early stop, masked out.
+        token_ids = ops.where(
+            padding_mask, token_ids, ops.cast(-1, token_ids.dtype)
+        )
 
         def next(prompt, cache, index):
             cache_update_index = index - 1
