@@ -4,12 +4,14 @@ from keras_sdgm import datasets
 from keras_sdgm import layers
 from keras_sdgm import losses
 from keras_sdgm import models
+from keras_sdgm.coefficient_gmm import fit_coefficient_gmm
 from keras_sdgm.evaluation import evaluate_perplexity
 from keras_sdgm.version import __version__
 
 __all__ = [
     "datasets",
     "evaluate_perplexity",
+    "fit_coefficient_gmm",
     "layers",
     "losses",
     "models",

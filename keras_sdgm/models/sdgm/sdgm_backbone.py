@@ -204,6 +204,21 @@ class SDGMBackbone(Backbone):
         check_token_inputs(inputs, self.vocabulary_size)
         return super().call(inputs, training=training, mask=mask)
 
+    def coefficients(self, inputs):
+        """Each block's dictionary coefficients for a batch, in one pass.
+
+        Args:
+            inputs: dict with `"token_ids"` and `"padding_mask"`, both
+                `(batch, length)`.
+
+        Returns:
+            list with one `(batch, length, num_atoms)` tensor per block.
+        """
+        self(inputs, training=False)
+        # Each block keeps the tensors of its latest call (see
+        # `SpectralDictionaryBlock`); the coefficients come last.
+        return [block.auxiliary_outputs[2] for block in self.blocks]
+
     @classproperty
     def presets(cls):
         """The named architectures `from_preset` accepts."""

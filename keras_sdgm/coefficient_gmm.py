@@ -1,0 +1,139 @@
+"""Fitting each block's Gaussian mixture prior to its encoder coefficients."""
+
+import keras
+import numpy as np
+from sklearn.mixture import GaussianMixture
+
+from keras_sdgm.utils.validation import require_positive_int
+
+
+def fit_coefficient_gmm(
+    lm,
+    dataset,
+    num_components=None,
+    covariance_type="diag",
+    max_samples=100_000,
+    seed=0,
+    verbose=1,
+):
+    """Fits a scikit-learn GMM to each block's coefficients; stores it.
+
+    The paper fits a Gaussian mixture to the coefficients of the trained
+    model and generates by sampling from it. This collects the encoder
+    coefficients `C[b, t, :]` of every real (unpadded) position of
+    `dataset`, up to `max_samples` per block, fits
+    `sklearn.mixture.GaussianMixture` to each block's, and copies the result
+    into that block's `GaussianMixturePrior` weights, so it is saved with
+    the model and used by the prior loss term and by GMM sampling.
+
+    Args:
+        lm: an `SDGMCausalLM` (or an `SDGMBackbone`).
+        dataset: batches of token ids: a `tf.data.Dataset` or any iterable
+            of `(batch, length)` int arrays (e.g. windows from
+            `keras_sdgm.datasets.token_windows`), of
+            `{"token_ids", "padding_mask"}` dicts, or of `(x, y, ...)`
+            tuples whose `x` is one of those.
+        num_components: int, or `None` for the prior's number of
+            components (the only number it can hold: set it with the
+            backbone's `num_mixture_components`).
+        covariance_type: `"diag"` or `"spherical"`; the prior holds
+            diagonal covariances.
+        max_samples: int. Coefficient vectors collected per block.
+        seed: int. Seed of the mixture fit.
+        verbose: 0 or 1. Show a progress bar while collecting.
+
+    Returns:
+        list of the fitted `GaussianMixture`s, one per block.
+
+    Example:
+    >>> windows = keras_sdgm.datasets.token_windows(train_ids, 128)[:, :-1]
+    >>> keras_sdgm.fit_coefficient_gmm(lm, np.array_split(windows, 100))
+    """
+    backbone = getattr(lm, "backbone", lm)
+    priors = [block.prior for block in backbone.blocks]
+    num_components = num_components or priors[0].num_components
+    require_positive_int("num_components", num_components)
+    if num_components != priors[0].num_components:
+        raise ValueError(
+            f"The model's priors hold {priors[0].num_components} components; "
+            f"received num_components={num_components}. Build the backbone "
+            "with `num_mixture_components` set to the number you want."
+        )
+    if covariance_type not in ("diag", "spherical"):
+        raise ValueError(
+            "GaussianMixturePrior holds diagonal covariances: use "
+            "covariance_type='diag' or 'spherical'. Received: "
+            f"covariance_type={covariance_type!r}"
+        )
+    require_positive_int("max_samples", max_samples)
+
+    samples = collect_coefficients(backbone, dataset, max_samples, verbose)
+    if len(samples[0]) < num_components:
+        raise ValueError(
+            f"Collected {len(samples[0])} coefficient vectors, fewer than "
+            f"num_components={num_components}: pass more data."
+        )
+    mixtures = []
+    for prior, coefficients in zip(priors, samples):
+        mixture = GaussianMixture(
+            n_components=num_components,
+            covariance_type=covariance_type,
+            random_state=seed,
+        ).fit(coefficients)
+        prior.set_from_sklearn(mixture)
+        mixtures.append(mixture)
+    return mixtures
+
+
+def collect_coefficients(backbone, dataset, max_samples, verbose=1):
+    """Coefficient vectors of real positions, per block, up to `max_samples`.
+
+    Returns:
+        list (one per block) of float64 arrays `(num_samples, num_atoms)`.
+    """
+    collected = [[] for _ in backbone.blocks]
+    count = 0
+    progress = keras.utils.Progbar(
+        max_samples, verbose=verbose, unit_name="coefficient vector"
+    )
+    for batch in dataset:
+        inputs = _as_inputs(batch)
+        mask = keras.ops.convert_to_numpy(inputs["padding_mask"]).astype(bool)
+        take = min(int(mask.sum()), max_samples - count)
+        for block_samples, coefficients in zip(
+            collected, backbone.coefficients(inputs)
+        ):
+            real = keras.ops.convert_to_numpy(
+                keras.ops.cast(coefficients, "float32")
+            )[mask]
+            block_samples.append(real[:take].astype("float64"))
+        count += take
+        progress.update(count)
+        if count >= max_samples:
+            break
+    if count == 0:
+        raise ValueError("The dataset holds no real (unpadded) positions.")
+    return [np.concatenate(block_samples) for block_samples in collected]
+
+
+def _as_inputs(batch):
+    if isinstance(batch, (tuple, list)):
+        batch = batch[0]
+    if isinstance(batch, dict):
+        token_ids = keras.ops.convert_to_numpy(batch["token_ids"])
+        padding_mask = batch.get("padding_mask")
+        if padding_mask is None:
+            padding_mask = np.ones_like(token_ids)
+        padding_mask = keras.ops.convert_to_numpy(padding_mask)
+    else:
+        token_ids = keras.ops.convert_to_numpy(batch)
+        padding_mask = np.ones_like(token_ids)
+    if token_ids.ndim != 2:
+        raise ValueError(
+            "Expected batches of token ids of shape (batch, length); "
+            f"received shape {token_ids.shape}."
+        )
+    return {
+        "token_ids": token_ids.astype("int32"),
+        "padding_mask": padding_mask.astype("int32"),
+    }
