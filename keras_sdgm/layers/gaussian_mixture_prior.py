@@ -71,22 +71,59 @@ class GaussianMixturePrior(keras.layers.Layer):
     def call(self, inputs):
         return self.log_prob(inputs)
 
-    def log_prob(self, inputs):
-        """`log p(inputs)` over the last axis, as float32."""
+    def _scales(self):
+        return ops.exp(ops.cast(self.log_scales, "float32")) + self.min_scale
+
+    def _log_weights(self):
+        return ops.log_softmax(ops.cast(self.mixture_logits, "float32"))
+
+    def _component_log_prob(self, inputs):
+        """`log N(inputs; mean_m, scale_m)` per component, `(..., M)`."""
         x = ops.cast(inputs, "float32")[..., None, :]
         means = ops.cast(self.means, "float32")
-        log_scales = ops.log(
-            ops.exp(ops.cast(self.log_scales, "float32")) + self.min_scale
-        )
+        log_scales = ops.log(self._scales())
         z = (x - means) * ops.exp(-log_scales)
-        component_log_prob = ops.sum(
+        return ops.sum(
             -0.5 * ops.square(z) - log_scales - 0.5 * math.log(2 * math.pi),
             axis=-1,
         )
-        log_weights = ops.log_softmax(
-            ops.cast(self.mixture_logits, "float32")
+
+    def log_prob(self, inputs):
+        """`log p(inputs)` over the last axis, as float32."""
+        return ops.logsumexp(
+            self._component_log_prob(inputs) + self._log_weights(), axis=-1
         )
-        return ops.logsumexp(component_log_prob + log_weights, axis=-1)
+
+    def sample(self, gumbel_noise, normal_noise, given=None):
+        """Draws from the mixture, or from the component responsible for `given`.
+
+        The noise is an argument, so that a compiled loop can draw it once
+        for every step. The component is picked by the Gumbel-max trick:
+        `argmax(log_weight_m + gumbel_noise_m)` samples `m` from the mixture
+        weights, or, with `given`, from the responsibilities
+        `p(m | given)`. The draw is `mean_m + scale_m * normal_noise`.
+
+        Args:
+            gumbel_noise: float tensor `(..., num_components)` of standard
+                Gumbel noise (`-log(-log(u))`, `u ~ U(0, 1)`).
+            normal_noise: float tensor `(..., num_features)` of standard
+                normal noise.
+            given: `None` (the prior), or a tensor `(..., num_features)`
+                whose responsibilities pick the component (the posterior
+                over components).
+
+        Returns:
+            float32 tensor `(..., num_features)`.
+        """
+        logits = self._log_weights()
+        if given is not None:
+            logits = logits + self._component_log_prob(given)
+        component = ops.argmax(
+            logits + ops.cast(gumbel_noise, "float32"), axis=-1
+        )
+        means = ops.take(ops.cast(self.means, "float32"), component, axis=0)
+        scales = ops.take(self._scales(), component, axis=0)
+        return means + scales * ops.cast(normal_noise, "float32")
 
     def set_from_sklearn(self, mixture):
         """Copies a fitted `sklearn.mixture.GaussianMixture` into the weights.

@@ -197,7 +197,10 @@ class SpectralDictionaryBlock(keras.layers.Layer):
             return hidden
         return hidden, states
 
-    def call_with_cache(self, hidden, encoder_states, position):
+    def call_with_cache(
+        self, hidden, encoder_states, position, coefficient_sampling="encoder",
+        noise=None,
+    ):
         """Applies the block to one new position, at a constant cost.
 
         The encoder advances its convolution states by one frame and the
@@ -210,12 +213,25 @@ class SpectralDictionaryBlock(keras.layers.Layer):
                 `call(..., state_index=position)` or a previous
                 `call_with_cache()`.
             position: int or scalar int tensor, the absolute position.
+            coefficient_sampling: what mixes the atoms: `"encoder"` (the
+                encoder's coefficients), `"prior"` (a draw from the GMM
+                prior, ignoring the context) or `"posterior"` (a draw from
+                the GMM component responsible for the encoder's
+                coefficients). See `GaussianMixturePrior.sample`.
+            noise: for the sampling modes, `(gumbel_noise, normal_noise)`
+                of shapes `(batch, 1, num_components)` and
+                `(batch, 1, num_atoms)`.
 
         Returns:
             `(hidden, encoder_states)` for the next position.
         """
         x = self.input_layer_norm(hidden)
         coefficients, encoder_states = self.encoder.step(x, encoder_states)
+        if coefficient_sampling != "encoder":
+            given = coefficients if coefficient_sampling == "posterior" else None
+            coefficients = ops.cast(
+                self.prior.sample(*noise, given=given), coefficients.dtype
+            )
         hidden, _ = self._mix(hidden, coefficients, position, False)
         return hidden, encoder_states
 

@@ -80,3 +80,40 @@ class GaussianMixturePriorTest(TestCase):
         prior.build(x.shape)
         value = ops.sum(prior(x))
         self.assertTrue(np.isfinite(ops.convert_to_numpy(value)))
+
+    def _separated_prior(self, weights):
+        """Three components far apart (means 0, 10, 20) with tiny scales."""
+        prior = GaussianMixturePrior(num_components=3, min_scale=1e-4)
+        prior.build((None, 2))
+        prior.means.assign(np.array([[0, 0], [10, 10], [20, 20]], "float32"))
+        prior.log_scales.assign(np.full((3, 2), np.log(1e-3), "float32"))
+        prior.mixture_logits.assign(np.log(np.asarray(weights, "float32")))
+        return prior
+
+    def _noise(self, count, seed=0):
+        rng = np.random.default_rng(seed)
+        gumbel = -np.log(-np.log(rng.uniform(1e-7, 1.0, (count, 3))))
+        return gumbel.astype("float32"), rng.normal(size=(count, 2)).astype(
+            "float32"
+        )
+
+    def test_prior_sample_follows_the_mixture_weights(self):
+        prior = self._separated_prior([0.2, 0.5, 0.3])
+        draws = ops.convert_to_numpy(prior.sample(*self._noise(4000)))
+        component = np.rint(draws[:, 0] / 10).astype(int)
+        # Each draw is its component's mean up to the tiny scale ...
+        self.assertAllClose(draws, 10.0 * component[:, None] * np.ones((1, 2)),
+                            atol=0.01)
+        # ... and components come with the mixture weights (4000 draws:
+        # standard error under 0.008).
+        self.assertAllClose(np.bincount(component, minlength=3) / 4000,
+                            [0.2, 0.5, 0.3], atol=0.03)
+
+    def test_posterior_sample_uses_the_responsible_component(self):
+        prior = self._separated_prior([0.98, 0.01, 0.01])
+        given = np.tile(np.array([[19.9, 20.1]], "float32"), (500, 1))
+        draws = ops.convert_to_numpy(
+            prior.sample(*self._noise(500), given=given)
+        )
+        # Despite a weight of 0.01, the component at 20 explains `given`.
+        self.assertAllClose(draws, np.full((500, 2), 20.0), atol=0.01)

@@ -165,3 +165,51 @@ class SDGMGenerateTest(TestCase):
         restored = keras.saving.load_model(path)
         restored.compile(sampler="greedy")
         self.assertEqual(restored.generate(prompts, max_length=12), texts)
+
+
+class CoefficientSamplingTest(TestCase):
+    def generate(self, lm, prompts, mode, seed):
+        lm.compile(sampler="greedy", coefficient_sampling=mode,
+                   coefficient_seed=seed)
+        return ops.convert_to_numpy(
+            lm.generate(prompts, max_length=24, stop_token_ids=None)["token_ids"]
+        )
+
+    def test_prior_mode_ignores_the_context_in_the_paper_model(self):
+        keras.utils.set_random_seed(5)
+        # One non-residual block, no feed-forward: the next token depends
+        # on the mixing coefficients (and the position) only.
+        backbone = SDGMBackbone(
+            vocabulary_size=VOCABULARY_SIZE, hidden_dim=16, num_atoms=8,
+            sequence_length=16, num_layers=1, dilation_rates=[1],
+            intermediate_dim=0, residual=False,
+        )
+        lm = SDGMCausalLM(backbone)
+        prompts_a = left_aligned_prompts([4, 4], max_length=24, seed=0)
+        prompts_b = left_aligned_prompts([4, 4], max_length=24, seed=1)
+        prior_a = self.generate(lm, prompts_a, "prior", seed=7)
+        prior_b = self.generate(lm, prompts_b, "prior", seed=7)
+        self.assertAllEqual(prior_a[:, 4:], prior_b[:, 4:])
+        encoder_a = self.generate(lm, prompts_a, "encoder", seed=7)
+        encoder_b = self.generate(lm, prompts_b, "encoder", seed=7)
+        self.assertNotAllEqual(encoder_a[:, 4:], encoder_b[:, 4:])
+
+    @parameterized.named_parameters(("prior", "prior"),
+                                    ("posterior", "posterior"))
+    def test_sampling_modes_are_reproducible_with_a_seed(self, mode):
+        keras.utils.set_random_seed(6)
+        lm = random_lm()
+        prompts = left_aligned_prompts([3, 6], max_length=24)
+        first = self.generate(lm, prompts, mode, seed=1)
+        again = self.generate(lm, prompts, mode, seed=1)
+        other = self.generate(lm, prompts, mode, seed=2)
+        encoder = self.generate(lm, prompts, "encoder", seed=1)
+        self.assertAllEqual(first, again)
+        self.assertNotAllEqual(first, other)
+        self.assertNotAllEqual(first, encoder)
+        self.assertAllEqual(first[1, :6], prompts["token_ids"][1, :6])
+
+    def test_invalid_mode(self):
+        lm = random_lm()
+        with self.assertRaisesRegex(ValueError, "coefficient_sampling"):
+            lm.compile(coefficient_sampling="gmm")

@@ -2,6 +2,7 @@ import inspect
 
 import keras
 import keras_hub
+import numpy as np
 from keras import ops
 from keras_hub.models import CausalLM
 from keras_hub.src.utils.tensor_utils import any_equal
@@ -17,6 +18,7 @@ from keras_sdgm.utils.validation import require_non_negative_float
 from keras_sdgm.utils.validation import require_positive_int
 
 AUXILIARY_TERMS = ("reconstruction", "stft", "prior")
+COEFFICIENT_SAMPLING = ("encoder", "prior", "posterior")
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
@@ -132,17 +134,54 @@ class SDGMCausalLM(CausalLM):
         *,
         weighted_metrics="auto",
         sampler="top_k",
+        coefficient_sampling="encoder",
+        coefficient_seed=None,
         **kwargs,
     ):
-        """Configures training; defaults follow the paper.
+        """Configures training and generation; defaults follow the paper.
 
         `optimizer="auto"` is Adam with learning rate 1e-3 and weight decay
         1e-5 (Keras applies it decoupled, as AdamW does); `loss="auto"` is
         the next-token sparse categorical cross-entropy from logits (the
         NLL term); `weighted_metrics="auto"` adds keras-hub's `Perplexity`
-        and token accuracy, weighted by the padding mask. Other arguments
-        are those of `keras_hub.models.CausalLM.compile`.
+        and token accuracy, weighted by the padding mask. `sampler` picks
+        the next token in `generate()`; other arguments are those of
+        `keras_hub.models.CausalLM.compile`.
+
+        `coefficient_sampling` sets what mixes the atoms at each generated
+        position (the prompt is always encoded as usual):
+
+        - `"encoder"` (default): the encoder's coefficients, i.e. ordinary
+          autoregressive generation, the model as trained.
+        - `"prior"`: coefficients drawn from each block's GMM prior,
+          ignoring the context: the paper's generation by sampling the
+          fitted mixture. In the paper's model (one non-residual block)
+          the next token then does not depend on the text at all; in
+          residual models only the current token's embedding carries the
+          context. Useful to see what the prior has captured, not to write
+          good text.
+        - `"posterior"`: for each block, the mixture component is drawn
+          from its responsibility for the encoder's coefficients, and the
+          coefficients from that component: the context picks a mode of
+          the prior, the prior supplies the variation. Useful for varied
+          continuations that stay near what the encoder would say.
+
+        Fit the priors first (`keras_sdgm.fit_coefficient_gmm`) or train
+        with the prior term; an untrained prior samples noise. The noise of
+        these modes comes from `coefficient_seed` (an int; `None` draws one
+        now): the same seed, prompt and sampler give the same text, and a
+        new `compile()` with another seed gives another sample.
         """
+        if coefficient_sampling not in COEFFICIENT_SAMPLING:
+            raise ValueError(
+                "`coefficient_sampling` must be one of "
+                f"{COEFFICIENT_SAMPLING}. Received: "
+                f"coefficient_sampling={coefficient_sampling!r}"
+            )
+        if coefficient_seed is None:
+            coefficient_seed = int(np.random.randint(2**30))
+        self.coefficient_sampling = coefficient_sampling
+        self.coefficient_seed = int(coefficient_seed)
         if optimizer == "auto":
             optimizer = keras.optimizers.Adam(
                 learning_rate=1e-3, weight_decay=1e-5
@@ -216,7 +255,7 @@ class SDGMCausalLM(CausalLM):
         num_blocks = len(self.backbone.blocks)
         return {term: value / num_blocks for term, value in totals.items()}
 
-    def call_with_cache(self, token_ids, cache, cache_update_index):
+    def call_with_cache(self, token_ids, cache, cache_update_index, noise=None):
         """Forward pass of one new position with the decoding cache.
 
         The cache holds, for every block, the states of its encoder's
@@ -230,6 +269,8 @@ class SDGMCausalLM(CausalLM):
             cache: list (one entry per block) of lists of state tensors.
             cache_update_index: int or scalar int tensor, the absolute
                 position of `token_ids`.
+            noise: `None`, or per block the `(gumbel, normal)` noise of
+                this position for `coefficient_sampling` (see `compile`).
 
         Returns:
             `(logits, hidden_states, cache)` for that position, logits of
@@ -237,9 +278,14 @@ class SDGMCausalLM(CausalLM):
         """
         x = self.backbone.embed_tokens(token_ids)
         next_cache = []
-        for block, encoder_states in zip(self.backbone.blocks, cache):
+        noise = noise or [None] * len(cache)
+        for block, encoder_states, block_noise in zip(
+            self.backbone.blocks, cache, noise
+        ):
             x, encoder_states = block.call_with_cache(
-                x, encoder_states, cache_update_index
+                x, encoder_states, cache_update_index,
+                coefficient_sampling=self.coefficient_sampling,
+                noise=block_noise,
             )
             next_cache.append(encoder_states)
         hidden_states = self.backbone.layer_norm(x)
@@ -292,12 +338,24 @@ class SDGMCausalLM(CausalLM):
             padding_mask, token_ids, ops.cast(-1, token_ids.dtype)
         )
 
+        noise = self._coefficient_noise(ops.shape(token_ids))
+
         def next(prompt, cache, index):
             cache_update_index = index - 1
             batch_size = ops.shape(prompt)[0]
             prompt = ops.slice(prompt, [0, cache_update_index], [batch_size, 1])
+            step_noise = None
+            if noise is not None:
+                step_noise = [
+                    tuple(
+                        ops.slice(n, [0, cache_update_index, 0],
+                                  [batch_size, 1, ops.shape(n)[2]])
+                        for n in block_noise
+                    )
+                    for block_noise in noise
+                ]
             logits, hidden_states, cache = self.call_with_cache(
-                prompt, cache, cache_update_index
+                prompt, cache, cache_update_index, noise=step_noise
             )
             return (
                 ops.squeeze(logits, axis=1),
@@ -331,6 +389,30 @@ class SDGMCausalLM(CausalLM):
         else:
             padding_mask = ops.ones_like(token_ids, dtype="bool")
         return {"token_ids": token_ids, "padding_mask": padding_mask}
+
+    def _coefficient_noise(self, shape):
+        """Noise of every position for the GMM sampling modes, or `None`.
+
+        Drawn once per `generate()` from `coefficient_seed`, so the compiled
+        loop needs no random state: per block, Gumbel noise
+        `(batch, max_length, num_components)` to pick components and normal
+        noise `(batch, max_length, num_atoms)`.
+        """
+        if self.coefficient_sampling == "encoder":
+            return None
+        batch_size, max_length = shape
+        noise = []
+        for i, block in enumerate(self.backbone.blocks):
+            seed = self.coefficient_seed + 2 * i
+            uniform = keras.random.uniform(
+                (batch_size, max_length, block.prior.num_components),
+                minval=1e-7, maxval=1.0, seed=seed,
+            )
+            normal = keras.random.normal(
+                (batch_size, max_length, block.num_atoms), seed=seed + 1
+            )
+            noise.append((-ops.log(-ops.log(uniform)), normal))
+        return noise
 
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):
