@@ -1,6 +1,7 @@
 """keras-sdgm: the Spectral Dictionary Generative Model for Keras 3."""
 
 from keras_sdgm import datasets
+from keras_sdgm import interpret
 from keras_sdgm import layers
 from keras_sdgm import losses
 from keras_sdgm import models
@@ -12,6 +13,7 @@ __all__ = [
     "datasets",
     "evaluate_perplexity",
     "fit_coefficient_gmm",
+    "interpret",
     "layers",
     "losses",
     "models",

@@ -100,11 +100,11 @@ def collect_coefficients(backbone, dataset, max_samples, verbose=1):
         inputs = _as_inputs(batch)
         mask = keras.ops.convert_to_numpy(inputs["padding_mask"]).astype(bool)
         take = min(int(mask.sum()), max_samples - count)
-        for block_samples, coefficients in zip(
-            collected, backbone.coefficients(inputs)
+        for block_samples, terms in zip(
+            collected, backbone.spectral_terms(inputs)
         ):
             real = keras.ops.convert_to_numpy(
-                keras.ops.cast(coefficients, "float32")
+                keras.ops.cast(terms["coefficients"], "float32")
             )[mask]
             block_samples.append(real[:take].astype("float64"))
         count += take

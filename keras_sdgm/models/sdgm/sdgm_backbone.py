@@ -204,20 +204,30 @@ class SDGMBackbone(Backbone):
         check_token_inputs(inputs, self.vocabulary_size)
         return super().call(inputs, training=training, mask=mask)
 
-    def coefficients(self, inputs):
-        """Each block's dictionary coefficients for a batch, in one pass.
+    def spectral_terms(self, inputs):
+        """What each block reconstructs, its reconstruction and coefficients.
+
+        One forward pass (no dropout). For block `i`, `target` is its
+        normalized input `X` (zeros at padding), `reconstruction` is
+        `X_hat = sum_k C[., t, k] S[k, t, .]` and `coefficients` is `C`.
 
         Args:
             inputs: dict with `"token_ids"` and `"padding_mask"`, both
                 `(batch, length)`.
 
         Returns:
-            list with one `(batch, length, num_atoms)` tensor per block.
+            list with one dict per block, keys `"target"`,
+            `"reconstruction"` (both `(batch, length, hidden_dim)`) and
+            `"coefficients"` (`(batch, length, num_atoms)`).
         """
         self(inputs, training=False)
         # Each block keeps the tensors of its latest call (see
-        # `SpectralDictionaryBlock`); the coefficients come last.
-        return [block.auxiliary_outputs[2] for block in self.blocks]
+        # `SpectralDictionaryBlock`).
+        return [
+            dict(zip(("target", "reconstruction", "coefficients"),
+                     block.auxiliary_outputs))
+            for block in self.blocks
+        ]
 
     @classproperty
     def presets(cls):

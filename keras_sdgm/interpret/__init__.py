@@ -1,0 +1,7 @@
+"""Interpretability: what the spectral dictionary and its coefficients learned."""
+
+from keras_sdgm.interpret.analysis import atom_table
+from keras_sdgm.interpret.analysis import reconstruction_similarity
+from keras_sdgm.interpret.analysis import sentence_coefficients
+from keras_sdgm.interpret.analysis import top_activating_tokens
+from keras_sdgm.interpret.report import write_report

@@ -1,0 +1,3 @@
+from keras_sdgm.interpret.report import main
+
+main()

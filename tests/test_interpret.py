@@ -1,0 +1,101 @@
+import os
+
+import numpy as np
+from keras import ops
+
+from keras_sdgm import interpret
+from keras_sdgm.interpret.report import main
+from keras_sdgm.models import SDGMBackbone
+from keras_sdgm.models import SDGMCausalLM
+from keras_sdgm.models import SDGMCausalLMPreprocessor
+from keras_sdgm.models import SDGMTokenizer
+from tests.testing import TestCase
+
+LINES = [
+    "the cat sat on the mat",
+    "a dog ran to the park and the cat ran too",
+    "the park was green and the mat was red",
+] * 10
+
+
+def tiny_lm():
+    tokenizer = SDGMTokenizer(SDGMTokenizer.build_vocabulary(LINES))
+    backbone = SDGMBackbone(
+        vocabulary_size=tokenizer.vocabulary_size(), hidden_dim=8,
+        num_atoms=6, sequence_length=8, num_layers=2, intermediate_dim=16,
+    )
+    preprocessor = SDGMCausalLMPreprocessor(tokenizer, sequence_length=8)
+    return SDGMCausalLM(backbone, preprocessor=preprocessor)
+
+
+class InterpretTest(TestCase):
+    def test_atom_table_summarizes_the_weights(self):
+        lm = tiny_lm()
+        table = interpret.atom_table(lm, block=1)
+        dictionary = lm.backbone.blocks[1].dictionary
+        frequency = np.abs(ops.convert_to_numpy(dictionary.frequency))
+        amplitude = ops.convert_to_numpy(dictionary.amplitude)
+        self.assertLen(table, 6)
+        self.assertAllClose(table[2]["frequency_mean"], frequency[2].mean())
+        self.assertAllClose(table[2]["amplitude_rms"],
+                            np.sqrt(np.mean(amplitude[2] ** 2)))
+        for row in table:
+            self.assertBetween(row["phase_concentration"], 0.0, 1.0)
+
+    def test_top_tokens_are_the_largest_mean_coefficients(self):
+        lm = tiny_lm()
+        tokenizer = lm.preprocessor.tokenizer
+        token_ids = np.concatenate([tokenizer(line) for line in LINES])
+        top = interpret.top_activating_tokens(lm, token_ids, top=3, min_count=1)
+        self.assertLen(top, 6)
+        # Recompute atom 4's means from the coefficients directly.
+        windows = token_ids[: (len(token_ids) - 1) // 8 * 8].reshape(-1, 8)
+        terms = lm.backbone.spectral_terms(
+            {"token_ids": windows, "padding_mask": np.ones_like(windows)}
+        )
+        c = ops.convert_to_numpy(terms[0]["coefficients"])[..., 4].reshape(-1)
+        ids = windows.reshape(-1)
+        means = {t: c[ids == t].mean() for t in np.unique(ids)}
+        expected = sorted(means, key=lambda t: -means[t])[:3]
+        self.assertEqual([t for t, _, _ in top[4]], expected)
+        self.assertAllClose([m for _, m, _ in top[4]],
+                            [means[t] for t in expected], atol=1e-5)
+
+    def test_reconstruction_similarity_is_the_mean_cosine(self):
+        lm = tiny_lm()
+        tokenizer = lm.preprocessor.tokenizer
+        token_ids = np.concatenate([tokenizer(line) for line in LINES])
+        similarity = interpret.reconstruction_similarity(lm, token_ids)
+        windows = token_ids[: (len(token_ids) - 1) // 8 * 8].reshape(-1, 8)
+        terms = lm.backbone.spectral_terms(
+            {"token_ids": windows, "padding_mask": np.ones_like(windows)}
+        )
+        for block, value in enumerate(similarity):
+            x = ops.convert_to_numpy(terms[block]["target"]).reshape(-1, 8)
+            y = ops.convert_to_numpy(terms[block]["reconstruction"]).reshape(-1, 8)
+            cosine = (x * y).sum(-1) / np.linalg.norm(x, axis=-1) / np.linalg.norm(
+                y, axis=-1
+            )
+            self.assertAllClose(value, cosine.mean(), atol=1e-5)
+
+    def test_cli_writes_the_report_and_plots(self):
+        lm = tiny_lm()
+        model_path = os.path.join(self.get_temp_dir(), "lm.keras")
+        lm.save(model_path)
+        text_path = os.path.join(self.get_temp_dir(), "text.txt")
+        with open(text_path, "w") as f:
+            f.write("\n".join(LINES))
+        out = os.path.join(self.get_temp_dir(), "report")
+        main([model_path, "--out", out, "--text-file", text_path,
+              "--sentence", "the cat ran to the park"])
+        for block in (0, 1):
+            for name in ("atoms.csv", "heatmap.png", "spectrum.png",
+                         "waveforms.png"):
+                path = os.path.join(out, f"block_{block}_{name}")
+                self.assertGreater(os.path.getsize(path), 100, path)
+        with open(os.path.join(out, "report.md")) as f:
+            report = f.read()
+        self.assertIn("block_1_heatmap.png", report)
+        self.assertIn("reconstruction", report)
+        # Six atoms per block, all in the strongest-atoms table rows.
+        self.assertEqual(report.count("\n| "), 2 * (1 + 6))
