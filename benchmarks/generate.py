@@ -1,0 +1,286 @@
+"""Generation benchmark: per-token latency vs context, and sample quality.
+
+    KERAS_BACKEND=jax python benchmarks/generate.py
+    KERAS_BACKEND=jax python benchmarks/generate.py \
+        --quality-model saved_models/ptb_sdgm_tiny/model.keras \
+        --judge-model runs/ptb-gpt2/best.keras
+
+Latency: SDGM and keras-hub GPT-2 of the same hidden size, depth and
+vocabulary, measured side by side in one run. For each context C, the
+timed call is one compiled cached decoding step at position C, which is
+the body of `generate()`'s loop: SDGM's `call_with_cache` (its cache is a
+fixed number of convolution frames per block, whatever C) and GPT-2's
+`call_with_cache` with a key/value cache of C + 1 positions, as keras-hub
+allocates for `max_length = C + 1`. Cache contents do not change the cost,
+so the caches are zeros and prefill is not timed. Median of `--steps`
+calls after two warm-up calls; weights untrained.
+
+Quality (with `--quality-model`): samples from a trained SDGM in each
+`coefficient_sampling` mode (`encoder`, `prior`, `posterior`; the GMM
+priors are first fitted to training-split coefficients with
+`fit_coefficient_gmm`), all with the same top-k token sampler, scored by
+distinct-1/2 (unique n-grams over all n-grams of all samples), repetition
+(the fraction of each sample's 4-grams that repeat an earlier 4-gram of the
+same sample) and, with `--judge-model`, the perplexity of the samples under
+that separately trained model (same vocabulary).
+
+Writes `generate.json`, `generate.md` and `generate_latency.png` to
+`--output-dir`.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import keras
+import keras_hub
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
+import keras_sdgm  # noqa: E402
+from keras_sdgm.datasets import load_lines  # noqa: E402
+from keras_sdgm.datasets import token_windows  # noqa: E402
+from keras_sdgm.datasets import tokenize_corpus  # noqa: E402
+from keras_sdgm.models import SDGMBackbone  # noqa: E402
+from keras_sdgm.models import SDGMCausalLM  # noqa: E402
+from keras_sdgm.training import reporting  # noqa: E402
+
+
+def compiled(fn, model):
+    """`fn` compiled as the backend compiles `generate()`'s loop."""
+    backend = keras.config.backend()
+    if backend == "jax":
+        import jax
+
+        variables = model.trainable_variables + model.non_trainable_variables
+
+        @jax.jit
+        def stateless(values, *args):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return fn(*args)
+
+        values = [v.value for v in variables]
+        return lambda *args: stateless(values, *args)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
+    import torch
+
+    def eager(*args):
+        with torch.no_grad():
+            return fn(*args)
+
+    return eager
+
+
+def build_models(args, max_context):
+    sdgm = SDGMCausalLM(SDGMBackbone.from_preset(
+        args.preset, vocabulary_size=args.vocabulary_size,
+        hidden_dim=args.hidden_dim, num_layers=args.num_layers,
+    ))
+    gpt2 = keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(
+        vocabulary_size=args.vocabulary_size, num_layers=args.num_layers,
+        num_heads=args.num_heads, hidden_dim=args.hidden_dim,
+        intermediate_dim=4 * args.hidden_dim, dropout=0.0,
+        max_sequence_length=max_context + 1,
+    ))
+    return {"sdgm": sdgm, "gpt2": gpt2}
+
+
+def empty_cache(name, lm, batch_size, context):
+    if name == "sdgm":
+        return [block.encoder.initial_states(batch_size)
+                for block in lm.backbone.blocks]
+    backbone = lm.backbone
+    head_dim = backbone.hidden_dim // backbone.num_heads
+    return ops.zeros((batch_size, backbone.num_layers, 2, context + 1,
+                      backbone.num_heads, head_dim))
+
+
+def step_latency(name, lm, batch_size, context, steps):
+    """Median seconds of one compiled cached step at position `context`."""
+    step = compiled(lambda t, c, i: lm.call_with_cache(t, c, i)[0], lm)
+    token_ids = ops.ones((batch_size, 1), "int32")
+    cache = empty_cache(name, lm, batch_size, context)
+    index = ops.convert_to_tensor(context, "int32")
+    times = []
+    for i in range(steps + 2):
+        started = time.perf_counter()
+        ops.convert_to_numpy(step(token_ids, cache, index))
+        if i >= 2:
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def latency_benchmark(args):
+    models = build_models(args, max(args.contexts))
+    rows = []
+    for context in args.contexts:
+        for name, lm in models.items():
+            seconds = step_latency(name, lm, args.batch_size, context, args.steps)
+            rows.append({
+                "model": name, "context": context,
+                "latency_ms": 1e3 * seconds,
+                "tokens_per_second": args.batch_size / seconds,
+            })
+            print(f"{name:5s} context {context:6d}: {1e3 * seconds:8.2f} ms/token",
+                  flush=True)
+    parameters = {name: lm.count_params() for name, lm in models.items()}
+    return rows, parameters
+
+
+def text_quality(samples):
+    """distinct-1/2 over all samples, and the within-sample 4-gram repetition."""
+    def ngrams(tokens, n):
+        return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+    result = {}
+    for n in (1, 2):
+        grams = [g for s in samples for g in ngrams(s, n)]
+        result[f"distinct_{n}"] = len(set(grams)) / max(len(grams), 1)
+    repeats = []
+    for s in samples:
+        grams = ngrams(s, 4)
+        if grams:
+            repeats.append(1 - len(set(grams)) / len(grams))
+    result["repetition_4gram"] = float(np.mean(repeats)) if repeats else 0.0
+    return result
+
+
+def quality_benchmark(args):
+    lm = keras.saving.load_model(args.quality_model, compile=False)
+    tokenizer = lm.preprocessor.tokenizer
+    train = tokenize_corpus(tokenizer, load_lines(args.corpus, "train", args.data_dir))
+    windows = token_windows(train, lm.backbone.sequence_length)[:, :-1]
+    rng = np.random.default_rng(args.seed)
+    windows = windows[rng.permutation(len(windows))[:args.gmm_windows]]
+    keras_sdgm.fit_coefficient_gmm(lm, np.array_split(windows, 8),
+                                   seed=args.seed)
+    judge = None
+    if args.judge_model:
+        judge = keras.saving.load_model(args.judge_model, compile=False)
+        if judge.preprocessor.tokenizer.get_vocabulary() != tokenizer.get_vocabulary():
+            raise ValueError(
+                f"{args.judge_model} has another vocabulary than "
+                f"{args.quality_model}; the judge must share it."
+            )
+    valid = load_lines(args.corpus, "valid", args.data_dir)
+    prompts = [" ".join(line.split()[:args.prompt_words])
+               for line in valid if len(line.split()) > args.prompt_words]
+    prompts = prompts[:args.samples]
+    results = {}
+    for mode in ("encoder", "prior", "posterior"):
+        lm.compile(sampler=keras_hub.samplers.TopKSampler(k=args.top_k, seed=args.seed),
+                   coefficient_sampling=mode, coefficient_seed=args.seed)
+        texts = lm.generate(prompts, max_length=args.length, stop_token_ids=None)
+        samples = [
+            [int(t) for t in tokenizer(text)][args.prompt_words:]
+            for text in texts
+        ]
+        scores = text_quality(samples)
+        if judge is not None:
+            # One <eos> after each sample, as in the corpus.
+            stream = np.concatenate([
+                np.asarray(tokenizer(text), "int32").tolist() + [0]
+                for text in texts
+            ])
+            scores["judge_perplexity"] = keras_sdgm.evaluate_perplexity(
+                judge, stream, verbose=0)["perplexity"]
+        scores["example"] = texts[0]
+        results[mode] = scores
+        print(mode, {k: v for k, v in scores.items() if k != "example"},
+              flush=True)
+    return results
+
+
+def write_outputs(args, rows, parameters, quality):
+    os.makedirs(args.output_dir, exist_ok=True)
+    result = {
+        "backend": keras.config.backend(),
+        "config": {k: v for k, v in vars(args).items()},
+        "parameters": parameters,
+        "latency": rows,
+        "quality": quality,
+        "versions": reporting.library_versions(),
+    }
+    reporting.write_json(os.path.join(args.output_dir, "generate.json"), result)
+
+    by = {(r["model"], r["context"]): r for r in rows}
+    lines = [
+        "| context | SDGM ms/token | GPT-2 ms/token | GPT-2 / SDGM | "
+        "SDGM vs its own at the shortest |",
+        "|---|---|---|---|---|",
+    ]
+    base = by[("sdgm", args.contexts[0])]["latency_ms"]
+    for context in args.contexts:
+        s, g = by[("sdgm", context)]["latency_ms"], by[("gpt2", context)]["latency_ms"]
+        lines.append(f"| {context} | {s:.2f} | {g:.2f} | {g / s:.2f}x | "
+                     f"{s / base:.2f}x |")
+    if quality:
+        lines += ["", "| mode | distinct-1 | distinct-2 | 4-gram repetition | "
+                  "judge perplexity |", "|---|---|---|---|---|"]
+        for mode, q in quality.items():
+            judge = q.get("judge_perplexity")
+            lines.append(
+                f"| {mode} | {q['distinct_1']:.3f} | {q['distinct_2']:.3f} | "
+                f"{q['repetition_4gram']:.3f} | "
+                f"{'-' if judge is None else f'{judge:.1f}'} |")
+    table = "\n".join(lines)
+    with open(os.path.join(args.output_dir, "generate.md"), "w") as f:
+        f.write(table + "\n")
+    print(table)
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name, label in (("sdgm", "SDGM"), ("gpt2", "GPT-2 (KV cache)")):
+        axis.plot(args.contexts, [by[(name, c)]["latency_ms"] for c in args.contexts],
+                  marker="o", label=label)
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("context (tokens)")
+    axis.set_ylabel("ms per generated token")
+    axis.set_title(f"Cached decoding step, {keras.config.backend()}, "
+                   f"batch {args.batch_size}")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(os.path.join(args.output_dir, "generate_latency.png"), dpi=100)
+    plt.close(figure)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add = parser.add_argument
+    add("--contexts", type=int, nargs="+", default=[128, 1024, 4096, 8192])
+    add("--preset", default="sdgm_base")
+    add("--hidden-dim", type=int, default=512)
+    add("--num-layers", type=int, default=2)
+    add("--num-heads", type=int, default=8)
+    add("--vocabulary-size", type=int, default=10000)
+    add("--batch-size", type=int, default=1)
+    add("--steps", type=int, default=20)
+    add("--quality-model", default=None)
+    add("--judge-model", default=None)
+    add("--corpus", default="ptb")
+    add("--data-dir", default=None)
+    add("--samples", type=int, default=32)
+    add("--prompt-words", type=int, default=4)
+    add("--length", type=int, default=48)
+    add("--top-k", type=int, default=40)
+    add("--gmm-windows", type=int, default=400)
+    add("--seed", type=int, default=0)
+    add("--output-dir", default="benchmarks/results")
+    args = parser.parse_args()
+    keras.utils.set_random_seed(args.seed)
+    rows, parameters = latency_benchmark(args)
+    quality = quality_benchmark(args) if args.quality_model else None
+    write_outputs(args, rows, parameters, quality)
+
+
+if __name__ == "__main__":
+    main()

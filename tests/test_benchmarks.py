@@ -1,0 +1,68 @@
+"""The benchmark scripts run end to end (tiny sizes; numbers not asserted)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import shared_data_dir
+from tests.testing import TestCase
+
+ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
+
+
+def load_generate_benchmark():
+    spec = importlib.util.spec_from_file_location(
+        "generate_benchmark", os.path.join(ROOT, "benchmarks", "generate.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TextQualityTest(TestCase):
+    def test_known_values(self):
+        scores = load_generate_benchmark().text_quality(
+            [[1, 2, 1, 2, 1, 2], [3, 4, 5]]
+        )
+        # Unigrams: 9 tokens, 5 distinct; bigrams: 7, distinct 12 21 34 45.
+        self.assertAllClose(scores["distinct_1"], 5 / 9)
+        self.assertAllClose(scores["distinct_2"], 4 / 7)
+        # 4-grams of the first: 1212 2121 1212 -> one of three repeats; the
+        # second has none (fewer than 4 tokens: not counted).
+        self.assertAllClose(scores["repetition_4gram"], 1 / 3)
+
+
+@pytest.mark.slow
+class GenerateBenchmarkTest(TestCase):
+    def test_runs_and_writes_its_outputs(self):
+        out = self.get_temp_dir()
+        subprocess.run(
+            [sys.executable, os.path.join(ROOT, "benchmarks", "generate.py"),
+             "--contexts", "16", "64", "--steps", "2", "--hidden-dim", "16",
+             "--num-heads", "2", "--vocabulary-size", "10000",
+             "--quality-model",
+             os.path.join(ROOT, "saved_models", "ptb_sdgm_tiny", "model.keras"),
+             "--judge-model",
+             os.path.join(ROOT, "saved_models", "ptb_sdgm_tiny", "model.keras"),
+             "--samples", "3", "--length", "16", "--gmm-windows", "16",
+             "--data-dir", shared_data_dir(), "--output-dir", out],
+            check=True, env=os.environ,
+        )
+        with open(os.path.join(out, "generate.json")) as f:
+            result = json.load(f)
+        self.assertEqual(
+            sorted((r["model"], r["context"]) for r in result["latency"]),
+            [("gpt2", 16), ("gpt2", 64), ("sdgm", 16), ("sdgm", 64)],
+        )
+        for row in result["latency"]:
+            self.assertGreater(row["latency_ms"], 0)
+        self.assertEqual(set(result["quality"]), {"encoder", "prior", "posterior"})
+        for scores in result["quality"].values():
+            self.assertBetween(scores["distinct_1"], 0.0, 1.0)
+            self.assertGreater(scores["judge_perplexity"], 1.0)
+        for name in ("generate.md", "generate_latency.png"):
+            self.assertTrue(os.path.exists(os.path.join(out, name)))
