@@ -10,9 +10,11 @@ from keras_sdgm.layers import SpectralDictionary
 
 
 def numpy_atoms(layer, positions):
-    a = ops.convert_to_numpy(layer.amplitude)
-    f = ops.convert_to_numpy(layer.frequency)
-    phi = ops.convert_to_numpy(layer.phase)
+    # In float64 throughout (a Python float times a float32 array stays
+    # float32 under NumPy 2).
+    a = ops.convert_to_numpy(layer.amplitude).astype("float64")
+    f = ops.convert_to_numpy(layer.frequency).astype("float64")
+    phi = ops.convert_to_numpy(layer.phase).astype("float64")
     t = np.asarray(positions, "float64")[:, None, None]
     return a * np.sin(2 * np.pi * f * t / layer.sequence_length + phi)
 
@@ -50,13 +52,21 @@ class SpectralDictionaryTest(TestCase):
         step = layer(coefficients[:, 7:8], start_index=ops.convert_to_tensor(7))
         self.assertAllClose(full[:, 7:8], step, atol=1e-5)
 
-    def test_atoms_beyond_training_window(self):
-        layer = SpectralDictionary(num_atoms=2, hidden_dim=2, sequence_length=8)
-        layer.build((None, None, 2))
-        # float32 angles near 4000 cycles carry ~1e-3 rad of rounding.
-        atoms = ops.convert_to_numpy(layer.atoms(4000, 3))
-        self.assertAllClose(atoms, numpy_atoms(layer, [4000, 4001, 4002]),
-                            atol=2e-3)
+    def test_atoms_far_beyond_training_window_are_accurate(self):
+        # Unit amplitudes and frequencies across [0, L0), twice the initial
+        # band: a plain float32 angle would be off by up to ~0.03 rad at
+        # position 500,000 (about 250,000 cycles).
+        layer = SpectralDictionary(num_atoms=8, hidden_dim=16, sequence_length=128)
+        layer.build((None, None, 8))
+        layer.amplitude.assign(np.ones((8, 16), "float32"))
+        layer.frequency.assign(
+            np.random.default_rng(0).uniform(0, 128, (8, 16)).astype("float32")
+        )
+        for start in (0, 4000, 16000, 100_000, 500_000):
+            atoms = ops.convert_to_numpy(layer.atoms(start, 3))
+            expected = numpy_atoms(layer, [start, start + 1, start + 2])
+            self.assertAllClose(atoms, expected, atol=1e-4, rtol=0,
+                                msg=f"start {start}")
 
     def test_default_frequencies_tile_the_band(self):
         layer = SpectralDictionary(num_atoms=8, hidden_dim=64, sequence_length=32)
