@@ -25,7 +25,7 @@ same sample) and, with `--judge-model`, the perplexity of the samples under
 that separately trained model (same vocabulary).
 
 Writes `generate.json`, `generate.md` and `generate_latency.png` to
-`--output-dir`.
+`--output-dir`; `--contexts` with no value skips the latency part.
 """
 
 import argparse
@@ -212,19 +212,12 @@ def write_outputs(args, rows, parameters, quality):
     }
     reporting.write_json(os.path.join(args.output_dir, "generate.json"), result)
 
-    by = {(r["model"], r["context"]): r for r in rows}
-    lines = [
-        "| context | SDGM ms/token | GPT-2 ms/token | GPT-2 / SDGM | "
-        "SDGM vs its own at the shortest |",
-        "|---|---|---|---|---|",
-    ]
-    base = by[("sdgm", args.contexts[0])]["latency_ms"]
-    for context in args.contexts:
-        s, g = by[("sdgm", context)]["latency_ms"], by[("gpt2", context)]["latency_ms"]
-        lines.append(f"| {context} | {s:.2f} | {g:.2f} | {g / s:.2f}x | "
-                     f"{s / base:.2f}x |")
+    lines = []
+    if rows:
+        lines += latency_table(args, rows)
+        plot_latency(args, rows)
     if quality:
-        lines += ["", "| mode | distinct-1 | distinct-2 | 4-gram repetition | "
+        lines += ["| mode | distinct-1 | distinct-2 | 4-gram repetition | "
                   "judge perplexity |", "|---|---|---|---|---|"]
         for mode, q in quality.items():
             judge = q.get("judge_perplexity")
@@ -237,6 +230,24 @@ def write_outputs(args, rows, parameters, quality):
         f.write(table + "\n")
     print(table)
 
+
+def latency_table(args, rows):
+    by = {(r["model"], r["context"]): r for r in rows}
+    lines = [
+        "| context | SDGM ms/token | GPT-2 ms/token | GPT-2 / SDGM | "
+        "SDGM vs its own at the shortest |",
+        "|---|---|---|---|---|",
+    ]
+    base = by[("sdgm", args.contexts[0])]["latency_ms"]
+    for context in args.contexts:
+        s, g = by[("sdgm", context)]["latency_ms"], by[("gpt2", context)]["latency_ms"]
+        lines.append(f"| {context} | {s:.2f} | {g:.2f} | {g / s:.2f}x | "
+                     f"{s / base:.2f}x |")
+    return lines + [""]
+
+
+def plot_latency(args, rows):
+    by = {(r["model"], r["context"]): r for r in rows}
     figure, axis = plt.subplots(figsize=(6, 4))
     for name, label in (("sdgm", "SDGM"), ("gpt2", "GPT-2 (KV cache)")):
         axis.plot(args.contexts, [by[(name, c)]["latency_ms"] for c in args.contexts],
@@ -256,7 +267,8 @@ def write_outputs(args, rows, parameters, quality):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add = parser.add_argument
-    add("--contexts", type=int, nargs="+", default=[128, 1024, 4096, 8192])
+    add("--contexts", type=int, nargs="*", default=[128, 1024, 4096, 8192],
+        help="Contexts of the latency benchmark; none to skip it.")
     add("--preset", default="sdgm_base")
     add("--hidden-dim", type=int, default=512)
     add("--num-layers", type=int, default=2)
@@ -277,7 +289,7 @@ def main():
     add("--output-dir", default="benchmarks/results")
     args = parser.parse_args()
     keras.utils.set_random_seed(args.seed)
-    rows, parameters = latency_benchmark(args)
+    rows, parameters = latency_benchmark(args) if args.contexts else ([], {})
     quality = quality_benchmark(args) if args.quality_model else None
     write_outputs(args, rows, parameters, quality)
 
