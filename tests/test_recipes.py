@@ -2,10 +2,13 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from unittest import mock
 
+import h5py
 import numpy as np
 import pytest
 
@@ -75,6 +78,31 @@ class RecipeTest(TestCase):
             json.dump({"corpus": "ptb", "hidden_dim": 99}, f)
         with self.assertRaisesRegex(ValueError, "another config"):
             main("ptb", run_args(out, "--max-steps", "5"))
+
+    def test_diverging_run_stops_and_keeps_its_checkpoint(self):
+        out = os.path.join(self.get_temp_dir(), "nan")
+        # Adam steps of 1e30 blow the logits up to inf within two steps.
+        with self.assertRaisesRegex(
+            FloatingPointError, r"at step \d+ .*last good checkpoint"
+        ):
+            main("ptb", run_args(out, "--learning-rate", "1e30",
+                                 "--max-steps", "20", "--checkpoint-every", "1"))
+        self.assertFalse(os.path.exists(os.path.join(out, "metrics.json")))
+        with h5py.File(os.path.join(out, "backup", "latest.weights.h5")) as f:
+            arrays = []
+            f.visititems(lambda name, item: arrays.append(item[()])
+                         if isinstance(item, h5py.Dataset) else None)
+        self.assertNotEmpty(arrays)
+        for array in arrays:
+            self.assertTrue(np.all(np.isfinite(array)))
+
+    def test_too_little_disk_space_fails_before_training(self):
+        out = os.path.join(self.get_temp_dir(), "full_disk")
+        usage = shutil.disk_usage(self.get_temp_dir())._replace(free=1000)
+        with mock.patch("shutil.disk_usage", return_value=usage):
+            with self.assertRaisesRegex(OSError, "MiB free"):
+                main("ptb", run_args(out, "--max-steps", "5"))
+        self.assertFalse(os.path.exists(os.path.join(out, "log.csv")))
 
     def test_killed_run_resumes(self):
         out = os.path.join(self.get_temp_dir(), "resume")

@@ -1,4 +1,4 @@
-"""Callbacks of the recipes: resumable backups and a throughput meter."""
+"""Callbacks of the recipes: resumable backups, a NaN stop, a throughput meter."""
 
 import json
 import os
@@ -62,3 +62,51 @@ class ThroughputMeter(keras.callbacks.Callback):
         if not self.step_seconds:
             return None
         return self.tokens_per_step / float(np.median(self.step_seconds))
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first NaN or infinite loss, with a message.
+
+    Unlike `keras.callbacks.TerminateOnNaN`, which only prints, it raises
+    `FloatingPointError` naming the step and the last good checkpoint in
+    `backup_dir`. It raises from `on_train_batch_end`, before the callbacks
+    after it see that batch, so put it first: the backup callback then never
+    saves the broken weights.
+
+    Args:
+        backup_dir: folder of the run's `StepAndEpochBackup`.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__()
+        self.backup_dir = backup_dir
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or np.isfinite(loss):
+            return
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        raise FloatingPointError(
+            f"The training loss became {loss} at step {step} (epoch "
+            f"{self._epoch + 1}, batch {batch + 1}); training stopped. "
+            f"{self._last_checkpoint()} Running the same command again "
+            "resumes from it and will likely diverge again: lower "
+            "--learning-rate, or check the data and the loss weights."
+        )
+
+    def _last_checkpoint(self):
+        path = os.path.join(self.backup_dir, "training_metadata.json")
+        try:
+            with open(path) as f:
+                metadata = json.load(f)
+        except (OSError, ValueError):
+            return f"No checkpoint was written yet (in {self.backup_dir})."
+        return (
+            f"The last good checkpoint is in {self.backup_dir} (Keras's "
+            f"backup metadata: epoch index {metadata.get('epoch')}, batch "
+            f"index {metadata.get('batch')}), untouched."
+        )

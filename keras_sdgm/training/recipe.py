@@ -132,6 +132,8 @@ def main(corpus, argv=None):
         ],
     )
 
+    require_free_space(output_dir, lm)
+
     steps_per_epoch = args.steps_per_epoch or math.ceil(
         len(token_windows(tokens["train"], args.sequence_length))
         / args.batch_size
@@ -155,6 +157,8 @@ def main(corpus, argv=None):
     past = reporting.truncate_csv_log(csv_path, start_epoch)
     throughput = callbacks_lib.ThroughputMeter(args.batch_size * args.sequence_length)
     callbacks = [
+        # First: a NaN step raises before any callback below saves it.
+        callbacks_lib.StopOnNonFiniteLoss(backup_dir),
         keras.callbacks.ModelCheckpoint(
             best_path, monitor="val_perplexity", mode="min",
             save_best_only=True,
@@ -167,7 +171,6 @@ def main(corpus, argv=None):
             monitor="val_perplexity", mode="min", patience=args.patience
         ),
         keras.callbacks.CSVLogger(csv_path, append=True),
-        keras.callbacks.TerminateOnNaN(),
         throughput,
         callbacks_lib.StepAndEpochBackup(
             backup_dir,
@@ -268,6 +271,22 @@ def prepare_output_dir(output_dir, config, overwrite):
             f"Cannot write to the output folder {output_dir}: {error}"
         ) from error
     return resuming
+
+
+def require_free_space(output_dir, lm):
+    """Fails now, not hours later, if the checkpoints cannot fit on disk.
+
+    A run keeps up to four copies of the weights with the optimizer's two
+    Adam moments: the best model and three backup files.
+    """
+    needed = 4 * 3 * 4 * lm.count_params()
+    free = shutil.disk_usage(output_dir).free
+    if free < needed:
+        raise OSError(
+            f"{output_dir} has {free / 2**20:.0f} MiB free, but this run's "
+            f"checkpoints need about {needed / 2**20:.0f} MiB. Free some "
+            "space or choose another --output-dir."
+        )
 
 
 def _int_list(text):
