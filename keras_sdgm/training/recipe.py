@@ -35,6 +35,7 @@ from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
 from keras_sdgm.training import callbacks as callbacks_lib
+from keras_sdgm.training import distribution
 from keras_sdgm.training import model_builders
 from keras_sdgm.training import reporting
 
@@ -86,6 +87,9 @@ def build_parser(corpus):
     add("--eval-stride", type=int, default=None,
         help="Stride of the sliding-window evaluation (default L / 2).")
     add("--jit-compile", choices=["auto", "true", "false"], default="auto")
+    add("--distribute", choices=["none", "data-parallel"], default="none",
+        help="data-parallel: split each batch across all devices (JAX; "
+        "--batch-size is the global batch).")
     add("--checkpoint-every", type=int, default=200,
         help="Steps between resumable checkpoints.")
     add("--seed", type=int, default=0)
@@ -120,6 +124,9 @@ def main(corpus, argv=None):
     tokens = {s: tokenize_corpus(tokenizer, lines[s]) for s in lines}
     preprocessor = SDGMCausalLMPreprocessor(
         tokenizer, sequence_length=args.sequence_length
+    )
+    num_devices = distribution.configure_distribution(
+        args.distribute, args.batch_size
     )
     lm = model_builders.build_causal_lm(args, preprocessor)
     lm.compile(
@@ -224,6 +231,7 @@ def main(corpus, argv=None):
         "epochs_logged": len(reporting.read_csv_log(csv_path)),
         "wall_time_seconds": time.time() - started,
         "backend": keras.config.backend(),
+        "devices": num_devices,
         "versions": reporting.library_versions(),
         "config": config,
     }
