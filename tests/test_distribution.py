@@ -15,10 +15,15 @@ from tests.test_recipes import RECIPE
 from tests.test_recipes import run_args
 from tests.testing import TestCase
 
+# Two fake devices on the host CPU. XLA's CPU collectives can wedge when
+# both devices' programs share a small multi-threaded Eigen pool (seen in CI
+# on a 2-core machine: an all-gather waited for the other device forever), so
+# the fake devices run single-threaded Eigen. Real accelerators are unaffected.
 TWO_HOST_DEVICES = {
     **os.environ,
     "KERAS_BACKEND": "jax",
-    "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
+                 "--xla_cpu_multi_thread_eigen=false",
 }
 
 EQUIVALENCE = textwrap.dedent(
