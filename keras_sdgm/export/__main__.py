@@ -1,0 +1,3 @@
+from keras_sdgm.export.cli import main
+
+main()
