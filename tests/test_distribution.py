@@ -1,4 +1,5 @@
-"""`--distribute data-parallel`: JAX over two host devices, errors elsewhere."""
+"""`--distribute data-parallel`: JAX over two host devices, TensorFlow over
+two logical CPU devices, a clear error under torch."""
 
 import json
 import os
@@ -15,28 +16,38 @@ from tests.test_recipes import RECIPE
 from tests.test_recipes import run_args
 from tests.testing import TestCase
 
-# Two fake devices on the host CPU. XLA's CPU collectives can wedge when
-# both devices' programs share a small multi-threaded Eigen pool (seen in CI
-# on a 2-core machine: an all-gather waited for the other device forever), so
-# the fake devices run single-threaded Eigen. Real accelerators are unaffected.
+# Two fake devices on the host CPU.
 TWO_HOST_DEVICES = {
     **os.environ,
     "KERAS_BACKEND": "jax",
-    "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
-                 "--xla_cpu_multi_thread_eigen=false",
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
 }
 
+# The same training twice, on one device and data-parallel over two, with
+# every term of the objective on: the weights must agree.
 EQUIVALENCE = textwrap.dedent(
     """
     import json, sys
-    import keras, numpy as np
+    import numpy as np
+    if sys.argv[1] == "tensorflow":
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
     from keras_sdgm.models import SDGMBackbone, SDGMCausalLM
+    from keras_sdgm.training.distribution import prepare_for_strategy
     from keras_sdgm.training.distribution import configure_distribution
 
     rng = np.random.default_rng(0)
     x = {"token_ids": rng.integers(0, 50, (32, 16)).astype("int32"),
          "padding_mask": np.ones((32, 16), "int32")}
     y = rng.integers(0, 50, (32, 16)).astype("int32")
+    if sys.argv[1] == "tensorflow":
+        data = dict(x=tf.data.Dataset.from_tensor_slices(
+            (x, y, x["padding_mask"])).batch(8))
+    else:
+        data = dict(x=x, y=y, batch_size=8, shuffle=False)
 
     def train(initial_weights=None):
         keras.utils.set_random_seed(0)
@@ -48,45 +59,81 @@ EQUIVALENCE = textwrap.dedent(
         lm.compile(optimizer=keras.optimizers.Adam(1e-3))
         if initial_weights is not None:
             lm.set_weights(initial_weights)
+        if sys.argv[1] == "tensorflow":
+            prepare_for_strategy(lm, data["x"])
         initial = lm.get_weights()
         # 8 steps of the same global batch of 8, in the same order.
-        lm.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
-        return lm, initial
+        history = lm.fit(epochs=2, verbose=0, **data)
+        return lm, initial, history.history
 
-    single, initial = train()
-    devices = configure_distribution("data-parallel", batch_size=8)
-    parallel, _ = train(initial)
-    sharding = str(parallel.backbone.token_embedding.embeddings.value.sharding)
+    single, initial, single_log = train()
+    devices, scope = configure_distribution("data-parallel", batch_size=8)
+    with scope:
+        parallel, _, parallel_log = train(initial)
+    if sys.argv[1] == "tensorflow":
+        placement = type(parallel.backbone.token_embedding.embeddings.value)
+        placement = placement.__name__
+    else:
+        placement = str(
+            parallel.backbone.token_embedding.embeddings.value.sharding)
     difference = max(float(np.abs(a - b).max()) for a, b in
                      zip(single.get_weights(), parallel.get_weights()))
     moved = max(float(np.abs(a - b).max()) for a, b in
                 zip(single.get_weights(), initial))
+    logs = {name: [single_log[name][-1], parallel_log[name][-1]]
+            for name in ("loss", "nll", "reconstruction_loss", "stft_loss",
+                         "prior_loss")}
     print(json.dumps({"devices": devices, "difference": difference,
-                      "moved": moved, "sharding": sharding}))
+                      "moved": moved, "placement": placement, "logs": logs}))
+    """
+)
+
+# The recipe on two logical CPU devices under TensorFlow (they must exist
+# before TensorFlow starts, so the recipe runs from this wrapper).
+TENSORFLOW_RECIPE = textwrap.dedent(
+    """
+    import sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from keras_sdgm.training.recipe import main
+    main("ptb", sys.argv[1:])
     """
 )
 
 
 ONLY_UNDER_JAX = pytest.mark.skipif(
     keras.config.backend() != "jax",
-    reason="data-parallel is a JAX feature; its subprocesses run under JAX",
+    reason="runs JAX subprocesses: once, in the JAX run of the suite",
 )
+ONLY_UNDER_TENSORFLOW = pytest.mark.skipif(
+    keras.config.backend() != "tensorflow",
+    reason="runs TensorFlow subprocesses: once, in the TensorFlow run",
+)
+TWO_TENSORFLOW_DEVICES = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+
+
+def run_equivalence(backend, env):
+    result = subprocess.run(
+        [sys.executable, "-c", EQUIVALENCE, backend], env=env,
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
 @ONLY_UNDER_JAX
 class DataParallelTest(TestCase):
     def test_two_devices_match_one_device_with_the_same_global_batch(self):
-        result = subprocess.run(
-            [sys.executable, "-c", EQUIVALENCE], env=TWO_HOST_DEVICES,
-            capture_output=True, text=True, timeout=600,
-        )
-        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-        report = json.loads(result.stdout.strip().splitlines()[-1])
+        report = run_equivalence("jax", TWO_HOST_DEVICES)
         self.assertEqual(report["devices"], 2)
-        self.assertIn("batch", report["sharding"])  # a 2-device mesh
+        self.assertIn("batch", report["placement"])  # a 2-device mesh
         self.assertGreater(report["moved"], 1e-3)  # training did something
         self.assertLess(report["difference"], 1e-5)
+        for name, (single, parallel) in report["logs"].items():
+            self.assertAllClose(single, parallel, rtol=1e-5, msg=name)
 
     def test_recipe_runs_data_parallel(self):
         out = os.path.join(self.get_temp_dir(), "dp")
@@ -102,14 +149,42 @@ class DataParallelTest(TestCase):
         self.assertEqual(metrics["config"]["distribute"], "data-parallel")
 
 
+@pytest.mark.slow
+@ONLY_UNDER_TENSORFLOW
+class MirroredStrategyTest(TestCase):
+    def test_two_replicas_match_one_device_with_the_same_global_batch(self):
+        report = run_equivalence("tensorflow", TWO_TENSORFLOW_DEVICES)
+        self.assertEqual(report["devices"], 2)
+        self.assertEqual(report["placement"], "MirroredVariable")
+        self.assertGreater(report["moved"], 1e-3)
+        self.assertLess(report["difference"], 1e-5)
+        # Every term is logged whole, not as one replica's share.
+        for name, (single, parallel) in report["logs"].items():
+            self.assertAllClose(single, parallel, rtol=1e-5, msg=name)
+
+    def test_recipe_runs_data_parallel(self):
+        out = os.path.join(self.get_temp_dir(), "mirrored")
+        result = subprocess.run(
+            [sys.executable, "-c", TENSORFLOW_RECIPE]
+            + run_args(out, "--max-steps", "4", "--distribute", "data-parallel"),
+            env=TWO_TENSORFLOW_DEVICES, capture_output=True, text=True,
+            timeout=600,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        with open(os.path.join(out, "metrics.json")) as f:
+            metrics = json.load(f)
+        self.assertEqual(metrics["devices"], 2)
+        self.assertEqual(metrics["config"]["distribute"], "data-parallel")
+
+
 class ConfigureDistributionTest(TestCase):
     def test_none_is_one_device(self):
-        self.assertEqual(configure_distribution("none", 32), 1)
+        self.assertEqual(configure_distribution("none", 32)[0], 1)
 
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "Unknown --distribute"):
             configure_distribution("pipeline", 32)
-        if keras.config.backend() != "jax":
+        if keras.config.backend() == "torch":
             with self.assertRaisesRegex(ValueError, "KERAS_BACKEND=jax"):
                 configure_distribution("data-parallel", 32)
 

@@ -110,3 +110,27 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             f"backup metadata: epoch index {metadata.get('epoch')}, batch "
             f"index {metadata.get('batch')}), untouched."
         )
+
+
+class SynchronousBatchEnd(keras.callbacks.Callback):
+    """Makes Keras run the batch-end hooks in order, on the calling thread.
+
+    When no callback overrides a batch-end hook, Keras runs it on a thread
+    pool, and each worker copies that step's logs to NumPy. Across several
+    devices (JAX `DataParallel`) each copy is a small program with a
+    collective, and copies launched from several threads at once can reach
+    the devices in different orders: each device then waits in a different
+    collective, forever. We saw it on host CPU devices as an all-gather
+    that never completed during validation. Overriding the hooks (with
+    no-ops) keeps Keras from using the pool. Add it when training on more
+    than one device.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+    def on_test_batch_end(self, batch, logs=None):
+        pass
+
+    def on_predict_batch_end(self, batch, logs=None):
+        pass

@@ -88,8 +88,9 @@ def build_parser(corpus):
         help="Stride of the sliding-window evaluation (default L / 2).")
     add("--jit-compile", choices=["auto", "true", "false"], default="auto")
     add("--distribute", choices=["none", "data-parallel"], default="none",
-        help="data-parallel: split each batch across all devices (JAX; "
-        "--batch-size is the global batch).")
+        help="data-parallel: split each batch across all devices (JAX's "
+        "DataParallel, TensorFlow's MirroredStrategy; --batch-size is the "
+        "global batch).")
     add("--checkpoint-every", type=int, default=200,
         help="Steps between resumable checkpoints.")
     add("--seed", type=int, default=0)
@@ -125,22 +126,6 @@ def main(corpus, argv=None):
     preprocessor = SDGMCausalLMPreprocessor(
         tokenizer, sequence_length=args.sequence_length
     )
-    num_devices = distribution.configure_distribution(
-        args.distribute, args.batch_size
-    )
-    lm = model_builders.build_causal_lm(args, preprocessor)
-    lm.compile(
-        optimizer=keras.optimizers.Adam(
-            learning_rate=args.learning_rate, weight_decay=args.weight_decay
-        ),
-        weighted_metrics=[keras_hub.metrics.Perplexity(from_logits=True)],
-        jit_compile={"auto": "auto", "true": True, "false": False}[
-            args.jit_compile
-        ],
-    )
-
-    require_free_space(output_dir, lm)
-
     steps_per_epoch = args.steps_per_epoch or math.ceil(
         len(token_windows(tokens["train"], args.sequence_length))
         / args.batch_size
@@ -157,6 +142,25 @@ def main(corpus, argv=None):
     validation = language_model_dataset(
         tokens["valid"], args.sequence_length, args.batch_size, shuffle=False
     )
+
+    num_devices, scope = distribution.configure_distribution(
+        args.distribute, args.batch_size
+    )
+    with scope:
+        lm = model_builders.build_causal_lm(args, preprocessor)
+        lm.compile(
+            optimizer=keras.optimizers.Adam(
+                learning_rate=args.learning_rate,
+                weight_decay=args.weight_decay,
+            ),
+            weighted_metrics=[keras_hub.metrics.Perplexity(from_logits=True)],
+            jit_compile={"auto": "auto", "true": True, "false": False}[
+                args.jit_compile
+            ],
+        )
+        distribution.prepare_for_strategy(lm, validation)
+    require_free_space(output_dir, lm)
+
     best_path = os.path.join(output_dir, "best.keras")
     csv_path = os.path.join(output_dir, "log.csv")
     backup_dir = os.path.join(output_dir, "backup")
@@ -188,6 +192,8 @@ def main(corpus, argv=None):
             delete_checkpoint=False,
         ),
     ]
+    if num_devices > 1:
+        callbacks.append(callbacks_lib.SynchronousBatchEnd())
     if resuming:
         print(f"Resuming the run in {output_dir} at epoch {start_epoch + 1}.")
     lm.fit(

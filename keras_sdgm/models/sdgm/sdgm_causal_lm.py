@@ -4,6 +4,8 @@ import keras
 import keras_hub
 import numpy as np
 from keras import ops
+from keras.src.losses.loss import scale_loss_for_distribution
+from keras.src.losses.loss import unscale_loss_for_distribution
 from keras_hub.models import CausalLM
 from keras_hub.src.utils.tensor_utils import any_equal
 
@@ -202,16 +204,25 @@ class SDGMCausalLM(CausalLM):
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        """The weighted SDGM objective; logs every term (see class doc)."""
+        """The weighted SDGM objective; logs every term (see class doc).
+
+        Under `tf.distribute` each replica returns its share of the loss
+        (Keras scales the compiled loss by 1 / replicas, and the replicas'
+        gradients are summed); the auxiliary terms are scaled the same way,
+        with the helpers Keras's own `compute_loss` uses (no-ops elsewhere),
+        and every term is logged unscaled.
+        """
         nll = self._compile_loss(y, y_pred, sample_weight)
-        self.nll_tracker.update_state(nll)
+        self.nll_tracker.update_state(unscale_loss_for_distribution(nll))
         total = self.nll_weight * nll
         padding_mask = None
         if isinstance(x, dict) and x.get("padding_mask") is not None:
             padding_mask = x["padding_mask"]
         for term, value in self.auxiliary_terms(padding_mask).items():
             self.term_trackers[term].update_state(value)
-            total = total + getattr(self, f"{term}_weight") * value
+            total = total + getattr(self, f"{term}_weight") * (
+                scale_loss_for_distribution(value)
+            )
         for loss in self.losses:
             total = total + self._aggregate_additional_loss(loss)
         return total
@@ -245,8 +256,10 @@ class SDGMCausalLM(CausalLM):
             totals["reconstruction"] += ops.sum(squared_error * mask) / count
 
             signal = _with_gradient_if(self.stft_weight, reconstruction)
-            totals["stft"] += self.stft_loss(
-                target * mask[..., None], signal * mask[..., None]
+            # A Keras loss returns the replica's share under tf.distribute;
+            # this method returns whole values, as for the other terms.
+            totals["stft"] += unscale_loss_for_distribution(
+                self.stft_loss(target * mask[..., None], signal * mask[..., None])
             )
 
             coefficients = _with_gradient_if(self.prior_weight, coefficients)
