@@ -5,10 +5,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+import textwrap
 from unittest import mock
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
@@ -22,6 +23,29 @@ TINY = [
     "--num-layers", "1", "--batch-size", "64", "--num-heads", "2",
 ]
 RECIPE = os.path.join(os.path.dirname(__file__), os.pardir, "recipes", "ptb.py")
+
+# The recipe, killed abruptly (no cleanup, like SIGKILL) when the optimizer
+# reaches the step given as the first argument.
+KILLED_AT_STEP = textwrap.dedent(
+    """
+    import os, sys
+    import keras
+    from keras_sdgm.training import callbacks
+    from keras_sdgm.training.recipe import main
+
+    kill_at = int(sys.argv[1])
+    count_tokens = callbacks.ThroughputMeter.on_train_batch_end
+
+    def count_tokens_then_die(self, batch, logs=None):
+        count_tokens(self, batch, logs)
+        step = keras.ops.convert_to_numpy(self.model.optimizer.iterations)
+        if int(step) == kill_at:
+            os._exit(9)
+
+    callbacks.ThroughputMeter.on_train_batch_end = count_tokens_then_die
+    main("ptb", sys.argv[2:])
+    """
+)
 
 
 def run_args(output_dir, *extra):
@@ -104,35 +128,52 @@ class RecipeTest(TestCase):
                 main("ptb", run_args(out, "--max-steps", "5"))
         self.assertFalse(os.path.exists(os.path.join(out, "log.csv")))
 
-    def test_killed_run_resumes(self):
-        out = os.path.join(self.get_temp_dir(), "resume")
-        command = [sys.executable, RECIPE] + run_args(
-            out, "--epochs", "3", "--steps-per-epoch", "10",
-            "--checkpoint-every", "5",
+    def test_run_killed_mid_epoch_resumes_to_the_same_weights(self):
+        # With dropout, so the random streams must resume too. Under torch a
+        # resumed run with dropout is close but not bit-identical (README,
+        # "Recipes"; cause not found), so there the mechanics are checked
+        # without it.
+        dropout = "0.0" if keras.config.backend() == "torch" else "0.1"
+        arguments = ["--epochs", "2", "--steps-per-epoch", "5",
+                     "--checkpoint-every", "3", "--dropout", dropout]
+        # Each run in a fresh process, as a user runs the recipe.
+        whole = os.path.join(self.get_temp_dir(), "whole")
+        uninterrupted = subprocess.run(
+            [sys.executable, RECIPE] + run_args(whole, *arguments),
+            capture_output=True, text=True, timeout=600,
         )
-        env = dict(os.environ)
-        process = subprocess.Popen(command, env=env)
-        log = os.path.join(out, "log.csv")
-        backup = os.path.join(out, "backup")
-        deadline = time.time() + 240
-        # Kill it once a backup says the first epoch is done.
-        while time.time() < deadline and process.poll() is None:
-            if StepAndEpochBackup.restored_epoch(backup) >= 1:
-                break
-            time.sleep(0.2)
-        self.assertIsNone(process.poll(), "the run ended before it was killed")
-        process.kill()
-        process.wait()
-        self.assertFalse(os.path.exists(os.path.join(out, "metrics.json")))
-        resume_epoch = StepAndEpochBackup.restored_epoch(backup)
-        self.assertIn(resume_epoch, (1, 2))
+        self.assertEqual(uninterrupted.returncode, 0,
+                         uninterrupted.stderr[-3000:])
 
-        rerun = subprocess.run(command, env=env, capture_output=True,
-                               text=True, timeout=600)
-        self.assertEqual(rerun.returncode, 0, rerun.stderr[-3000:])
-        self.assertIn(f"at epoch {resume_epoch + 1}.", rerun.stdout)
-        rows = open(log).read().splitlines()[1:]
-        # Epochs 0, 1, 2 logged once each: the rerun went on from its
-        # backup instead of starting over.
-        self.assertEqual([int(r.split(",")[0]) for r in rows], [0, 1, 2])
-        self.assertTrue(os.path.exists(os.path.join(out, "metrics.json")))
+        out = os.path.join(self.get_temp_dir(), "killed")
+        # Killed at step 8 (epoch 2, batch 3); the last backup is step 6.
+        killed = subprocess.run(
+            [sys.executable, "-c", KILLED_AT_STEP, "8"]
+            + run_args(out, *arguments),
+            capture_output=True, text=True, timeout=600,
+        )
+        self.assertEqual(killed.returncode, 9, killed.stderr[-3000:])
+        self.assertFalse(os.path.exists(os.path.join(out, "metrics.json")))
+        self.assertEqual(
+            StepAndEpochBackup.restored_step(os.path.join(out, "backup")), 6
+        )
+
+        resumed = subprocess.run(
+            [sys.executable, RECIPE] + run_args(out, *arguments),
+            capture_output=True, text=True, timeout=600,
+        )
+        self.assertEqual(resumed.returncode, 0, resumed.stderr[-3000:])
+        self.assertIn("at epoch 2, step 2.", resumed.stdout)
+        rows = open(os.path.join(out, "log.csv")).read().splitlines()[1:]
+        self.assertEqual([int(r.split(",")[0]) for r in rows], [0, 1])
+        # Every batch trained on once, in order (a step more or less, or
+        # another batch, would move the weights): those of the
+        # uninterrupted run.
+        expected = keras.saving.load_model(os.path.join(whole, "best.keras"))
+        resumed = keras.saving.load_model(os.path.join(out, "best.keras"))
+        for a, b in zip(expected.get_weights(), resumed.get_weights()):
+            self.assertAllClose(a, b, atol=1e-6, rtol=0)
+        with open(os.path.join(whole, "metrics.json")) as f:
+            expected_perplexity = json.load(f)["perplexity"]
+        with open(os.path.join(out, "metrics.json")) as f:
+            self.assertEqual(json.load(f)["perplexity"], expected_perplexity)

@@ -14,9 +14,12 @@ class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
     Keras's callback with an integer `save_freq` records the epoch a backup
     belongs to only when a step-triggered save happens, so a run killed
     after an epoch ended repeats that epoch when resumed. Saving at the end
-    of each epoch as well makes the resume start at the next one. Put it
-    last among the callbacks, so the epoch's log row and best model are
-    written before the backup says the epoch is done.
+    of each epoch as well makes the resume start at the next one. Each
+    backup also records `"step"`, the optimizer steps its weights have
+    taken, so a run killed mid-epoch can resume at that step
+    (`restored_step`) instead of repeating the epoch. Put it last among the
+    callbacks, so the epoch's log row and best model are written before the
+    backup says the epoch is done.
     """
 
     def on_epoch_end(self, epoch, logs=None):
@@ -24,15 +27,73 @@ class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
         if self.save_freq != "epoch":
             self._save_model()
 
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)  # restores the weights and the epoch
+        metadata = _read_json(self._training_metadata_path)
+        states = (metadata or {}).get("seed_states", {})
+        for variable in _seed_states(self.model):
+            if variable.path in states:
+                variable.assign(np.asarray(states[variable.path], "uint32"))
+        if (metadata or {}).get("torch_rng_state") is not None:
+            import torch
+
+            torch.set_rng_state(
+                torch.tensor(metadata["torch_rng_state"], dtype=torch.uint8)
+            )
+
+    def _save_model(self):
+        super()._save_model()
+        # Keras saves the weights and (epoch, batch). Add the optimizer step
+        # and the random generators' states (dropout), which the weights
+        # file leaves out, so that a resumed run continues the same random
+        # streams.
+        metadata = _read_json(self._training_metadata_path)
+        metadata["step"] = int(
+            keras.ops.convert_to_numpy(self.model.optimizer.iterations)
+        )
+        metadata["seed_states"] = {
+            variable.path: keras.ops.convert_to_numpy(variable).tolist()
+            for variable in _seed_states(self.model)
+        }
+        if keras.config.backend() == "torch":
+            # Keras's torch dropout without a fixed seed draws from torch's
+            # global generator instead of the layer's seed state.
+            import torch
+
+            metadata["torch_rng_state"] = torch.get_rng_state().tolist()
+        with open(self._training_metadata_path, "w") as f:
+            json.dump(metadata, f)
+
     @staticmethod
     def restored_epoch(backup_dir):
         """The epoch a resumed run will start at (0 without a backup)."""
-        path = os.path.join(backup_dir, "training_metadata.json")
-        try:
-            with open(path) as f:
-                return int(json.load(f)["epoch"])
-        except (OSError, ValueError, KeyError):
-            return 0
+        metadata = _read_json(os.path.join(backup_dir, "training_metadata.json"))
+        return int((metadata or {}).get("epoch", 0))
+
+    @staticmethod
+    def restored_step(backup_dir):
+        """The optimizer steps the backup's weights have taken.
+
+        `None` without a backup, or for one written before steps were
+        recorded.
+        """
+        metadata = _read_json(os.path.join(backup_dir, "training_metadata.json"))
+        step = (metadata or {}).get("step")
+        return None if step is None else int(step)
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _seed_states(model):
+    """The states of the model's random generators: variables, not weights."""
+    weights = {id(weight) for weight in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
 
 class ThroughputMeter(keras.callbacks.Callback):

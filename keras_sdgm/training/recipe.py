@@ -194,16 +194,29 @@ def main(corpus, argv=None):
     ]
     if num_devices > 1:
         callbacks.append(callbacks_lib.SynchronousBatchEnd())
+    # The training batches are one seeded stream; a resumed run skips the
+    # batches its backup has seen, so every batch is trained on once, in
+    # the order of an uninterrupted run.
+    done_steps = callbacks_lib.StepAndEpochBackup.restored_step(backup_dir)
+    if done_steps is None:
+        done_steps = start_epoch * steps_per_epoch
+    done_in_epoch = done_steps - start_epoch * steps_per_epoch
     if resuming:
-        print(f"Resuming the run in {output_dir} at epoch {start_epoch + 1}.")
-    lm.fit(
-        train,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        validation_data=validation,
-        callbacks=callbacks,
-        verbose=args.verbose,
-    )
+        print(f"Resuming the run in {output_dir} at epoch {start_epoch + 1}"
+              + (f", step {done_in_epoch + 1}." if done_in_epoch else "."))
+    fit_arguments = dict(validation_data=validation, callbacks=callbacks,
+                         verbose=args.verbose)
+    if 0 < done_in_epoch < steps_per_epoch:
+        # Killed mid-epoch: first the rest of that epoch (Keras's
+        # `BackupAndRestore` restores the weights and the epoch, and would
+        # repeat the whole epoch).
+        lm.fit(train.skip(done_steps), epochs=start_epoch + 1,
+               steps_per_epoch=steps_per_epoch - done_in_epoch,
+               **fit_arguments)
+        done_steps = (start_epoch + 1) * steps_per_epoch
+    if not lm.stop_training:
+        lm.fit(train.skip(done_steps), epochs=epochs,
+               steps_per_epoch=steps_per_epoch, **fit_arguments)
     if not os.path.exists(best_path):
         raise RuntimeError(
             f"No finite validation perplexity was reached, so there is no "
