@@ -114,6 +114,31 @@ ONLY_UNDER_TENSORFLOW = pytest.mark.skipif(
 TWO_TENSORFLOW_DEVICES = {**os.environ, "KERAS_BACKEND": "tensorflow"}
 
 
+def check_equivalence(test, report, placement):
+    """Two devices trained like one device with the same global batch."""
+    test.assertEqual(report["devices"], 2)
+    test.assertIn(placement, report["placement"])
+    test.assertGreater(report["moved"], 1e-3)  # training did something
+    test.assertLess(report["difference"], 1e-5)
+    # Every term is logged whole, not as one replica's share.
+    for name, (single, parallel) in report["logs"].items():
+        test.assertAllClose(single, parallel, rtol=1e-5, msg=name)
+
+
+def check_recipe_runs(test, command, env):
+    out = os.path.join(test.get_temp_dir(), "data-parallel")
+    result = subprocess.run(
+        command + run_args(out, "--max-steps", "4",
+                           "--distribute", "data-parallel"),
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    test.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
+    test.assertEqual(metrics["devices"], 2)
+    test.assertEqual(metrics["config"]["distribute"], "data-parallel")
+
+
 def run_equivalence(backend, env):
     result = subprocess.run(
         [sys.executable, "-c", EQUIVALENCE, backend], env=env,
@@ -128,25 +153,10 @@ def run_equivalence(backend, env):
 class DataParallelTest(TestCase):
     def test_two_devices_match_one_device_with_the_same_global_batch(self):
         report = run_equivalence("jax", TWO_HOST_DEVICES)
-        self.assertEqual(report["devices"], 2)
-        self.assertIn("batch", report["placement"])  # a 2-device mesh
-        self.assertGreater(report["moved"], 1e-3)  # training did something
-        self.assertLess(report["difference"], 1e-5)
-        for name, (single, parallel) in report["logs"].items():
-            self.assertAllClose(single, parallel, rtol=1e-5, msg=name)
+        check_equivalence(self, report, placement="batch")  # a 2-device mesh
 
     def test_recipe_runs_data_parallel(self):
-        out = os.path.join(self.get_temp_dir(), "dp")
-        result = subprocess.run(
-            [sys.executable, RECIPE]
-            + run_args(out, "--max-steps", "4", "--distribute", "data-parallel"),
-            env=TWO_HOST_DEVICES, capture_output=True, text=True, timeout=600,
-        )
-        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-        with open(os.path.join(out, "metrics.json")) as f:
-            metrics = json.load(f)
-        self.assertEqual(metrics["devices"], 2)
-        self.assertEqual(metrics["config"]["distribute"], "data-parallel")
+        check_recipe_runs(self, [sys.executable, RECIPE], TWO_HOST_DEVICES)
 
 
 @pytest.mark.slow
@@ -154,27 +164,13 @@ class DataParallelTest(TestCase):
 class MirroredStrategyTest(TestCase):
     def test_two_replicas_match_one_device_with_the_same_global_batch(self):
         report = run_equivalence("tensorflow", TWO_TENSORFLOW_DEVICES)
-        self.assertEqual(report["devices"], 2)
-        self.assertEqual(report["placement"], "MirroredVariable")
-        self.assertGreater(report["moved"], 1e-3)
-        self.assertLess(report["difference"], 1e-5)
-        # Every term is logged whole, not as one replica's share.
-        for name, (single, parallel) in report["logs"].items():
-            self.assertAllClose(single, parallel, rtol=1e-5, msg=name)
+        check_equivalence(self, report, placement="MirroredVariable")
 
     def test_recipe_runs_data_parallel(self):
-        out = os.path.join(self.get_temp_dir(), "mirrored")
-        result = subprocess.run(
-            [sys.executable, "-c", TENSORFLOW_RECIPE]
-            + run_args(out, "--max-steps", "4", "--distribute", "data-parallel"),
-            env=TWO_TENSORFLOW_DEVICES, capture_output=True, text=True,
-            timeout=600,
+        check_recipe_runs(
+            self, [sys.executable, "-c", TENSORFLOW_RECIPE],
+            TWO_TENSORFLOW_DEVICES,
         )
-        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-        with open(os.path.join(out, "metrics.json")) as f:
-            metrics = json.load(f)
-        self.assertEqual(metrics["devices"], 2)
-        self.assertEqual(metrics["config"]["distribute"], "data-parallel")
 
 
 class ConfigureDistributionTest(TestCase):

@@ -146,6 +146,10 @@ def main(corpus, argv=None):
     num_devices, scope = distribution.configure_distribution(
         args.distribute, args.batch_size
     )
+    # Seeded again here, so that the initial weights depend on --seed alone,
+    # not on what this process drew before (e.g. the first-time imports
+    # above, or earlier runs in a notebook).
+    keras.utils.set_random_seed(args.seed)
     with scope:
         lm = model_builders.build_causal_lm(args, preprocessor)
         lm.compile(
