@@ -1,5 +1,6 @@
-"""`--distribute data-parallel`: JAX over two host devices, TensorFlow over
-two logical CPU devices, a clear error under torch."""
+"""`--distribute`: data-parallel with JAX over two host devices and with
+TensorFlow over two logical CPU devices, model-parallel with JAX, and clear
+errors elsewhere."""
 
 import json
 import os
@@ -67,7 +68,7 @@ EQUIVALENCE = textwrap.dedent(
         return lm, initial, history.history
 
     single, initial, single_log = train()
-    devices, scope = configure_distribution("data-parallel", batch_size=8)
+    devices, scope = configure_distribution(sys.argv[2], batch_size=8)
     with scope:
         parallel, _, parallel_log = train(initial)
     if sys.argv[1] == "tensorflow":
@@ -139,9 +140,9 @@ def check_recipe_runs(test, command, env):
     test.assertEqual(metrics["config"]["distribute"], "data-parallel")
 
 
-def run_equivalence(backend, env):
+def run_equivalence(backend, env, mode="data-parallel"):
     result = subprocess.run(
-        [sys.executable, "-c", EQUIVALENCE, backend], env=env,
+        [sys.executable, "-c", EQUIVALENCE, backend, mode], env=env,
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -157,6 +158,11 @@ class DataParallelTest(TestCase):
 
     def test_recipe_runs_data_parallel(self):
         check_recipe_runs(self, [sys.executable, RECIPE], TWO_HOST_DEVICES)
+
+    def test_model_parallel_matches_one_device(self):
+        report = run_equivalence("jax", TWO_HOST_DEVICES, "model-parallel")
+        # The token embedding split by vocabulary rows over the 2 devices.
+        check_equivalence(self, report, placement="P('model', None)")
 
 
 @pytest.mark.slow
@@ -183,6 +189,9 @@ class ConfigureDistributionTest(TestCase):
         if keras.config.backend() == "torch":
             with self.assertRaisesRegex(ValueError, "KERAS_BACKEND=jax"):
                 configure_distribution("data-parallel", 32)
+        if keras.config.backend() != "jax":
+            with self.assertRaisesRegex(ValueError, "JAX backend only"):
+                configure_distribution("model-parallel", 32)
 
     @ONLY_UNDER_JAX
     def test_uneven_batch_is_refused(self):

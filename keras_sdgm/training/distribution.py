@@ -1,4 +1,4 @@
-"""Data-parallel training for the recipes, with each backend's own engine."""
+"""Training on several devices for the recipes, with each backend's own engine."""
 
 import contextlib
 
@@ -14,28 +14,56 @@ def configure_distribution(mode, batch_size):
     - `"data-parallel"` under TensorFlow: `tf.distribute.MirroredStrategy`
       over every GPU, or over the logical CPU devices when there is no GPU;
       build and compile the model inside the returned scope.
+    - `"model-parallel"` under JAX: `keras.distribution.ModelParallel`
+      with the token embedding (which is also the output projection, the
+      largest weight at these sizes) split by vocabulary rows across all
+      devices, and every other weight replicated. Each device sees the whole
+      batch.
 
-    Either way every device holds the whole model, each step splits the
-    global `batch_size` evenly across them, and the gradients are averaged,
-    so one step is the step of one device with the same global batch: the
-    learning rate keeps its meaning. Under torch it raises `ValueError`:
-    Keras 3.15 has no data-parallel `fit()` for torch.
+    With data parallelism every device holds the whole model, each step
+    splits the global `batch_size` evenly across them, and the gradients
+    are averaged, so one step is the step of one device with the same
+    global batch: the learning rate keeps its meaning. Model parallelism
+    computes the same step as one device, too. Anything else raises
+    `ValueError` saying what to use: Keras 3.15 has no distributed `fit()`
+    for torch, and `ModelParallel` is JAX's.
 
     Args:
-        mode: `"none"` or `"data-parallel"`.
+        mode: `"none"`, `"data-parallel"` or `"model-parallel"`.
         batch_size: int. The global batch size.
 
     Returns:
-        `(num_devices, scope)`: the number of devices the batch is split
-        across, and the context manager to build and compile the model in.
+        `(num_devices, scope)`: the number of devices the model runs on,
+        and the context manager to build and compile the model in.
     """
     if mode == "none":
         return 1, contextlib.nullcontext()
-    if mode != "data-parallel":
+    if mode not in ("data-parallel", "model-parallel"):
         raise ValueError(
-            f"Unknown --distribute {mode!r}; use 'none' or 'data-parallel'."
+            f"Unknown --distribute {mode!r}; use 'none', 'data-parallel' or "
+            "'model-parallel'."
         )
     backend = keras.config.backend()
+    if mode == "model-parallel":
+        if backend != "jax":
+            raise ValueError(
+                "--distribute model-parallel runs under the JAX backend only "
+                f"(Keras's ModelParallel); this is {backend!r}. Run with "
+                "KERAS_BACKEND=jax, or use --distribute data-parallel."
+            )
+        devices = keras.distribution.list_devices()
+        mesh = keras.distribution.DeviceMesh(
+            shape=(1, len(devices)), axis_names=("batch", "model"),
+            devices=devices,
+        )
+        layout_map = keras.distribution.LayoutMap(mesh)
+        layout_map["token_embedding/embeddings"] = ("model", None)
+        keras.distribution.set_distribution(
+            keras.distribution.ModelParallel(
+                layout_map=layout_map, batch_dim_name="batch"
+            )
+        )
+        return len(devices), contextlib.nullcontext()
     if backend == "jax":
         devices = keras.distribution.list_devices()
         _check_even_split(batch_size, devices)

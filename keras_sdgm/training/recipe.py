@@ -87,10 +87,12 @@ def build_parser(corpus):
     add("--eval-stride", type=int, default=None,
         help="Stride of the sliding-window evaluation (default L / 2).")
     add("--jit-compile", choices=["auto", "true", "false"], default="auto")
-    add("--distribute", choices=["none", "data-parallel"], default="none",
+    add("--distribute", choices=["none", "data-parallel", "model-parallel"],
+        default="none",
         help="data-parallel: split each batch across all devices (JAX's "
         "DataParallel, TensorFlow's MirroredStrategy; --batch-size is the "
-        "global batch).")
+        "global batch). model-parallel: split the token embedding by "
+        "vocabulary rows across all devices (JAX's ModelParallel).")
     add("--checkpoint-every", type=int, default=200,
         help="Steps between resumable checkpoints.")
     add("--seed", type=int, default=0)
