@@ -131,8 +131,8 @@ class RecipeTest(TestCase):
     def test_run_killed_mid_epoch_resumes_to_the_same_weights(self):
         # With dropout, so the random streams must resume too. Under torch a
         # resumed run with dropout is close but not bit-identical (README,
-        # "Recipes"; cause not found), so there the mechanics are checked
-        # without it.
+        # "Recipes": torch's CPU dropout masks are not fixed by its
+        # generator state), so there the mechanics are checked without it.
         dropout = "0.0" if keras.config.backend() == "torch" else "0.1"
         arguments = ["--epochs", "2", "--steps-per-epoch", "5",
                      "--checkpoint-every", "3", "--dropout", dropout]
