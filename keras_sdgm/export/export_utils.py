@@ -88,7 +88,7 @@ def write_replacing(path, write, overwrite):
     return path
 
 
-def export_under_tensorflow(lm, model_path, cli_arguments):
+def export_under_tensorflow(lm, model_or_path, cli_arguments, overwrite):
     """Runs the export CLI in a TensorFlow-backend subprocess.
 
     The route for backends whose own export cannot give the artifact (see
@@ -96,15 +96,21 @@ def export_under_tensorflow(lm, model_path, cli_arguments):
     reads identically.
 
     Args:
-        lm: the resolved model, saved to a temporary `.keras` file when
-            `model_path` is `None`.
-        model_path: the `.keras` file the model came from, or `None`.
+        lm: the resolved model.
+        model_or_path: what the caller was given: a model (saved to a
+            temporary `.keras` file) or the `.keras` file it came from.
         cli_arguments: the arguments after the model path.
+        overwrite: bool. Pass `--overwrite` on.
     """
     with tempfile.TemporaryDirectory(prefix="sdgm-export-") as scratch:
-        if model_path is None:
+        if isinstance(model_or_path, keras.Model):
             model_path = os.path.join(scratch, "model.keras")
             lm.save(model_path)
+        else:
+            model_path = model_or_path
+        cli_arguments = list(cli_arguments) + (
+            ["--overwrite"] if overwrite else []
+        )
         package_parent = os.path.dirname(
             os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         )

@@ -54,12 +54,8 @@ def export_onnx(model_or_path, filepath, overwrite=False, opset=DEFAULT_OPSET):
     lm = resolve_model(model_or_path)
     if keras.config.backend() != "tensorflow":
         export_under_tensorflow(
-            lm,
-            model_path=None if isinstance(model_or_path, keras.Model)
-            else model_or_path,
-            cli_arguments=[filepath, "--format", "onnx",
-                           "--opset", str(opset)]
-            + (["--overwrite"] if overwrite else []),
+            lm, model_or_path,
+            [filepath, "--format", "onnx", "--opset", str(opset)], overwrite,
         )
         return filepath
     return write_replacing(

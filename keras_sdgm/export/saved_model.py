@@ -64,11 +64,8 @@ def export_saved_model(model_or_path, export_dir, version=1, overwrite=False):
     lm = resolve_model(model_or_path)
     if keras.config.backend() == "torch":
         export_under_tensorflow(
-            lm,
-            model_path=None if isinstance(model_or_path, keras.Model)
-            else model_or_path,
-            cli_arguments=[os.fspath(export_dir), "--version", str(version)]
-            + (["--overwrite"] if overwrite else []),
+            lm, model_or_path,
+            [os.fspath(export_dir), "--version", str(version)], overwrite,
         )
         return target
     return write_replacing(
