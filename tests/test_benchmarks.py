@@ -66,3 +66,62 @@ class GenerateBenchmarkTest(TestCase):
             self.assertGreater(scores["judge_perplexity"], 1.0)
         for name in ("generate.md", "generate_latency.png"):
             self.assertTrue(os.path.exists(os.path.join(out, name)))
+
+
+def run_benchmark(*arguments):
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"),
+         "--lengths", "16", "32", "--hidden-dim", "16", "--num-layers", "1",
+         "--num-heads", "2", "--vocabulary-size", "50", "--steps", "1",
+         "--warmup", "1", *arguments],
+        check=True, capture_output=True, text=True, timeout=900,
+    )
+
+
+@pytest.mark.slow
+class RunBenchmarkTest(TestCase):
+    def test_runs_and_writes_its_outputs(self):
+        out = self.get_temp_dir()
+        run_benchmark("--output-dir", out)
+        for name in ("run.json", "run.md", "run_throughput.png",
+                     "run_memory.png"):
+            self.assertTrue(os.path.exists(os.path.join(out, name)), name)
+        with open(os.path.join(out, "run.json")) as f:
+            report = json.load(f)
+        self.assertEqual(len(report["results"]), 4)
+        for row in report["results"]:
+            self.assertEqual(row["status"], "ok", row)
+            self.assertGreater(row["train_tokens_per_second"], 0)
+            self.assertGreater(row["peak_memory_bytes"], 0)
+            self.assertGreater(row["achieved_fraction_of_peak"], 0)
+        self.assertGreater(min(report["matmul_peak_flops"].values()), 0)
+
+    def test_a_configuration_over_the_memory_limit_is_reported(self):
+        out = self.get_temp_dir()
+        run_benchmark("--output-dir", out, "--memory-limit-gb", "0.05",
+                      "--models", "gpt2")
+        with open(os.path.join(out, "run.json")) as f:
+            report = json.load(f)
+        self.assertEqual([r["status"] for r in report["results"]],
+                         ["out of memory (above 0.05 GiB)"] * 2)
+        with open(os.path.join(out, "run.md")) as f:
+            self.assertIn("out of memory", f.read())
+
+
+class FlopsPerTokenTest(TestCase):
+    def test_known_values(self):
+        spec = importlib.util.spec_from_file_location(
+            "run_benchmark", os.path.join(ROOT, "benchmarks", "run.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        from keras_sdgm.models import SDGMBackbone
+
+        # One block: kernel 3, rates [1, 2] -> one residual D x D conv and
+        # the last D x K conv; K = 4, D = 8, I = 16, V = 10.
+        backbone = SDGMBackbone(vocabulary_size=10, hidden_dim=8, num_atoms=4,
+                                sequence_length=8, num_layers=1,
+                                dilation_rates=[1, 2], intermediate_dim=16)
+        expected = (2 * 3 * 8 * 8) + (2 * 3 * 8 * 4) + 2 * 4 * 8 + (
+            4 * 8 * 16) + 2 * 8 * 10
+        self.assertEqual(
+            module.flops_per_token("sdgm", backbone, 8, 10), expected)

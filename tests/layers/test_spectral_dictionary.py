@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 from tests.testing import TestCase
+from tests.testing import gradients
 
 from keras_sdgm.layers import FrequencyBandInitializer
 from keras_sdgm.layers import SpectralDictionary
@@ -51,6 +52,57 @@ class SpectralDictionaryTest(TestCase):
         # A tensor start index, as a compiled decoding loop passes it.
         step = layer(coefficients[:, 7:8], start_index=ops.convert_to_tensor(7))
         self.assertAllClose(full[:, 7:8], step, atol=1e-5)
+
+    def test_chunked_mixing_equals_one_product_with_the_atoms(self):
+        # `call` mixes chunk by chunk with angle addition (the last chunk
+        # padded); the reference multiplies the coefficients by the directly
+        # evaluated atoms in one product. Outputs and gradients (all three
+        # weights and the coefficients) must agree, for several chunk sizes
+        # including one chunk, and far from position 0.
+        rng = np.random.default_rng(0)
+        coefficients = keras.Variable(
+            rng.normal(size=(3, 40, 6)).astype("float32")
+        )
+        weights = ops.convert_to_tensor(
+            rng.normal(size=(3, 40, 10)).astype("float32")
+        )
+        for chunk_size, start in ((16, 0), (7, 3000), (64, 130)):
+            layer = SpectralDictionary(
+                num_atoms=6,
+                hidden_dim=10,
+                sequence_length=32,
+                amplitude_initializer="random_normal",
+                chunk_size=chunk_size,
+            )
+            layer.build((None, None, 6))
+            variables = layer.trainable_variables + [coefficients]
+
+            def chunked():
+                return ops.sum(
+                    layer(coefficients.value, start_index=start) * weights
+                )
+
+            def reference():
+                atoms = layer.atoms(start, 40)
+                mixed = ops.einsum("blk,lkd->bld", coefficients.value, atoms)
+                return ops.sum(mixed * weights)
+
+            self.assertAllClose(
+                ops.convert_to_numpy(chunked()),
+                ops.convert_to_numpy(reference()),
+                atol=1e-5,
+                rtol=1e-5,
+            )
+            for name, got, expected in zip(
+                ["amplitude", "frequency", "phase", "coefficients"],
+                gradients(chunked, variables),
+                gradients(reference, variables),
+            ):
+                scale = np.abs(expected).max()
+                self.assertAllClose(
+                    got / scale, expected / scale, atol=1e-5, rtol=0,
+                    msg=f"d/d{name}, chunk_size={chunk_size}, start={start}",
+                )
 
     def test_atoms_far_beyond_training_window_are_accurate(self):
         # Unit amplitudes and frequencies across [0, L0), twice the initial
@@ -102,3 +154,7 @@ class SpectralDictionaryTest(TestCase):
             SpectralDictionary(num_atoms=2, hidden_dim=2, sequence_length=-1)
         with self.assertRaisesRegex(ValueError, "hidden_dim"):
             SpectralDictionary(num_atoms=2, hidden_dim=2.5, sequence_length=8)
+        with self.assertRaisesRegex(ValueError, "chunk_size"):
+            SpectralDictionary(
+                num_atoms=2, hidden_dim=2, sequence_length=8, chunk_size=0
+            )

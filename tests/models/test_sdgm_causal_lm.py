@@ -147,6 +147,32 @@ class SDGMCausalLMTest(TestCase):
         history = lm.fit(x, y, sample_weight=sw, epochs=2, verbose=0)
         self.assertTrue(np.all(np.isfinite(history.history["loss"])))
 
+    def test_mixed_precision_matches_float32(self):
+        # The same weights under float32 and mixed_bfloat16. bfloat16 keeps
+        # about 3 significant digits, so the logits agree to ~1e-2 of their
+        # scale; every loss term is computed in float32 from them and agrees
+        # to ~1e-2 relative. A term computed in bfloat16 end to end (or
+        # atoms evaluated in bfloat16 at large angles) would not.
+        float32_lm = tiny_lm(**ALL_TERMS)
+        mixed_lm = tiny_lm(backbone={"dtype": "mixed_bfloat16"}, **ALL_TERMS)
+        x, y, sw = lm_batch()
+        float32_lm(x)
+        mixed_lm(x)
+        mixed_lm.set_weights(float32_lm.get_weights())
+        expected = ops.convert_to_numpy(float32_lm(x))
+        got = ops.convert_to_numpy(ops.cast(mixed_lm(x), "float32"))
+        scale = np.abs(expected).max()
+        self.assertAllClose(got / scale, expected / scale, atol=2e-2, rtol=0)
+        results = []
+        for lm in (float32_lm, mixed_lm):
+            lm.compile()
+            results.append(lm.evaluate(x, y, sample_weight=sw, verbose=0,
+                                       return_dict=True))
+        for name in ("loss", "nll", "reconstruction_loss", "stft_loss",
+                     "prior_loss"):
+            self.assertAllClose(results[1][name], results[0][name],
+                                rtol=2e-2, atol=0, msg=name)
+
     def test_from_preset(self):
         lm = SDGMCausalLM.from_preset(
             "sdgm_tiny", vocabulary_size=30, stft_weight=1.0

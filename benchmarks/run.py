@@ -1,0 +1,488 @@
+"""Training and forward throughput and memory: SDGM vs keras-hub GPT-2.
+
+    KERAS_BACKEND=jax python benchmarks/run.py
+    KERAS_BACKEND=jax python benchmarks/run.py --lengths 128 512 --steps 3
+
+For each sequence length, an SDGM (`--preset`, default `sdgm_base`, with the
+hidden size, depth and vocabulary given here) and a keras-hub GPT-2
+(`GPT2Backbone` + `GPT2CausalLM`, same hidden size, depth and vocabulary,
+`4 * hidden_dim` feed-forward, `--num-heads` heads) are measured side by
+side in one run, each configuration in its own process:
+
+- training tokens/s: `train_on_batch` (the compiled `fit()` step: forward,
+  cross-entropy, backward, Adam), median of `--steps` steps after
+  `--warmup` steps;
+- forward tokens/s: `test_on_batch` (forward and loss), same protocol;
+- peak memory: the process's peak resident memory (on CPU) or the
+  backend's peak device memory (on GPU), over building, training and
+  evaluating. A process that passes `--memory-limit-gb` is stopped and
+  reported as out of memory, as is one the system kills or whose backend
+  raises an out-of-memory error;
+- parameters, and analytic matmul FLOPs per token (forward; training is
+  counted as 3x forward): GPT-2 `N (8 D^2 + 4 D I + 4 L D) + 2 D V`, SDGM
+  per block `2 k D^2` per residual encoder convolution, `2 k D K` for the
+  last, `2 K D` for the mixing and `4 D I` for the feed-forward, plus
+  `2 D V`. Element-wise work (the dictionary's atoms, softmax, norms) is
+  not counted;
+- achieved FLOP/s as a fraction of the machine's float32 matmul peak,
+  measured here as the best of NumPy's and the backend's own large square
+  matmul.
+
+Both models train with dropout 0, Adam and the cross-entropy of the next
+token (SDGM's auxiliary loss weights at their default, 0). The SDGM keeps
+its preset's window (`sequence_length`, 128 for `sdgm_base`) at every
+input length: its encoder sees that many positions and the dictionary
+continues past them, which is what makes its cost per token independent of
+the length; GPT-2 attends to the whole input. Inputs are deterministic
+random tokens (`--seed`). Writes `run.json`, `run.md`,
+`run_throughput.png` and `run_memory.png` to `--output-dir`.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+RESULT_PREFIX = "BENCHMARK_RESULT "
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add = parser.add_argument
+    add("--lengths", type=int, nargs="+", default=[128, 512, 2048, 8192])
+    add("--models", nargs="+", default=["sdgm", "gpt2"],
+        choices=["sdgm", "gpt2"])
+    add("--preset", default="sdgm_base")
+    add("--hidden-dim", type=int, default=512)
+    add("--num-layers", type=int, default=4)
+    add("--num-atoms", type=int, default=None,
+        help="SDGM atoms per dictionary; default: the preset's.")
+    add("--num-heads", type=int, default=8)
+    add("--vocabulary-size", type=int, default=10000)
+    add("--batch-size", type=int, default=8)
+    add("--steps", type=int, default=5)
+    add("--warmup", type=int, default=2)
+    add("--jit-compile", default="auto", choices=["auto", "true", "false"],
+        help="Keras `jit_compile` for both models; auto: Keras's default "
+             "(XLA on JAX and TensorFlow where it compiles, eager torch).")
+    add("--dtype-policy", default="float32",
+        help="Keras dtype policy, e.g. mixed_bfloat16.")
+    add("--memory-limit-gb", type=float, default=None,
+        help="Stop a configuration above this resident memory (CPU); "
+             "default: 90%% of the machine's memory.")
+    add("--config-timeout", type=float, default=3600)
+    add("--seed", type=int, default=0)
+    add("--output-dir", default=None,
+        help="Default: benchmarks/results/run_<backend>.")
+    add("--worker", nargs=2, metavar=("MODEL", "LENGTH"),
+        help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+# --- one configuration, in its own process -------------------------------
+
+
+def build_model(args, name, length):
+    import keras
+    import keras_hub
+
+    from keras_sdgm.models import SDGMBackbone
+    from keras_sdgm.models import SDGMCausalLM
+
+    if name == "sdgm":
+        overrides = {"num_atoms": args.num_atoms} if args.num_atoms else {}
+        backbone = SDGMBackbone.from_preset(
+            args.preset, vocabulary_size=args.vocabulary_size,
+            hidden_dim=args.hidden_dim, num_layers=args.num_layers,
+            dropout=0.0, **overrides,
+        )
+        lm = SDGMCausalLM(backbone)
+    else:
+        backbone = keras_hub.models.GPT2Backbone(
+            vocabulary_size=args.vocabulary_size,
+            num_layers=args.num_layers, num_heads=args.num_heads,
+            hidden_dim=args.hidden_dim,
+            intermediate_dim=4 * args.hidden_dim, dropout=0.0,
+            max_sequence_length=length,
+        )
+        lm = keras_hub.models.GPT2CausalLM(backbone)
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    lm.compile(
+        optimizer=keras.optimizers.Adam(1e-4),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=[],
+        jit_compile=jit,
+    )
+    return lm
+
+
+def flops_per_token(name, backbone, length, vocabulary_size):
+    """Analytic forward matmul FLOPs per token (see the module docstring)."""
+    d = backbone.hidden_dim
+    embedding = 2 * d * vocabulary_size
+    if name == "gpt2":
+        i = backbone.intermediate_dim
+        return backbone.num_layers * (8 * d * d + 4 * d * i + 4 * length * d) + (
+            embedding
+        )
+    total = embedding
+    for block in backbone.blocks:
+        encoder = block.encoder
+        k = encoder.kernel_size
+        residual_convs = len(encoder.dilation_rates) - 1
+        total += 2 * k * d * d * residual_convs + 2 * k * d * block.num_atoms
+        total += 2 * block.num_atoms * d + 4 * d * block.intermediate_dim
+    return total
+
+
+def peak_memory_bytes():
+    """Peak device memory on a GPU, else this process's peak RSS."""
+    import keras
+
+    backend = keras.config.backend()
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform == "gpu":
+            return device.memory_stats()["peak_bytes_in_use"], "device"
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_logical_devices("GPU"):
+            return tf.config.experimental.get_memory_info("GPU:0")["peak"], (
+                "device"
+            )
+    else:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.max_memory_allocated(), "device"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "rss"
+
+
+def median_seconds(fn, warmup, steps, label):
+    times = []
+    for i in range(warmup + steps):
+        started = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - started
+        if i >= warmup:
+            times.append(elapsed)
+        print(f"  {label} step {i + 1}/{warmup + steps}: {elapsed:.2f} s"
+              f"{' (warm-up)' if i < warmup else ''}", file=sys.stderr,
+              flush=True)
+    return statistics.median(times)
+
+
+def run_worker(args, name, length):
+    import keras
+
+    keras.config.set_dtype_policy(args.dtype_policy)
+    keras.utils.set_random_seed(args.seed)
+    lm = build_model(args, name, length)
+    rng = np.random.default_rng(args.seed)
+    shape = (args.batch_size, length)
+    x = {
+        "token_ids": rng.integers(0, args.vocabulary_size, shape, "int32"),
+        "padding_mask": np.ones(shape, "bool"),
+    }
+    y = rng.integers(0, args.vocabulary_size, shape, "int32")
+    weights = np.ones(shape, "float32")
+    train = median_seconds(
+        lambda: lm.train_on_batch(x, y, weights), args.warmup, args.steps,
+        "train")
+    forward = median_seconds(
+        lambda: lm.test_on_batch(x, y, weights), args.warmup, args.steps,
+        "forward")
+    tokens = args.batch_size * length
+    memory, memory_kind = peak_memory_bytes()
+    return {
+        "status": "ok",
+        "train_tokens_per_second": tokens / train,
+        "forward_tokens_per_second": tokens / forward,
+        "train_step_seconds": train,
+        "forward_step_seconds": forward,
+        "peak_memory_bytes": memory,
+        "memory_kind": memory_kind,
+        "parameters": lm.count_params(),
+        "forward_flops_per_token": flops_per_token(
+            name, lm.backbone, length, args.vocabulary_size),
+    }
+
+
+def worker_main(args):
+    name, length = args.worker[0], int(args.worker[1])
+    try:
+        result = run_worker(args, name, length)
+    except Exception as error:  # Reported, not hidden: see `status`.
+        text = f"{type(error).__name__}: {error}"
+        out_of_memory = isinstance(error, MemoryError) or any(
+            marker in text
+            for marker in ("RESOURCE_EXHAUSTED", "out of memory",
+                           "Out of memory", "OOM")
+        )
+        result = {"status": "out of memory" if out_of_memory else "error",
+                  "error": text[:2000]}
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+# --- the whole run --------------------------------------------------------
+
+
+def resident_bytes(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def machine_memory_bytes():
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def run_config(args, name, length, argv):
+    """Runs one configuration in a child process; returns its result."""
+    limit = (args.memory_limit_gb * 2**30 if args.memory_limit_gb
+             else 0.9 * machine_memory_bytes())
+    command = [sys.executable, os.path.abspath(__file__), *argv,
+               "--worker", name, str(length)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    started = time.monotonic()
+    peak_seen, stopped = 0, None
+    while child.poll() is None:
+        peak_seen = max(peak_seen, resident_bytes(child.pid))
+        if peak_seen > limit:
+            stopped = f"out of memory (above {limit / 2**30:.2f} GiB)"
+        elif time.monotonic() - started > args.config_timeout:
+            stopped = f"timed out after {args.config_timeout:.0f} s"
+        if stopped:
+            child.kill()
+            child.wait()
+            break
+        time.sleep(0.2)
+    output = child.stdout.read()
+    if stopped:
+        return {"status": stopped, "peak_memory_bytes": peak_seen}
+    for line in output.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX):])
+    status = ("out of memory (killed by the system)"
+              if child.returncode in (-9, 137) else
+              f"error (exit status {child.returncode})")
+    return {"status": status, "peak_memory_bytes": peak_seen}
+
+
+def matmul_peak_flops(size=4096, repeats=3):
+    """Best float32 FLOP/s of NumPy's and the backend's square matmul."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype="float32")
+    results = {}
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - started)
+    results["numpy"] = 2 * size**3 / min(times[1:])
+    backend = keras.config.backend()
+    tensor = keras.ops.convert_to_tensor(a)
+    if backend == "jax":
+        import jax
+
+        matmul = jax.jit(lambda m: m @ m)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        matmul = tf.function(lambda m: m @ m, jit_compile=True)
+    else:
+        matmul = lambda m: m @ m  # noqa: E731 (eager torch)
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        keras.ops.convert_to_numpy(matmul(tensor)[0, 0])
+        times.append(time.perf_counter() - started)
+    results[backend] = 2 * size**3 / min(times[1:])
+    return results
+
+
+def machine_description():
+    import platform
+
+    description = {"processor": platform.processor() or platform.machine(),
+                   "cpus": os.cpu_count(),
+                   "memory_gib": round(machine_memory_bytes() / 2**30, 1)}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    description["processor"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return description
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.worker:
+        worker_main(args)
+        return
+    import keras
+
+    from keras_sdgm.training import reporting
+
+    backend = keras.config.backend()
+    output_dir = args.output_dir or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results", f"run_{backend}")
+    os.makedirs(output_dir, exist_ok=True)
+    print("Measuring the float32 matmul peak...", flush=True)
+    peaks = matmul_peak_flops()
+    peak = max(peaks.values())
+    print(f"  {', '.join(f'{k} {v / 1e9:.0f}' for k, v in peaks.items())} "
+          "GFLOP/s", flush=True)
+    rows = []
+    total = len(args.lengths) * len(args.models)
+    for length in args.lengths:
+        for name in args.models:
+            print(f"[{len(rows) + 1}/{total}] {name} length {length}...",
+                  flush=True)
+            result = run_config(args, name, length, argv)
+            result.update({"model": name, "length": length})
+            if result["status"] == "ok":
+                result["achieved_fraction_of_peak"] = (
+                    3 * result["forward_flops_per_token"]
+                    * result["train_tokens_per_second"] / peak)
+            rows.append(result)
+            print(f"  {summary(result)}", flush=True)
+    report = {
+        "backend": backend,
+        "machine": machine_description(),
+        "matmul_peak_flops": peaks,
+        "config": {k: v for k, v in vars(args).items() if k != "worker"},
+        "results": rows,
+        "versions": reporting.library_versions(),
+    }
+    reporting.write_json(os.path.join(output_dir, "run.json"), report)
+    table = markdown_table(report)
+    with open(os.path.join(output_dir, "run.md"), "w") as f:
+        f.write(table + "\n")
+    plot(report, output_dir)
+    print(table)
+
+
+def summary(result):
+    if result["status"] != "ok":
+        return result["status"]
+    return (f"train {result['train_tokens_per_second']:.0f} tok/s, forward "
+            f"{result['forward_tokens_per_second']:.0f} tok/s, peak memory "
+            f"{result['peak_memory_bytes'] / 2**30:.2f} GiB")
+
+
+def markdown_table(report):
+    by = {(r["model"], r["length"]): r for r in report["results"]}
+    lengths = report["config"]["lengths"]
+    models = report["config"]["models"]
+    names = {"sdgm": "SDGM", "gpt2": "GPT-2"}
+    lines = [
+        "| L | model | train tok/s | forward tok/s | peak memory (GiB) | "
+        "params (M) | train GFLOP/token | % of matmul peak |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for length in lengths:
+        for name in models:
+            r = by[(name, length)]
+            if r["status"] != "ok":
+                lines.append(f"| {length} | {names[name]} | {r['status']} | "
+                             "| | | | |")
+                continue
+            lines.append(
+                f"| {length} | {names[name]} | "
+                f"{r['train_tokens_per_second']:.0f} | "
+                f"{r['forward_tokens_per_second']:.0f} | "
+                f"{r['peak_memory_bytes'] / 2**30:.2f} | "
+                f"{r['parameters'] / 1e6:.1f} | "
+                f"{3 * r['forward_flops_per_token'] / 1e9:.3f} | "
+                f"{100 * r['achieved_fraction_of_peak']:.0f}% |")
+    if set(models) == {"sdgm", "gpt2"}:
+        lines += ["", "| L | SDGM / GPT-2 train tok/s | SDGM / GPT-2 "
+                  "forward tok/s | SDGM / GPT-2 peak memory |",
+                  "|---|---|---|---|"]
+        for length in lengths:
+            s, g = by[("sdgm", length)], by[("gpt2", length)]
+            lines.append(f"| {length} | {ratio(s, g, 'train_tokens_per_second')}"
+                         f" | {ratio(s, g, 'forward_tokens_per_second')} | "
+                         f"{ratio(s, g, 'peak_memory_bytes')} |")
+    return "\n".join(lines)
+
+
+def ratio(sdgm, gpt2, key):
+    if sdgm["status"] != "ok":
+        return f"SDGM {sdgm['status']}"
+    if gpt2["status"] != "ok":
+        return f"GPT-2 {gpt2['status']}"
+    return f"{sdgm[key] / gpt2[key]:.2f}x"
+
+
+def plot(report, output_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = {"sdgm": "SDGM", "gpt2": "GPT-2"}
+    title = (f"{report['backend']}, D={report['config']['hidden_dim']}, "
+             f"{report['config']['num_layers']} layers, batch "
+             f"{report['config']['batch_size']}")
+    for key, ylabel, filename in (
+        ("train_tokens_per_second", "training tokens/s", "run_throughput.png"),
+        ("peak_memory_bytes", "peak memory (GiB)", "run_memory.png"),
+    ):
+        figure, axis = plt.subplots(figsize=(6, 4))
+        for name in report["config"]["models"]:
+            points = [(r["length"], r[key]) for r in report["results"]
+                      if r["model"] == name and r["status"] == "ok"]
+            scale = 2**30 if key == "peak_memory_bytes" else 1
+            if points:
+                axis.plot([p[0] for p in points],
+                          [p[1] / scale for p in points], marker="o",
+                          label=names[name])
+            failed = [r["length"] for r in report["results"]
+                      if r["model"] == name and r["status"] != "ok"]
+            for length in failed:
+                axis.axvline(length, linestyle=":", color="gray")
+                axis.annotate(f"{names[name]}: {report_status(report, name, length)}",
+                              (length, 0.5), xycoords=("data", "axes fraction"),
+                              rotation=90, fontsize=7, ha="right")
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("sequence length")
+        axis.set_ylabel(ylabel)
+        axis.set_title(title)
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(os.path.join(output_dir, filename), dpi=100)
+        plt.close(figure)
+
+
+def report_status(report, name, length):
+    for r in report["results"]:
+        if r["model"] == name and r["length"] == length:
+            return r["status"]
+    return "missing"
+
+
+if __name__ == "__main__":
+    main()
