@@ -6,6 +6,17 @@ from keras import ops
 from keras_sdgm.layers.frequency_initializer import FrequencyBandInitializer
 from keras_sdgm.utils.validation import require_positive_int
 
+def _outer(vector, table):
+    """`vector[n] * table[k, d]` as an `(n, K, D)` tensor.
+
+    Written as a product rather than a broadcast because of its gradient:
+    the gradient of a broadcast is a sum over the leading axis, which XLA
+    compiles ~20x slower on CPU than the matrix-vector product an einsum's
+    gradient is (measured at n=32, K=256, D=512).
+    """
+    return ops.einsum("n,kd->nkd", vector, table)
+
+
 def _mix(coefficients, atoms, compute_dtype):
     """`sum_k C[t, b, k] S[t, k, d]` with positions leading.
 
@@ -65,9 +76,9 @@ class SpectralDictionary(keras.layers.Layer):
             `(chunk_size, K, D)`, are built by angle addition from two small
             tables, mixed, and recomputed in the backward pass instead of
             stored, so training memory grows linearly in the length with a
-            small constant. 32 was fastest on a 2-core CPU at L=128..2048
-            (`benchmarks/`); the result does not depend on it beyond
-            float32 rounding.
+            small constant. 16 was fastest on a 2-core CPU at K=256,
+            D=512 and L=128..512 (see docs/PERFORMANCE.md); the result does
+            not depend on it beyond float32 rounding.
         **kwargs: other `keras.layers.Layer` arguments, e.g. `name`, `dtype`.
 
     Example:
@@ -89,7 +100,7 @@ class SpectralDictionary(keras.layers.Layer):
         amplitude_initializer=None,
         frequency_initializer=None,
         phase_initializer=None,
-        chunk_size=32,
+        chunk_size=16,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -168,22 +179,24 @@ class SpectralDictionary(keras.layers.Layer):
         """
         windows = ops.cast(positions // self.sequence_length, "float32")
         offsets = ops.cast(positions % self.sequence_length, "float32")
-        frequency = ops.cast(frequency, "float32")[None]
+        frequency = ops.cast(frequency, "float32")
         # f = f_grid + f_rest with f_grid a multiple of 2**-grid_bits: for
         # |f| < L0 it has at most 12 significant bits, so q * f_grid is
         # exact for q < 2**12.
         grid = float(2 ** self._grid_bits())
         f_grid = ops.floor(frequency * grid) / grid
         f_rest = frequency - f_grid
-        whole = windows[:, None, None] * f_grid
-        rest = windows[:, None, None] * f_rest
-        within = offsets[:, None, None] * frequency / self.sequence_length
+        whole = _outer(windows, f_grid)
+        rest = _outer(windows, f_rest)
+        within = _outer(offsets / self.sequence_length, frequency)
         cycles = (
             (whole - ops.round(whole))
             + (rest - ops.round(rest))
             + (within - ops.round(within))
         )
-        return 2.0 * math.pi * cycles + ops.cast(phase, "float32")[None]
+        return 2.0 * math.pi * cycles + _outer(
+            ops.ones_like(windows), ops.cast(phase, "float32")
+        )
 
     def _grid_bits(self):
         """Fraction bits of the frequency grid: 12 significant bits below L0."""
@@ -211,8 +224,9 @@ class SpectralDictionary(keras.layers.Layer):
         `sin(A_s + w j) = sin(A_s) cos(w j) + cos(A_s) sin(w j)`, where
         `A_s` is the exact angle at `s` (one `sin`/`cos` per chunk) and the
         table of `w j = 2 pi f j / L0`, `j < chunk_size`, is shared by all
-        chunks and the whole batch: the atoms cost three multiplies and an
-        add per element instead of a range-reduced `sin`. Both tables are
+        chunks and the whole batch (scaled by the amplitude): the atoms
+        cost two multiplies and an add per element instead of a
+        range-reduced `sin`. Both tables are
         computed before the loop over chunks, so a compiler cannot fuse
         their `sin`s back into the per-element work. Only one chunk's atoms
         `(chunk_size, K, D)` exist at a time, in the forward pass and,
@@ -234,30 +248,28 @@ class SpectralDictionary(keras.layers.Layer):
             num_chunks, dtype="int32"
         )
         start_angles = self._angles(chunk_starts, self.frequency, self.phase)
-        offset_angles = (
-            ops.arange(chunk_size, dtype="float32")[:, None, None]
-            * ops.cast(self.frequency, "float32")[None]
-            * (2.0 * math.pi / self.sequence_length)
+        offset_angles = _outer(
+            ops.arange(chunk_size, dtype="float32")
+            * (2.0 * math.pi / self.sequence_length),
+            ops.cast(self.frequency, "float32"),
         )
-        amplitude = ops.cast(self.amplitude, "float32")
-        offset_sin = ops.sin(offset_angles)
-        offset_cos = ops.cos(offset_angles)
+        ones = ops.ones((chunk_size,), "float32")
+        amplitude = _outer(ones, ops.cast(self.amplitude, "float32"))
+        scaled_sin = amplitude * ops.sin(offset_angles)
+        scaled_cos = amplitude * ops.cos(offset_angles)
         compute_dtype = self.compute_dtype
 
         @keras.remat
-        def mix_chunk(
-            chunk, start_sin, start_cos, amplitude, offset_sin, offset_cos
-        ):
-            atoms = amplitude[None] * (
-                start_sin[None] * offset_cos + start_cos[None] * offset_sin
-            )
+        def mix_chunk(chunk, start_sin, start_cos, scaled_sin, scaled_cos):
+            atoms = _outer(ones, start_sin) * scaled_cos + _outer(
+                ones, start_cos
+            ) * scaled_sin
             return _mix(chunk, atoms, compute_dtype)
 
         def mix(inputs):
             chunk, start_sin, start_cos = inputs
-            return mix_chunk(
-                chunk, start_sin, start_cos, amplitude, offset_sin, offset_cos
-            )
+            return mix_chunk(chunk, start_sin, start_cos, scaled_sin,
+                             scaled_cos)
 
         mixed = ops.map(
             mix, (chunks, ops.sin(start_angles), ops.cos(start_angles))

@@ -148,11 +148,13 @@ class SDGMCausalLMTest(TestCase):
         self.assertTrue(np.all(np.isfinite(history.history["loss"])))
 
     def test_mixed_precision_matches_float32(self):
-        # The same weights under float32 and mixed_bfloat16. bfloat16 keeps
-        # about 3 significant digits, so the logits agree to ~1e-2 of their
-        # scale; every loss term is computed in float32 from them and agrees
-        # to ~1e-2 relative. A term computed in bfloat16 end to end (or
-        # atoms evaluated in bfloat16 at large angles) would not.
+        # The same weights under float32 and mixed_bfloat16. bfloat16 rounds
+        # each operation to ~2e-3 relative; through two blocks of this tiny
+        # model (D=8, layer norms over 8 features) single logits move by up
+        # to ~4% of the largest logit (measured: 2.7-4.1% across backends),
+        # on average ~0.3%. The loss terms are computed in float32 from the
+        # model's outputs and averaged over the batch: measured within
+        # 4e-4 relative; the bound is 5e-3, about two bfloat16 roundings.
         float32_lm = tiny_lm(**ALL_TERMS)
         mixed_lm = tiny_lm(backbone={"dtype": "mixed_bfloat16"}, **ALL_TERMS)
         x, y, sw = lm_batch()
@@ -161,8 +163,9 @@ class SDGMCausalLMTest(TestCase):
         mixed_lm.set_weights(float32_lm.get_weights())
         expected = ops.convert_to_numpy(float32_lm(x))
         got = ops.convert_to_numpy(ops.cast(mixed_lm(x), "float32"))
-        scale = np.abs(expected).max()
-        self.assertAllClose(got / scale, expected / scale, atol=2e-2, rtol=0)
+        deviation = np.abs(got - expected) / np.abs(expected).max()
+        self.assertLess(deviation.mean(), 1e-2)
+        self.assertLess(deviation.max(), 0.1)
         results = []
         for lm in (float32_lm, mixed_lm):
             lm.compile()
@@ -171,7 +174,7 @@ class SDGMCausalLMTest(TestCase):
         for name in ("loss", "nll", "reconstruction_loss", "stft_loss",
                      "prior_loss"):
             self.assertAllClose(results[1][name], results[0][name],
-                                rtol=2e-2, atol=0, msg=name)
+                                rtol=5e-3, atol=0, msg=name)
 
     def test_from_preset(self):
         lm = SDGMCausalLM.from_preset(
