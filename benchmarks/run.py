@@ -34,8 +34,10 @@ its preset's window (`sequence_length`, 128 for `sdgm_base`) at every
 input length: its encoder sees that many positions and the dictionary
 continues past them, which is what makes its cost per token independent of
 the length; GPT-2 attends to the whole input. Inputs are deterministic
-random tokens (`--seed`). Writes `run.json`, `run.md`,
-`run_throughput.png` and `run_memory.png` to `--output-dir`.
+random tokens (`--seed`). Writes `run.json` (after every configuration,
+so `--resume` can finish an interrupted run), `run.md`,
+`run_throughput.png` and `run_memory.png` to `--output-dir`; existing
+results are replaced only with `--overwrite`.
 """
 
 import argparse
@@ -80,6 +82,11 @@ def parse_args(argv=None):
     add("--seed", type=int, default=0)
     add("--output-dir", default=None,
         help="Default: benchmarks/results/run_<backend>.")
+    add("--resume", action="store_true",
+        help="Keep the finished configurations of an interrupted run with "
+             "the same settings in --output-dir and run the rest.")
+    add("--overwrite", action="store_true",
+        help="Replace the results already in --output-dir.")
     add("--worker", nargs=2, metavar=("MODEL", "LENGTH"),
         help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -348,39 +355,71 @@ def main(argv=None):
     output_dir = args.output_dir or os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "results", f"run_{backend}")
     os.makedirs(output_dir, exist_ok=True)
+    config = {k: v for k, v in vars(args).items()
+              if k not in ("worker", "resume", "overwrite", "output_dir")}
+    config["backend"] = backend
+    json_path = os.path.join(output_dir, "run.json")
+    done = previous_results(json_path, config, args)
     print("Measuring the float32 matmul peak...", flush=True)
     peaks = matmul_peak_flops()
     peak = max(peaks.values())
     print(f"  {', '.join(f'{k} {v / 1e9:.0f}' for k, v in peaks.items())} "
           "GFLOP/s", flush=True)
-    rows = []
-    total = len(args.lengths) * len(args.models)
-    for length in args.lengths:
-        for name in args.models:
-            print(f"[{len(rows) + 1}/{total}] {name} length {length}...",
-                  flush=True)
-            result = run_config(args, name, length, argv)
-            result.update({"model": name, "length": length})
-            if result["status"] == "ok":
-                result["achieved_fraction_of_peak"] = (
-                    3 * result["forward_flops_per_token"]
-                    * result["train_tokens_per_second"] / peak)
-            rows.append(result)
-            print(f"  {summary(result)}", flush=True)
     report = {
         "backend": backend,
         "machine": machine_description(),
         "matmul_peak_flops": peaks,
-        "config": {k: v for k, v in vars(args).items() if k != "worker"},
-        "results": rows,
+        "config": config,
+        "results": [],
+        "complete": False,
         "versions": reporting.library_versions(),
     }
-    reporting.write_json(os.path.join(output_dir, "run.json"), report)
+    configs = [(length, name) for length in args.lengths
+               for name in args.models]
+    for index, (length, name) in enumerate(configs):
+        print(f"[{index + 1}/{len(configs)}] {name} length {length}...",
+              flush=True)
+        if (name, length) in done:
+            result = done[(name, length)]
+            print("  (from the interrupted run)", flush=True)
+        else:
+            result = run_config(args, name, length, argv)
+            result.update({"model": name, "length": length})
+        if result["status"] == "ok":
+            result["achieved_fraction_of_peak"] = (
+                3 * result["forward_flops_per_token"]
+                * result["train_tokens_per_second"] / peak)
+        report["results"].append(result)
+        print(f"  {summary(result)}", flush=True)
+        reporting.write_json(json_path, report)
+    report["complete"] = True
+    reporting.write_json(json_path, report)
     table = markdown_table(report)
     with open(os.path.join(output_dir, "run.md"), "w") as f:
         f.write(table + "\n")
     plot(report, output_dir)
     print(table)
+
+
+def previous_results(json_path, config, args):
+    """Finished results to keep, by (model, length); errors on a clash."""
+    if not os.path.exists(json_path):
+        return {}
+    if args.overwrite:
+        return {}
+    if not args.resume:
+        raise FileExistsError(
+            f"{json_path} already holds benchmark results. Pass --resume to "
+            "finish an interrupted run with the same settings, --overwrite "
+            "to replace them, or another --output-dir.")
+    with open(json_path) as f:
+        previous = json.load(f)
+    if previous["config"] != json.loads(json.dumps(config)):
+        raise ValueError(
+            f"{json_path} was written with other settings "
+            f"({previous['config']}); --resume needs the same ones. Use "
+            "--overwrite or another --output-dir.")
+    return {(r["model"], r["length"]): r for r in previous["results"]}
 
 
 def summary(result):

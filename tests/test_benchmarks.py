@@ -106,6 +106,13 @@ class RunBenchmarkTest(TestCase):
                          ["out of memory (above 0.05 GiB)"] * 2)
         with open(os.path.join(out, "run.md")) as f:
             self.assertIn("out of memory", f.read())
+        # The results are not replaced unless asked; --resume keeps them.
+        with self.assertRaises(subprocess.CalledProcessError) as raised:
+            run_benchmark("--output-dir", out, "--models", "gpt2")
+        self.assertIn("--overwrite", raised.exception.stderr)
+        resumed = run_benchmark("--output-dir", out, "--memory-limit-gb",
+                                "0.05", "--models", "gpt2", "--resume")
+        self.assertEqual(resumed.stdout.count("(from the interrupted run)"), 2)
 
 
 class FlopsPerTokenTest(TestCase):
@@ -125,3 +132,21 @@ class FlopsPerTokenTest(TestCase):
             4 * 8 * 16) + 2 * 8 * 10
         self.assertEqual(
             module.flops_per_token("sdgm", backbone, 8, 10), expected)
+
+
+@pytest.mark.slow
+class DictionaryBenchmarkTest(TestCase):
+    def test_runs_and_writes_its_outputs(self):
+        out = self.get_temp_dir()
+        subprocess.run(
+            [sys.executable, os.path.join(ROOT, "benchmarks", "dictionary.py"),
+             "--shapes", "40,4,8,2", "--chunk-sizes", "16", "--steps", "1",
+             "--output-dir", out],
+            check=True, capture_output=True, text=True, timeout=600,
+        )
+        with open(os.path.join(out, "dictionary.json")) as f:
+            rows = json.load(f)["rows"]
+        self.assertEqual([r["variant"] for r in rows],
+                         ["direct", "chunked 16"])
+        for row in rows:
+            self.assertGreater(row["forward_backward_seconds"], 0)

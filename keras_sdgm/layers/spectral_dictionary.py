@@ -204,8 +204,9 @@ class SpectralDictionary(keras.layers.Layer):
 
     def call(self, coefficients, start_index=0):
         length = coefficients.shape[-2]
-        if length is None or length == 1:
-            # Dynamic lengths (exported signatures) and one decoding step.
+        if not isinstance(length, int) or length == 1:
+            # Unknown or symbolic lengths (exported signatures: `None` under
+            # TensorFlow, a shape symbol under JAX) and one decoding step.
             atoms = self.atoms(start_index, ops.shape(coefficients)[-2])
             return ops.transpose(
                 _mix(
