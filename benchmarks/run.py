@@ -202,16 +202,22 @@ def run_worker(args, name, length):
     }
     y = rng.integers(0, args.vocabulary_size, shape, "int32")
     weights = np.ones(shape, "float32")
+    # Reading each loss waits for its step: JAX dispatches asynchronously,
+    # and a step that failed (e.g. out of memory) raises only when read.
+    losses = []
     train = median_seconds(
-        lambda: lm.train_on_batch(x, y, weights), args.warmup, args.steps,
-        "train")
+        lambda: losses.append(float(lm.train_on_batch(x, y, weights))),
+        args.warmup, args.steps, "train")
+    if not np.all(np.isfinite(losses)):
+        raise FloatingPointError(f"Training loss not finite: {losses}")
     forward = median_seconds(
-        lambda: lm.test_on_batch(x, y, weights), args.warmup, args.steps,
-        "forward")
+        lambda: float(lm.test_on_batch(x, y, weights)), args.warmup,
+        args.steps, "forward")
     tokens = args.batch_size * length
     memory, memory_kind = peak_memory_bytes()
     return {
         "status": "ok",
+        "train_losses": losses,
         "train_tokens_per_second": tokens / train,
         "forward_tokens_per_second": tokens / forward,
         "train_step_seconds": train,
@@ -480,6 +486,7 @@ def plot(report, output_dir):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     names = {"sdgm": "SDGM", "gpt2": "GPT-2"}
     title = (f"{report['backend']}, D={report['config']['hidden_dim']}, "
@@ -507,10 +514,14 @@ def plot(report, output_dir):
                               rotation=90, fontsize=7, ha="right")
         axis.set_xscale("log")
         axis.set_yscale("log")
+        axis.set_xticks(report["config"]["lengths"])
+        axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set_xlabel("sequence length")
         axis.set_ylabel(ylabel)
         axis.set_title(title)
-        axis.legend()
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend()
         figure.tight_layout()
         figure.savefig(os.path.join(output_dir, filename), dpi=100)
         plt.close(figure)
