@@ -206,12 +206,14 @@ def run_worker(args, name, length):
     # and a step that failed (e.g. out of memory) raises only when read.
     losses = []
     train = median_seconds(
-        lambda: losses.append(float(lm.train_on_batch(x, y, weights))),
+        lambda: losses.append(float(lm.train_on_batch(
+            x, y, weights, return_dict=True)["loss"])),
         args.warmup, args.steps, "train")
     if not np.all(np.isfinite(losses)):
         raise FloatingPointError(f"Training loss not finite: {losses}")
     forward = median_seconds(
-        lambda: float(lm.test_on_batch(x, y, weights)), args.warmup,
+        lambda: float(lm.test_on_batch(
+            x, y, weights, return_dict=True)["loss"]), args.warmup,
         args.steps, "forward")
     tokens = args.batch_size * length
     memory, memory_kind = peak_memory_bytes()
