@@ -6,6 +6,7 @@ from keras import ops
 from keras_sdgm.layers.frequency_initializer import FrequencyBandInitializer
 from keras_sdgm.utils.validation import require_positive_int
 
+
 def _outer(vector, table):
     """`vector[n] * table[k, d]` as an `(n, K, D)` tensor.
 
