@@ -147,10 +147,8 @@ def main():
             f"{1e3 * row['forward_seconds']:.1f} | "
             f"{1e3 * row['forward_backward_seconds']:.1f} | "
             f"{direct['forward_backward_seconds'] / row['forward_backward_seconds']:.1f}x |")
-    table = "\n".join(lines)
-    with open(os.path.join(args.output_dir, "dictionary.md"), "w") as f:
-        f.write(table + "\n")
-    print(table)
+    reporting.write_markdown(
+        os.path.join(args.output_dir, "dictionary.md"), "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -225,10 +225,8 @@ def write_outputs(args, rows, parameters, quality):
                 f"| {mode} | {q['distinct_1']:.3f} | {q['distinct_2']:.3f} | "
                 f"{q['repetition_4gram']:.3f} | "
                 f"{'-' if judge is None else f'{judge:.1f}'} |")
-    table = "\n".join(lines)
-    with open(os.path.join(args.output_dir, "generate.md"), "w") as f:
-        f.write(table + "\n")
-    print(table)
+    reporting.write_markdown(
+        os.path.join(args.output_dir, "generate.md"), "\n".join(lines))
 
 
 def latency_table(args, rows):

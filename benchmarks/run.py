@@ -402,11 +402,9 @@ def main(argv=None):
         reporting.write_json(json_path, report)
     report["complete"] = True
     reporting.write_json(json_path, report)
-    table = markdown_table(report)
-    with open(os.path.join(output_dir, "run.md"), "w") as f:
-        f.write(table + "\n")
     plot(report, output_dir)
-    print(table)
+    reporting.write_markdown(os.path.join(output_dir, "run.md"),
+                             markdown_table(report))
 
 
 def previous_results(json_path, config, args):

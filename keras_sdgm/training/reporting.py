@@ -92,3 +92,10 @@ def write_json(path, data):
     with open(path, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def write_markdown(path, table):
+    """Writes a markdown `table` (a string) to `path` and prints it."""
+    with open(path, "w") as f:
+        f.write(table + "\n")
+    print(table)
