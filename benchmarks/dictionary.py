@@ -111,9 +111,10 @@ def main():
         variants = [("direct", None)] + [
             (f"chunked {c}", c) for c in args.chunk_sizes]
         for name, chunk_size in variants:
+            # The direct variant never uses the chunk size: layer default.
             layer = SpectralDictionary(
                 atoms, hidden, sequence_length=128,
-                chunk_size=chunk_size or 16)
+                **({"chunk_size": chunk_size} if chunk_size else {}))
             layer.build((batch, length, atoms))
             mix = direct_mix if chunk_size is None else (
                 lambda layer, c: layer(c))
