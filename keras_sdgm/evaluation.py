@@ -1,9 +1,11 @@
 """Corpus perplexity under the two protocols of SPEC section 6."""
 
 import math
+import weakref
 
 import keras
 import numpy as np
+from keras import ops
 
 from keras_sdgm.datasets.pipeline import tokenize_corpus
 
@@ -60,26 +62,19 @@ def evaluate_perplexity(
         token_ids, sequence_length, stride
     )
 
+    scorer = _token_nll_model(model)
     total_nll, count = 0.0, 0.0
     progress = keras.utils.Progbar(len(inputs), verbose=verbose)
-    # The windows are model inputs already: run the compiled predict
-    # function without a keras-hub task's preprocessor in front of it.
-    preprocessor = getattr(model, "preprocessor", None)
-    if preprocessor is not None:
-        model.preprocessor = None
-    try:
-        for start in range(0, len(inputs), batch_size):
-            batch = slice(start, start + batch_size)
-            logits = model.predict_on_batch(
-                {"token_ids": inputs[batch], "padding_mask": padding_mask[batch]}
-            )
-            nll = _token_nll(np.asarray(logits, "float32"), targets[batch])
-            total_nll += float((nll * weights[batch]).sum())
-            count += float(weights[batch].sum())
-            progress.update(min(start + batch_size, len(inputs)))
-    finally:
-        if preprocessor is not None:
-            model.preprocessor = preprocessor
+    for start in range(0, len(inputs), batch_size):
+        batch = _full_batch(
+            (inputs, padding_mask, targets, weights), start, batch_size
+        )
+        nll = scorer.predict_on_batch(
+            dict(zip(("token_ids", "padding_mask", "targets"), batch[:3]))
+        )
+        total_nll += float((np.asarray(nll, "float64") * batch[3]).sum())
+        count += float(batch[3].sum())
+        progress.update(min(start + batch_size, len(inputs)))
 
     mean_nll = total_nll / count
     protocol = (
@@ -128,12 +123,52 @@ def scoring_windows(token_ids, sequence_length, stride):
     )
 
 
-def _token_nll(logits, targets):
-    """`-log softmax(logits)[target]` per position."""
-    peak = logits.max(axis=-1, keepdims=True)
-    log_normalizer = np.log(np.exp(logits - peak).sum(axis=-1)) + peak[..., 0]
-    target_logits = np.take_along_axis(logits, targets[..., None], axis=-1)
-    return log_normalizer - target_logits[..., 0]
+# One scoring model per evaluated model, so that its predict function is
+# compiled once for every split and protocol.
+_SCORERS = weakref.WeakKeyDictionary()
+
+
+def _token_nll_model(model):
+    """A model of `(token_ids, padding_mask, targets)` to per-token NLL.
+
+    The log-softmax runs inside the compiled predict function, so only
+    `(batch, length)` numbers leave it instead of the logits (`vocabulary`
+    times more; copying and reducing those in NumPy took most of the
+    evaluation time). Called on symbolic inputs, a keras-hub task runs its
+    network only, without its preprocessor.
+    """
+    if model in _SCORERS:
+        return _SCORERS[model]
+    inputs = {
+        name: keras.Input(shape=(None,), dtype="int32", name=name)
+        for name in ("token_ids", "padding_mask", "targets")
+    }
+    logits = ops.cast(
+        model({k: inputs[k] for k in ("token_ids", "padding_mask")}),
+        "float32",
+    )
+    target_logits = ops.take_along_axis(
+        logits, ops.expand_dims(inputs["targets"], -1), axis=-1
+    )
+    nll = ops.logsumexp(logits, axis=-1) - ops.squeeze(target_logits, -1)
+    _SCORERS[model] = keras.Model(inputs, nll)
+    return _SCORERS[model]
+
+
+def _full_batch(arrays, start, batch_size):
+    """Rows `start:start + batch_size`, the last batch padded with zero rows.
+
+    Every batch then has one shape, so the predict function is compiled
+    once; padded rows have weight 0.
+    """
+    rows = [a[start : start + batch_size] for a in arrays]
+    missing = batch_size - len(rows[0])
+    if missing:
+        rows = [
+            np.concatenate([r, np.zeros((missing,) + r.shape[1:], r.dtype)])
+            for r in rows
+        ]
+    return rows
 
 
 def _model_window(model):

@@ -42,13 +42,18 @@ class EvaluatePerplexityTest(TestCase):
         scored = targets[weights > 0]
         self.assertAllEqual(np.sort(scored), np.arange(1, 30))
 
-    @parameterized.named_parameters(("non_overlapping", 6), ("sliding", 2))
-    def test_matches_token_by_token_reference(self, stride):
+    @parameterized.named_parameters(
+        ("non_overlapping", 6, 64), ("sliding", 2, 64),
+        # Several batches, the last one partial.
+        ("sliding_small_batches", 2, 3),
+    )
+    def test_matches_token_by_token_reference(self, stride, batch_size):
         lm = SDGMCausalLM(SDGMBackbone(
             vocabulary_size=12, hidden_dim=8, num_atoms=4, sequence_length=6,
         ))
         token_ids = np.random.RandomState(0).randint(0, 12, 23).astype("int32")
-        result = evaluate_perplexity(lm, token_ids, stride=stride, verbose=0)
+        result = evaluate_perplexity(lm, token_ids, stride=stride,
+                                     batch_size=batch_size, verbose=0)
         self.assertEqual(result["num_predicted"], 22)
         expected = direct_perplexity(lm, token_ids, 6, stride)
         self.assertAllClose(result["perplexity"], expected, rtol=1e-4)
