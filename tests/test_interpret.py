@@ -42,6 +42,12 @@ class InterpretTest(TestCase):
         for row in table:
             self.assertBetween(row["phase_concentration"], 0.0, 1.0)
 
+    def test_static_dictionary_has_no_atoms_to_analyse(self):
+        backbone = SDGMBackbone(vocabulary_size=20, hidden_dim=8, num_atoms=6,
+                                sequence_length=8, dictionary="static")
+        with self.assertRaisesRegex(ValueError, "no atoms"):
+            interpret.atom_table(backbone)
+
     def test_top_tokens_are_the_largest_mean_coefficients(self):
         lm = tiny_lm()
         tokenizer = lm.preprocessor.tokenizer

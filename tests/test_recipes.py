@@ -57,7 +57,8 @@ def run_args(output_dir, *extra):
 class RecipeTest(TestCase):
     def test_max_steps_run_writes_everything(self):
         out = os.path.join(self.get_temp_dir(), "run")
-        result = main("ptb", run_args(out, "--max-steps", "20"))
+        result = main("ptb", run_args(out, "--max-steps", "20",
+                                      "--long-eval-lengths", "48,100"))
         for name in ("best.keras", "metrics.json", "log.csv", "curves.png",
                      "config.json"):
             self.assertTrue(os.path.exists(os.path.join(out, name)), name)
@@ -69,6 +70,12 @@ class RecipeTest(TestCase):
                 entry = metrics["perplexity"][split][protocol]
                 self.assertTrue(np.isfinite(entry["perplexity"]))
                 self.assertEqual(entry["num_predicted"], predicted)
+        # Windows longer than the training window (32), validation only.
+        long_windows = metrics["perplexity"]["valid"]["long_windows"]
+        self.assertEqual(sorted(long_windows), ["100", "48"])
+        for length, entry in long_windows.items():
+            self.assertEqual(entry["num_predicted"], 73759)
+            self.assertTrue(np.isfinite(entry["perplexity"]), length)
         self.assertEqual(metrics["vocabulary_size"], 10000)
         self.assertEqual(metrics["parameters"]["embedding"], 10000 * 16)
         self.assertGreater(metrics["parameters"]["non_embedding"], 0)
@@ -84,6 +91,10 @@ class RecipeTest(TestCase):
 
     def test_gpt2_baseline(self):
         out = os.path.join(self.get_temp_dir(), "gpt2")
+        with self.assertRaises(SystemExit):
+            # GPT-2 has no positions beyond its window.
+            main("ptb", run_args(out, "--model", "gpt2",
+                                 "--long-eval-lengths", "64"))
         result = main("ptb", run_args(out, "--model", "gpt2", "--max-steps", "5"))
         self.assertEqual(result["model"], "gpt2")
         # Token and position embeddings.

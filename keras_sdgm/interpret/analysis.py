@@ -27,7 +27,7 @@ def atom_table(lm, block=0):
         `phase_concentration` (mean resultant length: 1 when all features
         share one phase, near 0 when phases are spread).
     """
-    dictionary = _backbone(lm).blocks[block].dictionary
+    dictionary = spectral_dictionary(lm, block)
     frequency = np.abs(keras.ops.convert_to_numpy(dictionary.frequency))
     amplitude = keras.ops.convert_to_numpy(dictionary.amplitude)
     phasor = np.exp(1j * keras.ops.convert_to_numpy(dictionary.phase))
@@ -165,6 +165,18 @@ def sentence_coefficients(lm, token_ids):
         )[0]
         for t in terms
     ]
+
+
+def spectral_dictionary(lm, block=0):
+    """The `SpectralDictionary` of a block; a clear error if it has none."""
+    layer = _backbone(lm).blocks[block]
+    if layer.dictionary_type != "spectral":
+        raise ValueError(
+            f"Block {block} has a {layer.dictionary_type!r} dictionary (a "
+            "position-independent matrix, an ablation): it has no atoms, "
+            "frequencies or phases to analyse."
+        )
+    return layer.dictionary
 
 
 def _backbone(lm):

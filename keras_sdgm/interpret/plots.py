@@ -9,6 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from keras_sdgm.interpret.analysis import spectral_dictionary  # noqa: E402
+
 
 def plot_coefficient_heatmap(words, coefficients, path, title):
     """Tokens (rows) by atoms (columns) heat map of one block's coefficients."""
@@ -34,7 +36,7 @@ def plot_atom_waveforms(lm, atoms, path, block=0, num_features=3):
     For each atom, the `num_features` features with the largest amplitude,
     evaluated at positions `0 .. sequence_length - 1`.
     """
-    dictionary = getattr(lm, "backbone", lm).blocks[block].dictionary
+    dictionary = spectral_dictionary(lm, block)
     length = dictionary.sequence_length
     waves = keras.ops.convert_to_numpy(dictionary.atoms(0, length))  # (L, K, D)
     amplitude = np.abs(keras.ops.convert_to_numpy(dictionary.amplitude))

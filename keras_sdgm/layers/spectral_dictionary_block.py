@@ -7,6 +7,7 @@ from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
 from keras_sdgm.utils.validation import require_non_negative_float
 from keras_sdgm.utils.validation import require_positive_int
 
+DICTIONARY_TYPES = ("spectral", "static")
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
 class SpectralDictionaryBlock(keras.layers.Layer):
@@ -18,6 +19,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     x     = layer_norm(h) * padding_mask       # what the block reconstructs
     C     = CoefficientEncoder(x)              # (batch, length, num_atoms)
     X_hat = SpectralDictionary(C)              # sum_k C[., t, k] S[k, t, .]
+                                               # or C @ W, dictionary="static"
     h     = h + dropout(X_hat)                 # or h = X_hat, residual=False
     h     = h + dropout(FFN(layer_norm(h)))    # if intermediate_dim > 0
     ```
@@ -38,6 +40,15 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         residual: bool. Add the reconstruction to `h` (True) or replace `h`
             by it (False, the paper's single block).
         num_mixture_components: int. Components of the coefficient prior.
+        dictionary: `"spectral"` (the method's sinusoidal atoms, which
+            depend on the position) or `"static"` (an ablation: one learned
+            `(num_atoms, hidden_dim)` matrix `W`, the same at every position,
+            so the block knows positions only through its causal encoder).
+        max_position_offset: int. In training, the dictionary is evaluated
+            at positions shifted by a random offset in
+            `[0, max_position_offset]`, drawn per batch, so that its atoms
+            are trained beyond the training window. 0 (default): positions
+            start at 0 in every window.
         dropout: float. Dropout on the reconstruction and feed-forward.
         layer_norm_epsilon: float. Epsilon of the layer norms.
         kernel_initializer: initializer of the convolutions and dense layers.
@@ -60,9 +71,12 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         intermediate_dim=0,
         residual=True,
         num_mixture_components=8,
+        dictionary="spectral",
+        max_position_offset=0,
         dropout=0.0,
         layer_norm_epsilon=1e-5,
         kernel_initializer="glorot_uniform",
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -82,6 +96,29 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         self.num_mixture_components = require_positive_int(
             "num_mixture_components", num_mixture_components
         )
+        if dictionary not in DICTIONARY_TYPES:
+            raise ValueError(
+                f"`dictionary` must be one of {DICTIONARY_TYPES}. "
+                f"Received: dictionary={dictionary!r}"
+            )
+        self.dictionary_type = dictionary
+        self.max_position_offset = int(max_position_offset)
+        if self.max_position_offset < 0 or self.max_position_offset != (
+            max_position_offset
+        ):
+            raise ValueError(
+                "`max_position_offset` must be a non-negative int. "
+                f"Received: max_position_offset={max_position_offset!r}"
+            )
+        if self.max_position_offset and dictionary == "static":
+            raise ValueError(
+                "`max_position_offset` shifts the positions of the spectral "
+                "dictionary; a static dictionary has none. Use "
+                "`max_position_offset=0` with `dictionary=\"static\"`."
+            )
+        self.seed = seed
+        if self.max_position_offset:
+            self.seed_generator = keras.random.SeedGenerator(seed)
         self.dropout = require_non_negative_float("dropout", dropout)
         if self.dropout >= 1:
             raise ValueError(
@@ -129,13 +166,22 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         self.encoder.build(hidden_shape)
         coefficients_shape = tuple(hidden_shape[:-1]) + (self.num_atoms,)
         self.prior.build(coefficients_shape)
-        self.dictionary = SpectralDictionary(
-            num_atoms=self.num_atoms,
-            hidden_dim=hidden_dim,
-            sequence_length=self.sequence_length,
-            dtype=self.dtype_policy,
-            name="dictionary",
-        )
+        if self.dictionary_type == "static":
+            self.dictionary = keras.layers.Dense(
+                hidden_dim, use_bias=False,
+                kernel_initializer=keras.initializers.RandomNormal(
+                    stddev=0.02
+                ),
+                dtype=self.dtype_policy, name="dictionary",
+            )
+        else:
+            self.dictionary = SpectralDictionary(
+                num_atoms=self.num_atoms,
+                hidden_dim=hidden_dim,
+                sequence_length=self.sequence_length,
+                dtype=self.dtype_policy,
+                name="dictionary",
+            )
         self.dictionary.build(coefficients_shape)
         if self.intermediate_dim:
             self.feedforward_layer_norm.build(hidden_shape)
@@ -149,7 +195,12 @@ class SpectralDictionaryBlock(keras.layers.Layer):
             )
 
     def _mix(self, hidden, coefficients, start_index, training):
-        reconstruction = self.dictionary(coefficients, start_index=start_index)
+        if self.dictionary_type == "static":
+            reconstruction = self.dictionary(coefficients)
+        else:
+            reconstruction = self.dictionary(
+                coefficients, start_index=start_index
+            )
         mixed = self.dropout_layer(reconstruction, training=training)
         hidden = hidden + mixed if self.residual else mixed
         if self.intermediate_dim:
@@ -186,8 +237,14 @@ class SpectralDictionaryBlock(keras.layers.Layer):
             coefficients, states = self.encoder(
                 x, return_states=True, state_index=state_index
             )
+        start_index = 0
+        if training and self.max_position_offset:
+            start_index = keras.random.randint(
+                (), 0, self.max_position_offset + 1,
+                seed=self.seed_generator, dtype="int32",
+            )
         hidden, reconstruction = self._mix(
-            hidden, coefficients, 0, training
+            hidden, coefficients, start_index, training
         )
         # Not tracked by Keras: tensors of this call, for the loss terms.
         object.__setattr__(
@@ -252,6 +309,9 @@ class SpectralDictionaryBlock(keras.layers.Layer):
                 "intermediate_dim": self.intermediate_dim,
                 "residual": self.residual,
                 "num_mixture_components": self.num_mixture_components,
+                "dictionary": self.dictionary_type,
+                "max_position_offset": self.max_position_offset,
+                "seed": self.seed,
                 "dropout": self.dropout,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "kernel_initializer": keras.initializers.serialize(

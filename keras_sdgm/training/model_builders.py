@@ -41,6 +41,8 @@ def build_causal_lm(args, preprocessor):
                 "intermediate_dim",
                 "residual",
                 "num_mixture_components",
+                "dictionary",
+                "max_position_offset",
                 "dropout",
             )
             if getattr(args, name) is not None

@@ -68,6 +68,11 @@ def build_parser(corpus):
         help="Feed-forward width (0: none, SDGM); default 4 x hidden.")
     add("--residual", action=argparse.BooleanOptionalAction, default=None)
     add("--num-mixture-components", type=int, default=None)
+    add("--dictionary", choices=["spectral", "static"], default=None,
+        help="static: a position-independent (K, D) matrix (ablation).")
+    add("--max-position-offset", type=int, default=None,
+        help="Train the dictionaries at positions shifted by a random "
+        "offset up to this (SDGM).")
     add("--num-heads", type=int, default=8, help="GPT-2 attention heads.")
     add("--dropout", type=float, default=0.0)
     add("--nll-weight", type=float, default=1.0)
@@ -86,6 +91,10 @@ def build_parser(corpus):
         help="Train at most this many steps (whole epochs when larger).")
     add("--eval-stride", type=int, default=None,
         help="Stride of the sliding-window evaluation (default L / 2).")
+    add("--long-eval-lengths", type=_int_list, default=[],
+        help="Also score the validation split in non-overlapping windows "
+        "of these lengths, longer than the training window (SDGM only; "
+        "GPT-2's learned positions end at the window).")
     add("--jit-compile", choices=["auto", "true", "false"], default="auto")
     add("--distribute", choices=["none", "data-parallel", "model-parallel"],
         default="none",
@@ -109,7 +118,13 @@ def build_parser(corpus):
 
 def main(corpus, argv=None):
     """Runs the recipe for `corpus` (`"ptb"` or `"wikitext2"`)."""
-    args = build_parser(corpus).parse_args(argv)
+    parser = build_parser(corpus)
+    args = parser.parse_args(argv)
+    if args.long_eval_lengths and args.model == "gpt2":
+        parser.error("--long-eval-lengths is for SDGM: GPT-2's learned "
+                     "positions end at its window.")
+    if any(length < 2 for length in args.long_eval_lengths):
+        parser.error("--long-eval-lengths must be at least 2.")
     # Sizes not given come from the preset, for GPT-2 too (same size).
     preset = backbone_presets[args.preset]["config"]
     for name in ("hidden_dim", "num_atoms", "sequence_length", "num_layers"):
@@ -242,6 +257,15 @@ def main(corpus, argv=None):
         }
         for split in ("valid", "test")
     }
+    if args.model == "sdgm":
+        metrics["valid"]["long_windows"] = {
+            str(length): evaluate_perplexity(
+                best, tokens["valid"], sequence_length=length,
+                batch_size=max(1, 64 * args.sequence_length // length),
+                verbose=min(args.verbose, 1),
+            )
+            for length in args.long_eval_lengths
+        }
     reporting.plot_training_curves(
         csv_path, os.path.join(output_dir, "curves.png"),
         f"{args.model} on {corpus}",

@@ -38,7 +38,63 @@ class SpectralDictionaryBlockTest(TestCase):
         self.assertTrue(np.all(x[:, 3:] == 0))
         self.assertTrue(np.all(np.abs(x[:, :3]).sum(-1) > 0))
 
+    def test_static_dictionary_is_the_same_at_every_position(self):
+        self.run_layer_test(
+            cls=SpectralDictionaryBlock,
+            init_kwargs={"num_atoms": 4, "sequence_length": 8,
+                         "dictionary": "static"},
+            input_data=keras.random.normal((2, 8, 6)),
+            expected_output_shape=(2, 8, 6),
+            # norm 2 + encoder 2 + a (4, 6) matrix + prior 3.
+            expected_num_trainable_weights=8,
+        )
+        block = SpectralDictionaryBlock(num_atoms=4, sequence_length=8,
+                                        dictionary="static")
+        block(keras.random.normal((1, 8, 6)))
+        coefficients = keras.random.normal((1, 5, 4))
+        for start in (0, 3, 1000):
+            hidden, _ = block._mix(ops.zeros((1, 5, 6)), coefficients, start,
+                                   False)
+            self.assertAllClose(
+                hidden, ops.matmul(coefficients, block.dictionary.kernel)
+            )
+
+    def test_random_position_offsets_in_training_only(self):
+        block = SpectralDictionaryBlock(num_atoms=4, sequence_length=8,
+                                        max_position_offset=40, seed=3)
+        hidden = keras.random.normal((2, 8, 6))
+        inference = ops.convert_to_numpy(block(hidden))
+        self.assertAllClose(block(hidden, training=False), inference)
+        x, _, coefficients = block.auxiliary_outputs
+        trained = [ops.convert_to_numpy(block(hidden, training=True))
+                   for _ in range(4)]
+        # Each training call mixes the atoms at positions start..start+7
+        # for one start in [0, 40]: exactly one of them matches.
+        for output in trained:
+            starts = [
+                start for start in range(41)
+                if np.allclose(
+                    output,
+                    ops.convert_to_numpy(
+                        block._mix(hidden, coefficients, start, False)[0]),
+                    atol=1e-6)
+            ]
+            self.assertLen(starts, 1)
+        self.assertGreater(
+            len({np.round(o, 5).tobytes() for o in trained}), 1
+        )
+        config = block.get_config()
+        self.assertEqual(config["max_position_offset"], 40)
+        self.assertEqual(config["seed"], 3)
+
     def test_invalid_arguments(self):
+        with self.assertRaisesRegex(ValueError, "dictionary"):
+            SpectralDictionaryBlock(4, 8, dictionary="fourier")
+        with self.assertRaisesRegex(ValueError, "max_position_offset"):
+            SpectralDictionaryBlock(4, 8, max_position_offset=-1)
+        with self.assertRaisesRegex(ValueError, "static"):
+            SpectralDictionaryBlock(4, 8, dictionary="static",
+                                    max_position_offset=5)
         with self.assertRaisesRegex(ValueError, "intermediate_dim"):
             SpectralDictionaryBlock(4, 8, intermediate_dim=-3)
         with self.assertRaisesRegex(ValueError, "dropout"):

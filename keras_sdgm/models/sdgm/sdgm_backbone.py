@@ -69,6 +69,11 @@ class SDGMBackbone(Backbone):
         residual: bool. Residual blocks (True) or the paper's replacement of
             the hidden state by the reconstruction (False).
         num_mixture_components: int. Components of each block's GMM prior.
+        dictionary: `"spectral"` (the method) or `"static"` (ablation: a
+            position-independent `(num_atoms, hidden_dim)` matrix per block).
+        max_position_offset: int. Train each block's dictionary at
+            positions shifted by a random offset in
+            `[0, max_position_offset]` (see `SpectralDictionaryBlock`).
         dropout: float. Dropout on embeddings and inside the blocks.
         layer_norm_epsilon: float. Epsilon of the layer norms.
         dtype: dtype policy of the model, e.g. `"mixed_bfloat16"`.
@@ -98,6 +103,8 @@ class SDGMBackbone(Backbone):
         intermediate_dim=None,
         residual=True,
         num_mixture_components=8,
+        dictionary="spectral",
+        max_position_offset=0,
         dropout=0.0,
         layer_norm_epsilon=1e-5,
         dtype=None,
@@ -142,6 +149,8 @@ class SDGMBackbone(Backbone):
                 intermediate_dim=intermediate_dim,
                 residual=residual,
                 num_mixture_components=num_mixture_components,
+                dictionary=dictionary,
+                max_position_offset=max_position_offset,
                 dropout=dropout,
                 layer_norm_epsilon=layer_norm_epsilon,
                 dtype=dtype,
@@ -182,6 +191,8 @@ class SDGMBackbone(Backbone):
         self.intermediate_dim = intermediate_dim
         self.residual = residual
         self.num_mixture_components = num_mixture_components
+        self.dictionary = dictionary
+        self.max_position_offset = max_position_offset
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
 
@@ -278,6 +289,8 @@ class SDGMBackbone(Backbone):
                 "intermediate_dim": self.intermediate_dim,
                 "residual": self.residual,
                 "num_mixture_components": self.num_mixture_components,
+                "dictionary": self.dictionary,
+                "max_position_offset": self.max_position_offset,
                 "dropout": self.dropout,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
             }

@@ -1,0 +1,308 @@
+"""Ablations: variants of SDGM and the GPT-2 baselines under one budget.
+
+Every variant is one run of the corpus recipe (`recipes/ptb.py`,
+`recipes/wt2.py`) with the same shared arguments (size, budget, optimizer),
+data order and seeds, in its own process; only the variant's own flags
+differ. The table (markdown and JSON, rewritten after every run) has per
+variant: total and non-embedding parameters, ms per training step,
+validation and test perplexity under both protocols of SPEC section 6, the
+validation perplexity on windows longer than the training window where
+measured, and the change from the reference variant.
+
+A variant whose validation perplexity is within `--close` (5%) of the
+reference's is run again with more seeds (`--close-seeds`), and so is the
+reference; the table then shows mean ± half the range over the seeds.
+
+    KERAS_BACKEND=jax python recipes/ablate.py --corpus ptb \\
+        --output-dir runs/ablate-ptb -- --hidden-dim 128 --num-atoms 64 \\
+        --max-steps 150
+
+Arguments after `--` go to every run (`python recipes/ptb.py --help`).
+Finished runs are reused and unfinished ones resumed when the command is
+run again; a variant whose flags changed is refused by the recipe (its
+folder holds another config). `--variants` picks a subset.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from keras_sdgm.training import reporting
+
+REFERENCE = "default"
+LONG_WINDOWS = ["--long-eval-lengths", "256,512"]
+
+# name: (what it changes, the recipe flags that make it).
+VARIANTS = {
+    "default": ("the package defaults (`sdgm_base`)", LONG_WINDOWS),
+    "paper-architecture": (
+        "the paper's model: 1 non-residual block, kernel-3 encoder, no "
+        "feed-forward (`sdgm_paper`)",
+        ["--preset", "sdgm_paper"],
+    ),
+    "single-kernel-encoder": (
+        "encoder: one kernel-3 convolution (receptive field 3) instead of "
+        "the dilated stack covering the window",
+        ["--dilation-rates", "1"],
+    ),
+    "tanh-coefficients": (
+        "coefficient activation tanh instead of gelu",
+        ["--coefficient-activation", "tanh"],
+    ),
+    "linear-coefficients": (
+        "coefficient activation linear instead of gelu",
+        ["--coefficient-activation", "linear"],
+    ),
+    "no-feedforward": ("no feed-forward", ["--intermediate-dim", "0"]),
+    "static-dictionary": (
+        "a position-independent (K, D) matrix instead of sinusoidal atoms",
+        ["--dictionary", "static"],
+    ),
+    "reconstruction-0.1": (
+        "+ 0.1 x time-domain reconstruction (alpha)",
+        ["--reconstruction-weight", "0.1"],
+    ),
+    "reconstruction-1": (
+        "+ 1 x time-domain reconstruction (alpha)",
+        ["--reconstruction-weight", "1"],
+    ),
+    "stft-0.1": ("+ 0.1 x STFT magnitude (beta)", ["--stft-weight", "0.1"]),
+    "stft-1": ("+ 1 x STFT magnitude (beta)", ["--stft-weight", "1"]),
+    "prior-0.001": ("+ 0.001 x GMM prior (delta)", ["--prior-weight", "0.001"]),
+    "prior-1": ("+ 1 x GMM prior (delta)", ["--prior-weight", "1"]),
+    "paper-objective": (
+        "the paper's objective, alpha = beta = gamma = delta = 1",
+        ["--reconstruction-weight", "1", "--stft-weight", "1",
+         "--prior-weight", "1"],
+    ),
+    "dropout-0.1": ("dropout 0.1", ["--dropout", "0.1"]),
+    "weight-decay-0.1": (
+        "weight decay 0.1 instead of 1e-5", ["--weight-decay", "0.1"]
+    ),
+    "position-offsets": (
+        "dictionaries trained at random position offsets in [0, 384]",
+        ["--max-position-offset", "384"] + LONG_WINDOWS,
+    ),
+    "gpt2": (
+        "keras-hub GPT-2, same width, depth, window, vocabulary",
+        ["--model", "gpt2"],
+    ),
+    "gpt2-5-layers": (
+        "keras-hub GPT-2, same width, 5 layers (about the default SDGM's "
+        "non-embedding parameters)",
+        ["--model", "gpt2", "--num-layers", "5"],
+    ),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--corpus", choices=["ptb", "wikitext2"],
+                        default="ptb")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
+                        help=f"Any of: {', '.join(VARIANTS)}.")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="Seed of every variant's first run.")
+    parser.add_argument("--close", type=float, default=0.05,
+                        help="Relative gap to the reference below which a "
+                        "variant gets more seeds.")
+    parser.add_argument("--close-seeds", type=int, default=2,
+                        help="Seeds for the close variants and the reference.")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="Runs at a time. With more than one, runs share "
+                        "the CPU and ms/step is only roughly comparable.")
+    parser.add_argument("--output-dir", default=None,
+                        help="Default: runs/ablate-<corpus>.")
+    parser.add_argument("--results-dir", default=None,
+                        help="Where ablations.md/json go (default: "
+                        "--output-dir).")
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = build_parser().parse_args(argv[:split])
+    shared = argv[split + 1:]
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(
+            f"Unknown variants {unknown}; known: {', '.join(VARIANTS)}."
+        )
+    if REFERENCE not in args.variants:
+        args.variants.insert(0, REFERENCE)
+    output_dir = args.output_dir or os.path.join("runs", f"ablate-{args.corpus}")
+    results_dir = args.results_dir or output_dir
+    os.makedirs(results_dir, exist_ok=True)
+    command = " ".join(["python recipes/ablate.py"] + argv)
+
+    lock = threading.Lock()
+
+    def run_one(name_and_seed):
+        name, seed = name_and_seed
+        if os.path.exists(os.path.join(run_dir(output_dir, name, seed),
+                                       "metrics.json")):
+            return  # Finished earlier: reused.
+        run_variant(args.corpus, name, seed, shared, output_dir)
+        with lock:
+            write_table(args, output_dir, results_dir, command, shared)
+
+    def run_all(seeds_of):
+        todo = [(name, seed) for name in args.variants for seed in seeds_of(name)]
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            # list(): re-raises the first failed run's error.
+            list(pool.map(run_one, todo))
+
+    run_all(lambda name: [args.seed])
+    close = close_variants(args, output_dir)
+    if close:
+        print(f"Within {args.close:.0%} of {REFERENCE}: {', '.join(close)}; "
+              f"running {args.close_seeds} seeds of them and of {REFERENCE}.")
+        extra = range(args.seed, args.seed + args.close_seeds)
+        run_all(lambda name: extra if name in close + [REFERENCE] else [])
+    write_table(args, output_dir, results_dir, command, shared)
+
+
+def run_dir(output_dir, name, seed):
+    return os.path.join(output_dir, name, f"seed{seed}")
+
+
+def run_variant(corpus, name, seed, shared, output_dir):
+    """One recipe run in its own process (which resumes an unfinished one)."""
+    folder = run_dir(output_dir, name, seed)
+    recipe_args = [*shared, *VARIANTS[name][1], "--seed", str(seed),
+                   "--output-dir", folder, "--verbose", "2"]
+    print(f"=== {time.strftime('%H:%M:%S')} {name}, seed {seed}: "
+          f"{' '.join(recipe_args)}", flush=True)
+    subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from keras_sdgm.training.recipe import main; "
+         "main(sys.argv[1], sys.argv[2:])", corpus, *recipe_args],
+        check=True,
+    )
+
+
+def finished_runs(output_dir, name):
+    folder = os.path.join(output_dir, name)
+    runs = []
+    for seed_dir in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        path = os.path.join(folder, seed_dir, "metrics.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                runs.append(json.load(f))
+    return runs
+
+
+def valid_perplexity(metrics):
+    return metrics["perplexity"]["valid"]["non_overlapping"]["perplexity"]
+
+
+def close_variants(args, output_dir):
+    reference = [valid_perplexity(m) for m in finished_runs(output_dir, REFERENCE)]
+    if not reference:
+        return []
+    ref = np.mean(reference)
+    return [
+        name for name in args.variants
+        if name != REFERENCE
+        and finished_runs(output_dir, name)
+        and abs(np.mean([valid_perplexity(m)
+                         for m in finished_runs(output_dir, name)]) - ref)
+        < args.close * ref
+    ]
+
+
+def summarize(runs):
+    """Mean and half-range over seeds of every number in the table."""
+    def stat(values):
+        values = np.asarray(values, "float64")
+        return {"mean": float(values.mean()),
+                "spread": float((values.max() - values.min()) / 2)}
+
+    first = runs[0]
+    row = {
+        "seeds": [m["config"]["seed"] for m in runs],
+        "parameters": first["parameters"],
+        "ms_per_step": stat([
+            1000 * m["config"]["batch_size"] * m["config"]["sequence_length"]
+            / (m["training_tokens_per_second"] or float("nan"))
+            for m in runs
+        ]),
+        "config": first["config"],
+    }
+    for split in ("valid", "test"):
+        for protocol in ("non_overlapping", "sliding"):
+            row[f"{split}_{protocol}"] = stat([
+                m["perplexity"][split][protocol]["perplexity"] for m in runs
+            ])
+    for length in first["perplexity"]["valid"].get("long_windows", {}):
+        row[f"valid_window_{length}"] = stat([
+            m["perplexity"]["valid"]["long_windows"][length]["perplexity"]
+            for m in runs
+        ])
+    return row
+
+
+def write_table(args, output_dir, results_dir, command, shared):
+    rows = {
+        name: summarize(runs)
+        for name in args.variants
+        if (runs := finished_runs(output_dir, name))
+    }
+    long_columns = sorted(
+        {k for row in rows.values() for k in row if k.startswith("valid_window_")},
+        key=lambda k: int(k.rsplit("_", 1)[1]),
+    )
+    reporting.write_json(
+        os.path.join(results_dir, "ablations.json"),
+        {"command": command, "corpus": args.corpus, "shared_arguments": shared,
+         "reference": REFERENCE, "variants": rows},
+    )
+    reference = rows.get(REFERENCE)
+
+    def cell(stat, digits=1):
+        if stat is None:
+            return "—"
+        text = f"{stat['mean']:.{digits}f}"
+        return text + (f" ± {stat['spread']:.{digits}f}" if stat["spread"] else "")
+
+    header = ["variant", "what it changes", "seeds", "params (total / non-emb)",
+              "ms/step", "valid ppl (non-overlap / sliding)",
+              "test ppl (non-overlap / sliding)", "vs default (valid)"]
+    header += [f"valid ppl, window {k.rsplit('_', 1)[1]}" for k in long_columns]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    for name, row in rows.items():
+        params = row["parameters"]
+        change = "—"
+        if reference is not None and name != REFERENCE:
+            ratio = (row["valid_non_overlapping"]["mean"]
+                     / reference["valid_non_overlapping"]["mean"])
+            change = f"{100 * (ratio - 1):+.1f}%"
+        cells = [
+            f"`{name}`", VARIANTS[name][0], str(len(row["seeds"])),
+            f"{params['total'] / 1e6:.2f}M / {params['non_embedding'] / 1e6:.2f}M",
+            cell(row["ms_per_step"], 0),
+            f"{cell(row['valid_non_overlapping'])} / {cell(row['valid_sliding'])}",
+            f"{cell(row['test_non_overlapping'])} / {cell(row['test_sliding'])}",
+            change,
+        ] + [cell(row.get(k)) for k in long_columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    reporting.write_markdown(
+        os.path.join(results_dir, "ablations.md"),
+        f"`{command}`\n\n" + "\n".join(lines),
+    )
+
+
+if __name__ == "__main__":
+    main()

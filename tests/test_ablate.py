@@ -1,0 +1,87 @@
+"""The ablation runner's bookkeeping: which runs it starts, what it tabulates.
+
+The runs themselves are recipe runs (tests/test_recipes.py); here they are
+replaced by `metrics.json` files written by the fake `run_variant`.
+"""
+
+import importlib.util
+import json
+import os
+from unittest import mock
+
+from tests.testing import TestCase
+
+spec = importlib.util.spec_from_file_location(
+    "ablate",
+    os.path.join(os.path.dirname(__file__), os.pardir, "recipes", "ablate.py"),
+)
+ablate = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ablate)
+
+# Validation perplexity of each (variant, seed) the fake runs produce.
+PERPLEXITY = {
+    ("default", 0): 100.0, ("default", 1): 104.0,
+    ("no-feedforward", 0): 103.0, ("no-feedforward", 1): 99.0,
+    ("gpt2", 0): 150.0,
+}
+
+
+def fake_run(corpus, name, seed, shared, output_dir):
+    folder = ablate.run_dir(output_dir, name, seed)
+    os.makedirs(folder)
+    ppl = PERPLEXITY[name, seed]
+    entry = {"perplexity": ppl}
+    with open(os.path.join(folder, "metrics.json"), "w") as f:
+        json.dump({
+            "config": {"seed": seed, "batch_size": 4, "sequence_length": 8},
+            "parameters": {"total": 3_000_000, "non_embedding": 1_000_000},
+            "training_tokens_per_second": 320.0,
+            "perplexity": {
+                "valid": {"non_overlapping": entry, "sliding": entry},
+                "test": {"non_overlapping": entry, "sliding": entry},
+            },
+        }, f)
+
+
+class AblateTest(TestCase):
+    def run_ablations(self, *variants):
+        out = self.get_temp_dir()
+        with mock.patch.object(ablate, "run_variant", side_effect=fake_run) as run:
+            ablate.main(["--output-dir", out, "--variants", *variants,
+                         "--", "--max-steps", "5"])
+        with open(os.path.join(out, "ablations.json")) as f:
+            return run, json.load(f), out
+
+    def test_close_variants_get_more_seeds(self):
+        run, table, out = self.run_ablations("no-feedforward", "gpt2")
+        started = sorted((c.args[1], c.args[2]) for c in run.call_args_list)
+        # no-feedforward (103) is within 5% of default (100): both get seed 1;
+        # gpt2 (150) is not.
+        self.assertEqual(started, [("default", 0), ("default", 1), ("gpt2", 0),
+                                   ("no-feedforward", 0), ("no-feedforward", 1)])
+        self.assertEqual(run.call_args_list[0].args[3], ["--max-steps", "5"])
+        rows = table["variants"]
+        self.assertEqual(rows["default"]["seeds"], [0, 1])
+        self.assertEqual(rows["default"]["valid_non_overlapping"],
+                         {"mean": 102.0, "spread": 2.0})
+        self.assertEqual(rows["gpt2"]["valid_sliding"],
+                         {"mean": 150.0, "spread": 0.0})
+        # 4 x 8 tokens a step at 320 tokens/s.
+        self.assertEqual(rows["gpt2"]["ms_per_step"]["mean"], 100.0)
+        with open(os.path.join(out, "ablations.md")) as f:
+            markdown = f.read()
+        self.assertIn("| `gpt2` |", markdown)
+        self.assertIn("+47.1%", markdown)  # 150 / 102
+        self.assertIn("102.0 ± 2.0", markdown)
+
+    def test_finished_runs_are_reused(self):
+        out = self.get_temp_dir()
+        fake_run("ptb", "default", 0, [], out)
+        fake_run("ptb", "gpt2", 0, [], out)
+        with mock.patch.object(ablate, "subprocess") as subprocess:
+            ablate.main(["--output-dir", out, "--variants", "gpt2"])
+        subprocess.run.assert_not_called()
+
+    def test_unknown_variant(self):
+        with self.assertRaisesRegex(SystemExit, "Unknown variants"):
+            ablate.main(["--variants", "no-such-thing"])
