@@ -20,7 +20,7 @@ spec.loader.exec_module(ablate)
 
 # Validation perplexity of each (variant, seed) the fake runs produce.
 PERPLEXITY = {
-    ("default", 0): 100.0, ("default", 1): 104.0,
+    ("base", 0): 100.0, ("base", 1): 104.0,
     ("no-feedforward", 0): 103.0, ("no-feedforward", 1): 99.0,
     ("gpt2", 0): 150.0,
 }
@@ -55,14 +55,14 @@ class AblateTest(TestCase):
     def test_close_variants_get_more_seeds(self):
         run, table, out = self.run_ablations("no-feedforward", "gpt2")
         started = sorted((c.args[1], c.args[2]) for c in run.call_args_list)
-        # no-feedforward (103) is within 5% of default (100): both get seed 1;
+        # no-feedforward (103) is within 5% of base (100): both get seed 1;
         # gpt2 (150) is not.
-        self.assertEqual(started, [("default", 0), ("default", 1), ("gpt2", 0),
+        self.assertEqual(started, [("base", 0), ("base", 1), ("gpt2", 0),
                                    ("no-feedforward", 0), ("no-feedforward", 1)])
         self.assertEqual(run.call_args_list[0].args[3], ["--max-steps", "5"])
         rows = table["variants"]
-        self.assertEqual(rows["default"]["seeds"], [0, 1])
-        self.assertEqual(rows["default"]["valid_non_overlapping"],
+        self.assertEqual(rows["base"]["seeds"], [0, 1])
+        self.assertEqual(rows["base"]["valid_non_overlapping"],
                          {"mean": 102.0, "spread": 2.0})
         self.assertEqual(rows["gpt2"]["valid_sliding"],
                          {"mean": 150.0, "spread": 0.0})
@@ -76,7 +76,7 @@ class AblateTest(TestCase):
 
     def test_finished_runs_are_reused(self):
         out = self.get_temp_dir()
-        fake_run("ptb", "default", 0, [], out)
+        fake_run("ptb", "base", 0, [], out)
         fake_run("ptb", "gpt2", 0, [], out)
         with mock.patch.object(ablate, "subprocess") as subprocess:
             ablate.main(["--output-dir", out, "--variants", "gpt2"])

@@ -63,6 +63,11 @@ class SDGMBackboneTest(TestCase):
             "sdgm_tiny", vocabulary_size=20, num_layers=1
         )
         self.assertEqual(tiny.num_layers, 1)
+        base = SDGMBackbone.from_preset("sdgm_base", vocabulary_size=20)
+        self.assertEqual(
+            (base.num_layers, base.max_position_offset, paper.max_position_offset),
+            (2, 384, 0),
+        )
         with self.assertRaisesRegex(ValueError, "sdgm_paper"):
             SDGMBackbone.from_preset("sdgm_huge", vocabulary_size=10)
         with self.assertRaisesRegex(ValueError, "vocabulary_size"):

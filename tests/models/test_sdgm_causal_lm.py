@@ -124,6 +124,24 @@ class SDGMCausalLMTest(TestCase):
         history = restored.fit(x, y, sample_weight=sw, verbose=0)
         self.assertIn("stft_loss", history.history)
 
+    def test_random_position_offsets_train_and_reload(self):
+        lm = tiny_lm(backbone={"max_position_offset": 24})
+        lm.compile()
+        x, y, sw = lm_batch()
+        history = lm.fit(x, y, sample_weight=sw, epochs=2, verbose=0)
+        self.assertTrue(np.all(np.isfinite(history.history["loss"])))
+        # Training calls draw offsets; inference always starts at 0.
+        trained = [ops.convert_to_numpy(lm(x, training=True))
+                   for _ in range(4)]
+        self.assertTrue(any(not np.allclose(trained[0], t) for t in trained))
+        path = os.path.join(self.get_temp_dir(), "lm.keras")
+        lm.save(path)
+        restored = keras.models.load_model(path)
+        self.assertEqual(
+            restored.backbone.get_config()["max_position_offset"], 24
+        )
+        self.assertAllClose(restored(x), lm(x), atol=0, rtol=0)
+
     @parameterized.named_parameters(("tensorflow", "tensorflow"),
                                     ("jax", "jax"))
     def test_fit_with_jit_compile(self, backend):

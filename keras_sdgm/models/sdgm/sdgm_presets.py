@@ -23,26 +23,31 @@ backbone_presets = {
         "description": (
             "The package default at the paper's size (D=512, K=256, L=128): "
             "two residual blocks, each with a dilated causal encoder that "
-            "sees the whole window and a 4x feed-forward. Pass "
-            "`vocabulary_size`."
+            "sees the whole window and a 4x feed-forward; the dictionaries "
+            "are trained at random position offsets up to three windows, "
+            "so windows longer than 128 score as well as 128 "
+            "(docs/ABLATIONS.md). Pass `vocabulary_size`."
         ),
         "config": {
             "hidden_dim": 512,
             "num_atoms": 256,
             "sequence_length": 128,
             "num_layers": 2,
+            "max_position_offset": 384,
         },
     },
     "sdgm_tiny": {
         "description": (
             "A tiny model for tests and demos (D=64, K=32, L=64, two "
-            "blocks). Pass `vocabulary_size`."
+            "blocks, position offsets up to three windows). Pass "
+            "`vocabulary_size`."
         ),
         "config": {
             "hidden_dim": 64,
             "num_atoms": 32,
             "sequence_length": 64,
             "num_layers": 2,
+            "max_position_offset": 192,
         },
     },
 }
