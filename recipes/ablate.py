@@ -80,10 +80,6 @@ VARIANTS = {
         ["--reconstruction-weight", "1", "--stft-weight", "1",
          "--prior-weight", "1"],
     ),
-    "dropout-0.1": ("dropout 0.1", ["--dropout", "0.1"]),
-    "weight-decay-0.1": (
-        "weight decay 0.1 instead of 1e-5", ["--weight-decay", "0.1"]
-    ),
     "position-offsets": (
         "base + dictionaries trained at random position offsets in "
         "[0, 384] (the `sdgm_base` preset now)",
