@@ -160,7 +160,7 @@ def main(argv=None):
 
     run_all(lambda name: [args.seed])
     close = close_variants(args, output_dir)
-    if close:
+    if close and args.close_seeds > 1:
         print(f"Within {args.close:.0%} of {REFERENCE}: {', '.join(close)}; "
               f"running {args.close_seeds} seeds of them and of {REFERENCE}.")
         extra = range(args.seed, args.seed + args.close_seeds)
