@@ -6,7 +6,8 @@ and writes to the output folder:
 
 - `best.keras`: the best model, with its tokenizer vocabulary;
 - `metrics.json`: validation and test perplexity under both protocols of
-  SPEC section 6, parameter counts, training tokens/s, wall time, backend,
+  SPEC section 6 (and on longer validation windows with
+  `--long-eval-lengths`), parameter counts, training tokens/s, wall time, backend,
   library versions and the full config;
 - `log.csv` and `curves.png`: per-epoch metrics and their plot;
 - `config.json`: the arguments, checked again when a run is resumed.
