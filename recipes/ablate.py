@@ -38,13 +38,16 @@ from keras_sdgm.training import reporting
 
 REFERENCE = "base"
 LONG_WINDOWS = ["--long-eval-lengths", "256,512"]
+# Every run starts from `base`: the `sdgm_base` preset without its position
+# offsets (a variant's own flags come after these and override them).
+BASE_FLAGS = ["--max-position-offset", "0"]
 
 # name: (what it changes, the recipe flags that make it).
 VARIANTS = {
     "base": (
         "`sdgm_base` without position offsets (the package default before "
         "these ablations)",
-        ["--max-position-offset", "0"] + LONG_WINDOWS,
+        LONG_WINDOWS,
     ),
     "paper-architecture": (
         "the paper's model: 1 non-residual block, kernel-3 encoder, no "
@@ -175,7 +178,8 @@ def run_dir(output_dir, name, seed):
 def run_variant(corpus, name, seed, shared, output_dir):
     """One recipe run in its own process (which resumes an unfinished one)."""
     folder = run_dir(output_dir, name, seed)
-    recipe_args = [*shared, *VARIANTS[name][1], "--seed", str(seed),
+    recipe_args = [*shared, *BASE_FLAGS, *VARIANTS[name][1],
+                   "--seed", str(seed),
                    "--output-dir", folder, "--verbose", "2"]
     print(f"=== {time.strftime('%H:%M:%S')} {name}, seed {seed}: "
           f"{' '.join(recipe_args)}", flush=True)

@@ -9,6 +9,7 @@ from keras_sdgm.utils.validation import require_positive_int
 
 DICTIONARY_TYPES = ("spectral", "static")
 
+
 @keras.saving.register_keras_serializable(package="keras_sdgm")
 class SpectralDictionaryBlock(keras.layers.Layer):
     """One SDGM block: coefficients from a causal encoder mix the atoms.
@@ -52,6 +53,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         dropout: float. Dropout on the reconstruction and feed-forward.
         layer_norm_epsilon: float. Epsilon of the layer norms.
         kernel_initializer: initializer of the convolutions and dense layers.
+        seed: int or `None`. Seed of the position offsets' random draws.
         **kwargs: other `keras.layers.Layer` arguments.
 
     Example:
