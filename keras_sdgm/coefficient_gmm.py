@@ -10,7 +10,7 @@ from keras_sdgm.utils.validation import require_positive_int
 def fit_coefficient_gmm(
     lm,
     dataset,
-    num_components=None,
+    num_mixture_components=None,
     covariance_type="diag",
     max_samples=100_000,
     seed=0,
@@ -33,7 +33,7 @@ def fit_coefficient_gmm(
             `keras_sdgm.datasets.token_windows`), of
             `{"token_ids", "padding_mask"}` dicts, or of `(x, y, ...)`
             tuples whose `x` is one of those.
-        num_components: int, or `None` for the prior's number of
+        num_mixture_components: int, or `None` for the prior's number of
             components (the only number it can hold: set it with the
             backbone's `num_mixture_components`).
         covariance_type: `"diag"` or `"spherical"`; the prior holds
@@ -51,12 +51,12 @@ def fit_coefficient_gmm(
     """
     backbone = getattr(lm, "backbone", lm)
     priors = [block.prior for block in backbone.blocks]
-    num_components = num_components or priors[0].num_components
-    require_positive_int("num_components", num_components)
-    if num_components != priors[0].num_components:
+    num_mixture_components = num_mixture_components or priors[0].num_mixture_components
+    require_positive_int("num_mixture_components", num_mixture_components)
+    if num_mixture_components != priors[0].num_mixture_components:
         raise ValueError(
-            f"The model's priors hold {priors[0].num_components} components; "
-            f"received num_components={num_components}. Build the backbone "
+            f"The model's priors hold {priors[0].num_mixture_components} components; "
+            f"received num_mixture_components={num_mixture_components}. Build the backbone "
             "with `num_mixture_components` set to the number you want."
         )
     if covariance_type not in ("diag", "spherical"):
@@ -68,15 +68,15 @@ def fit_coefficient_gmm(
     require_positive_int("max_samples", max_samples)
 
     samples = collect_coefficients(backbone, dataset, max_samples, verbose)
-    if len(samples[0]) < num_components:
+    if len(samples[0]) < num_mixture_components:
         raise ValueError(
             f"Collected {len(samples[0])} coefficient vectors, fewer than "
-            f"num_components={num_components}: pass more data."
+            f"num_mixture_components={num_mixture_components}: pass more data."
         )
     mixtures = []
     for prior, coefficients in zip(priors, samples):
         mixture = GaussianMixture(
-            n_components=num_components,
+            n_components=num_mixture_components,
             covariance_type=covariance_type,
             random_state=seed,
         ).fit(coefficients)
@@ -100,8 +100,9 @@ def collect_coefficients(backbone, dataset, max_samples, verbose=1):
         inputs = _as_inputs(batch)
         mask = keras.ops.convert_to_numpy(inputs["padding_mask"]).astype(bool)
         take = min(int(mask.sum()), max_samples - count)
+        outputs = backbone(inputs, return_auxiliary_outputs=True)
         for block_samples, terms in zip(
-            collected, backbone.spectral_terms(inputs)
+            collected, outputs["auxiliary_outputs"]
         ):
             real = keras.ops.convert_to_numpy(
                 keras.ops.cast(terms["coefficients"], "float32")

@@ -74,7 +74,7 @@ class FitCoefficientGMMTest(TestCase):
     def test_invalid_arguments(self):
         lm = tiny_lm()
         with self.assertRaisesRegex(ValueError, "num_mixture_components"):
-            keras_sdgm.fit_coefficient_gmm(lm, [windows()], num_components=5)
+            keras_sdgm.fit_coefficient_gmm(lm, [windows()], num_mixture_components=5)
         with self.assertRaisesRegex(ValueError, "covariance_type"):
             keras_sdgm.fit_coefficient_gmm(
                 lm, [windows()], covariance_type="full"

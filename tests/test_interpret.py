@@ -44,7 +44,7 @@ class InterpretTest(TestCase):
 
     def test_static_dictionary_has_no_atoms_to_analyse(self):
         backbone = SDGMBackbone(vocabulary_size=20, hidden_dim=8, num_atoms=6,
-                                sequence_length=8, dictionary="static")
+                                sequence_length=8, dictionary_type="static")
         with self.assertRaisesRegex(ValueError, "no atoms"):
             interpret.atom_table(backbone)
 
@@ -56,9 +56,10 @@ class InterpretTest(TestCase):
         self.assertLen(top, 6)
         # Recompute atom 4's means from the coefficients directly.
         windows = token_ids[: (len(token_ids) - 1) // 8 * 8].reshape(-1, 8)
-        terms = lm.backbone.spectral_terms(
-            {"token_ids": windows, "padding_mask": np.ones_like(windows)}
-        )
+        terms = lm.backbone(
+            {"token_ids": windows, "padding_mask": np.ones_like(windows)},
+            return_auxiliary_outputs=True,
+        )["auxiliary_outputs"]
         c = ops.convert_to_numpy(terms[0]["coefficients"])[..., 4].reshape(-1)
         ids = windows.reshape(-1)
         means = {t: c[ids == t].mean() for t in np.unique(ids)}
@@ -73,9 +74,10 @@ class InterpretTest(TestCase):
         token_ids = np.concatenate([tokenizer(line) for line in LINES])
         similarity = interpret.reconstruction_similarity(lm, token_ids)
         windows = token_ids[: (len(token_ids) - 1) // 8 * 8].reshape(-1, 8)
-        terms = lm.backbone.spectral_terms(
-            {"token_ids": windows, "padding_mask": np.ones_like(windows)}
-        )
+        terms = lm.backbone(
+            {"token_ids": windows, "padding_mask": np.ones_like(windows)},
+            return_auxiliary_outputs=True,
+        )["auxiliary_outputs"]
         for block, value in enumerate(similarity):
             x = ops.convert_to_numpy(terms[block]["target"]).reshape(-1, 8)
             y = ops.convert_to_numpy(terms[block]["reconstruction"]).reshape(-1, 8)

@@ -66,12 +66,10 @@ def export_onnx(model_or_path, filepath, overwrite=False, opset=DEFAULT_OPSET):
 def _write_onnx(lm, path, opset):
     import tensorflow as tf
     import tf2onnx
-    from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
     specs = [tf.TensorSpec((None, None), tf.int32, name=name)
              for name in INPUT_NAMES]
     function = tf.function(logits_function(lm), input_signature=specs)
-    patch_tf2onnx()  # What Keras's own export does for tf2onnx on NumPy 2.
     tf2onnx.convert.from_function(
         function, specs, opset=opset, output_path=path,
         custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},

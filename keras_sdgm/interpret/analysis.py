@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_sdgm.datasets.pipeline import token_windows
+from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
 
 
 def atom_table(lm, block=0):
@@ -53,11 +54,12 @@ def atom_table(lm, block=0):
     return rows
 
 
-def spectral_terms_over(lm, token_ids, batch_size=32, max_windows=None):
+def auxiliary_outputs_over(lm, token_ids, batch_size=32, max_windows=None):
     """Runs non-overlapping windows of a token stream through the model.
 
-    Yields `(window_token_ids, terms)` per batch, `terms` as
-    `SDGMBackbone.spectral_terms` returns them, converted to NumPy.
+    Yields `(window_token_ids, auxiliary_outputs)` per batch: one dict per
+    block, as `SDGMBackbone(..., return_auxiliary_outputs=True)` returns
+    them, converted to NumPy.
     """
     backbone = _backbone(lm)
     windows = token_windows(token_ids, backbone.sequence_length)[:, :-1]
@@ -70,9 +72,7 @@ def spectral_terms_over(lm, token_ids, batch_size=32, max_windows=None):
         )
     for start in range(0, len(windows), batch_size):
         batch = windows[start : start + batch_size]
-        terms = backbone.spectral_terms(
-            {"token_ids": batch, "padding_mask": np.ones_like(batch)}
-        )
+        terms = _auxiliary_outputs(backbone, batch)
         yield batch, [
             {k: keras.ops.convert_to_numpy(keras.ops.cast(v, "float32"))
              for k, v in block_terms.items()}
@@ -100,7 +100,7 @@ def top_activating_tokens(
     """
     totals = {}
     counts = collections.Counter()
-    for batch, terms in spectral_terms_over(lm, token_ids, max_windows=max_windows):
+    for batch, terms in auxiliary_outputs_over(lm, token_ids, max_windows=max_windows):
         coefficients = terms[block]["coefficients"]
         coefficients = coefficients.reshape(-1, coefficients.shape[-1])
         ids = batch.reshape(-1)
@@ -137,7 +137,7 @@ def reconstruction_similarity(lm, token_ids, max_windows=None):
         list of floats, one per block.
     """
     sums, count = None, 0
-    for _, terms in spectral_terms_over(lm, token_ids, max_windows=max_windows):
+    for _, terms in auxiliary_outputs_over(lm, token_ids, max_windows=max_windows):
         similarities = []
         for block_terms in terms:
             x, x_hat = block_terms["target"], block_terms["reconstruction"]
@@ -156,9 +156,7 @@ def reconstruction_similarity(lm, token_ids, max_windows=None):
 def sentence_coefficients(lm, token_ids):
     """Each block's coefficients `(length, num_atoms)` for one token sequence."""
     token_ids = np.asarray(token_ids, "int32")[None]
-    terms = _backbone(lm).spectral_terms(
-        {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids)}
-    )
+    terms = _auxiliary_outputs(_backbone(lm), token_ids)
     return [
         keras.ops.convert_to_numpy(
             keras.ops.cast(t["coefficients"], "float32")
@@ -170,13 +168,18 @@ def sentence_coefficients(lm, token_ids):
 def spectral_dictionary(lm, block=0):
     """The `SpectralDictionary` of a block; a clear error if it has none."""
     layer = _backbone(lm).blocks[block]
-    if layer.dictionary_type != "spectral":
+    if not isinstance(layer.dictionary, SpectralDictionary):
         raise ValueError(
             f"Block {block} has a {layer.dictionary_type!r} dictionary (a "
             "position-independent matrix, an ablation): it has no atoms, "
             "frequencies or phases to analyse."
         )
     return layer.dictionary
+
+
+def _auxiliary_outputs(backbone, token_ids):
+    inputs = {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids)}
+    return backbone(inputs, return_auxiliary_outputs=True)["auxiliary_outputs"]
 
 
 def _backbone(lm):

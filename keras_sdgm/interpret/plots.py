@@ -1,22 +1,24 @@
-"""Matplotlib figures of the dictionary and its coefficients (PNG files)."""
+"""Matplotlib figures of the dictionary and its coefficients (PNG files).
+
+Figures are made with `matplotlib.figure.Figure`, not `pyplot`: saving a PNG
+needs no GUI backend, and the user's matplotlib backend is left as it is.
+"""
 
 import math
 
 import keras
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from keras_sdgm.interpret.analysis import spectral_dictionary  # noqa: E402
+from keras_sdgm.interpret.analysis import spectral_dictionary
 
 
 def plot_coefficient_heatmap(words, coefficients, path, title):
     """Tokens (rows) by atoms (columns) heat map of one block's coefficients."""
     height = max(3.0, 0.25 * len(words) + 1.5)
     width = max(6.0, 0.12 * coefficients.shape[1] + 3.0)
-    figure, axis = plt.subplots(figsize=(width, height))
+    figure = Figure(figsize=(width, height))
+    axis = figure.subplots()
     limit = float(np.abs(coefficients).max()) or 1.0
     image = axis.imshow(coefficients, aspect="auto", cmap="RdBu_r",
                         vmin=-limit, vmax=limit, interpolation="nearest")
@@ -27,7 +29,6 @@ def plot_coefficient_heatmap(words, coefficients, path, title):
     figure.colorbar(image, ax=axis, label="coefficient")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_atom_waveforms(lm, atoms, path, block=0, num_features=3):
@@ -42,8 +43,8 @@ def plot_atom_waveforms(lm, atoms, path, block=0, num_features=3):
     amplitude = np.abs(keras.ops.convert_to_numpy(dictionary.amplitude))
     columns = min(4, len(atoms))
     rows = math.ceil(len(atoms) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows),
-                                squeeze=False, sharex=True)
+    figure = Figure(figsize=(3.2 * columns, 2.4 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True)
     for axis, k in zip(axes.flat, atoms):
         for d in np.argsort(-amplitude[k])[:num_features]:
             axis.plot(waves[:, k, d], linewidth=1, label=f"feature {d}")
@@ -55,12 +56,12 @@ def plot_atom_waveforms(lm, atoms, path, block=0, num_features=3):
         axis.set_xlabel("position")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_atom_spectrum(table, path):
     """Each atom's mean frequency against its RMS amplitude."""
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure = Figure(figsize=(6, 4))
+    axis = figure.subplots()
     frequency = [row["frequency_mean"] for row in table]
     amplitude = [row["amplitude_rms"] for row in table]
     axis.scatter(frequency, amplitude, s=12)
@@ -69,4 +70,3 @@ def plot_atom_spectrum(table, path):
     axis.set_title("Atoms of the dictionary")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -1,13 +1,15 @@
+from keras_sdgm.layers.add_loss import AddLoss
 from keras_sdgm.layers.coefficient_encoder import CoefficientEncoder
 from keras_sdgm.layers.frequency_initializer import FrequencyBandInitializer
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
 from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
-from keras_sdgm.layers.spectral_dictionary_block import SpectralDictionaryBlock
+from keras_sdgm.layers.static_dictionary import StaticDictionary
 
 __all__ = [
+    "AddLoss",
     "CoefficientEncoder",
     "FrequencyBandInitializer",
     "GaussianMixturePrior",
     "SpectralDictionary",
-    "SpectralDictionaryBlock",
+    "StaticDictionary",
 ]

@@ -20,11 +20,14 @@ class CoefficientEncoder(keras.layers.Layer):
     Every convolution pads on the left only, so the coefficient at position
     `t` depends on positions `<= t`.
 
-    For cached decoding, `call(..., return_states=True)` also returns each
-    convolution's state (the `(kernel_size - 1) * rate` input frames before
-    position `state_index`, by default the end of the sequence; zeros before
-    position 0), and `step()` consumes one new position and the states and
-    returns the coefficient and the new states. The cost of a step does not
+    This is the block's token mixer `"dilated_convolution"`: the only part
+    of an SDGM block that moves information between positions.
+
+    For cached decoding, `call(x, cache_update_index=t)` also returns the
+    cache: each convolution's state, the `(kernel_size - 1) * rate` input
+    frames before position `t` (zeros before position 0); and
+    `call(x_t, cache=cache)` encodes one new position and returns its
+    coefficients and the next cache. The cost of such a step does not
     depend on how long the context is.
 
     Args:
@@ -42,8 +45,8 @@ class CoefficientEncoder(keras.layers.Layer):
     >>> x = keras.random.normal((2, 20, 16))
     >>> encoder(x).shape
     (2, 20, 8)
-    >>> coefficients, states = encoder(x, return_states=True)
-    >>> c_next, states = encoder.step(keras.random.normal((2, 1, 16)), states)
+    >>> coefficients, cache = encoder(x, cache_update_index=20)
+    >>> c_next, cache = encoder(keras.random.normal((2, 1, 16)), cache=cache)
     """
 
     def __init__(
@@ -108,38 +111,44 @@ class CoefficientEncoder(keras.layers.Layer):
             return self.activation(conv_out)
         return x + self.hidden_activation(conv_out)
 
-    def call(self, inputs, return_states=False, state_index=None):
-        """Coefficients of every position, and optionally decoding states.
+    def call(self, inputs, cache=None, cache_update_index=None):
+        """Coefficients of every position; optionally the decoding cache.
 
         Args:
-            inputs: tensor `(batch, length, hidden_dim)`.
-            return_states: bool. Also return the states that a `step()` at
-                position `state_index` reads.
-            state_index: int or scalar int tensor in `[0, length]`; default
-                `length` (the states for continuing after the sequence).
+            inputs: tensor `(batch, length, hidden_dim)`; with a `cache`,
+                one new position `(batch, 1, hidden_dim)`.
+            cache: `None`, or the list of convolution states (one tensor per
+                convolution) before the new position, from a previous call
+                or `initial_cache()`. Then the call encodes one position at
+                a cost that does not depend on how long the context is.
+            cache_update_index: `None`, or an int or scalar int tensor in
+                `[0, length]`. Without a `cache`: also return the cache that
+                a call at position `cache_update_index` reads (for seeding a
+                decoding cache from a prompt).
 
         Returns:
             Coefficients `(batch, length, num_atoms)`, or
-            `(coefficients, states)` with `return_states=True`.
+            `(coefficients, cache)` when `cache` or `cache_update_index` is
+            given.
         """
+        if cache is not None:
+            return self._step(inputs, cache)
         x = inputs
-        if state_index is None:
-            state_index = ops.shape(x)[1]
-        states = []
+        cache = []
         for convolution in self.convolutions:
-            if return_states:
-                states.append(
+            if cache_update_index is not None:
+                cache.append(
                     self._frames_before(
-                        x, self._state_width(convolution), state_index
+                        x, self._state_width(convolution), cache_update_index
                     )
                 )
             x = self._output(convolution, x, convolution(x))
-        if return_states:
-            return x, states
-        return x
+        if cache_update_index is None:
+            return x
+        return x, cache
 
-    def initial_states(self, batch_size):
-        """Zero states, as for an empty context (what causal padding sees)."""
+    def initial_cache(self, batch_size):
+        """The cache of an empty context (zeros, what causal padding sees)."""
         return [
             ops.zeros(
                 (batch_size, self._state_width(c), c.kernel.shape[1]),
@@ -148,24 +157,12 @@ class CoefficientEncoder(keras.layers.Layer):
             for c in self.convolutions
         ]
 
-    def step(self, inputs, states):
-        """Encodes one new position given the convolution states.
-
-        Args:
-            inputs: tensor `(batch, 1, hidden_dim)`, the new position.
-            states: list of tensors, one per convolution, as returned by
-                `call(..., return_states=True)`, `initial_states()` or a
-                previous `step()`.
-
-        Returns:
-            `(coefficients, new_states)`, coefficients of shape
-            `(batch, 1, num_atoms)`.
-        """
+    def _step(self, inputs, cache):
         x = inputs
-        new_states = []
-        for convolution, state in zip(self.convolutions, states):
+        next_cache = []
+        for convolution, state in zip(self.convolutions, cache):
             window = ops.concatenate([state, x], axis=1)
-            new_states.append(window[:, 1:, :])
+            next_cache.append(window[:, 1:, :])
             # The taps a causal dilated convolution reads for the newest
             # position, oldest first, as Keras orders the kernel.
             taps = window[:, :: convolution.dilation_rate[0], :]
@@ -173,7 +170,7 @@ class CoefficientEncoder(keras.layers.Layer):
             conv_out = ops.einsum("bkc,kco->bo", taps, kernel)[:, None, :]
             conv_out = conv_out + ops.cast(convolution.bias, taps.dtype)
             x = self._output(convolution, x, conv_out)
-        return x, new_states
+        return x, next_cache
 
     def compute_output_shape(self, inputs_shape):
         return tuple(inputs_shape[:-1]) + (self.num_atoms,)

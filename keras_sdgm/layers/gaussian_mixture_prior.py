@@ -23,13 +23,13 @@ class GaussianMixturePrior(keras.layers.Layer):
     policy.
 
     Args:
-        num_components: int. Number of mixture components `M`.
+        num_mixture_components: int. Number of mixture components `M`.
         min_scale: float. Floor on every standard deviation, which keeps
             the density bounded when a component collapses onto a point.
         **kwargs: other `keras.layers.Layer` arguments.
 
     Example:
-    >>> prior = GaussianMixturePrior(num_components=4)
+    >>> prior = GaussianMixturePrior(num_mixture_components=4)
     >>> c = keras.random.normal((2, 10, 8))
     >>> prior(c).shape  # log-density of each coefficient vector
     (2, 10)
@@ -39,10 +39,10 @@ class GaussianMixturePrior(keras.layers.Layer):
     >>> prior.set_from_sklearn(gmm)
     """
 
-    def __init__(self, num_components, min_scale=1e-3, **kwargs):
+    def __init__(self, num_mixture_components, min_scale=1e-3, **kwargs):
         super().__init__(**kwargs)
-        self.num_components = require_positive_int(
-            "num_components", num_components
+        self.num_mixture_components = require_positive_int(
+            "num_mixture_components", num_mixture_components
         )
         if not min_scale > 0:
             raise ValueError(
@@ -54,17 +54,17 @@ class GaussianMixturePrior(keras.layers.Layer):
         num_features = inputs_shape[-1]
         self.means = self.add_weight(
             name="means",
-            shape=(self.num_components, num_features),
+            shape=(self.num_mixture_components, num_features),
             initializer=keras.initializers.RandomNormal(stddev=1.0),
         )
         self.log_scales = self.add_weight(
             name="log_scales",
-            shape=(self.num_components, num_features),
+            shape=(self.num_mixture_components, num_features),
             initializer="zeros",
         )
         self.mixture_logits = self.add_weight(
             name="mixture_logits",
-            shape=(self.num_components,),
+            shape=(self.num_mixture_components,),
             initializer="zeros",
         )
 
@@ -104,7 +104,7 @@ class GaussianMixturePrior(keras.layers.Layer):
         `p(m | given)`. The draw is `mean_m + scale_m * normal_noise`.
 
         Args:
-            gumbel_noise: float tensor `(..., num_components)` of standard
+            gumbel_noise: float tensor `(..., num_mixture_components)` of standard
                 Gumbel noise (`-log(-log(u))`, `u ~ U(0, 1)`).
             normal_noise: float tensor `(..., num_features)` of standard
                 normal noise.
@@ -130,7 +130,7 @@ class GaussianMixturePrior(keras.layers.Layer):
 
         Args:
             mixture: a fitted `GaussianMixture` with `covariance_type`
-                `"diag"` or `"spherical"`, `num_components` components and
+                `"diag"` or `"spherical"`, `num_mixture_components` components and
                 as many features as this layer's input.
         """
         if not hasattr(mixture, "means_"):
@@ -150,7 +150,7 @@ class GaussianMixturePrior(keras.layers.Layer):
             raise ValueError(
                 "The fitted mixture does not match this prior: its means "
                 f"have shape {mixture.means_.shape}, expected {expected} "
-                "(num_components, num_features)."
+                "(num_mixture_components, num_features)."
             )
         variances = np.asarray(mixture.covariances_, dtype="float64")
         if mixture.covariance_type == "spherical":
@@ -171,7 +171,7 @@ class GaussianMixturePrior(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
-                "num_components": self.num_components,
+                "num_mixture_components": self.num_mixture_components,
                 "min_scale": self.min_scale,
             }
         )

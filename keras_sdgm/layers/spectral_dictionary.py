@@ -63,7 +63,7 @@ class SpectralDictionary(keras.layers.Layer):
       residual block starts close to the identity and the token's own
       embedding is not drowned by the reconstruction. With a unit-variance
       start (standard deviation `sqrt(2 / K)`) one of three seeds stalled
-      (`experiments/ptb_slice.py`, table in the README).
+      (docs/DESIGN.md, amplitude initialization).
 
     Args:
         num_atoms: int. Number of atoms `K`.

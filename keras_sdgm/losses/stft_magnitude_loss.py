@@ -45,6 +45,16 @@ def stft_magnitude(signals, fft_length, frame_step):
     return ops.reshape(magnitude, (batch, channels, frames, bins))
 
 
+def stft_magnitude_error(y_true, y_pred, fft_length, frame_step):
+    """Per example, mean over (channel, frame, bin) of the squared difference
+    of `stft_magnitude`s; inputs `(batch, length, channels)`, output
+    `(batch,)`."""
+    difference = stft_magnitude(
+        y_pred, fft_length, frame_step
+    ) - stft_magnitude(y_true, fft_length, frame_step)
+    return ops.mean(ops.square(difference), axis=(1, 2, 3))
+
+
 @keras.saving.register_keras_serializable(package="keras_sdgm")
 class STFTMagnitudeLoss(keras.losses.Loss):
     """Mean squared difference of short-time Fourier magnitudes.
@@ -105,12 +115,10 @@ class STFTMagnitudeLoss(keras.losses.Loss):
         self.window = window
 
     def call(self, y_true, y_pred):
-        y_true = _as_channels(y_true)
-        y_pred = _as_channels(y_pred)
-        difference = stft_magnitude(
-            y_pred, self.fft_length, self.frame_step
-        ) - stft_magnitude(y_true, self.fft_length, self.frame_step)
-        return ops.mean(ops.square(difference), axis=(1, 2, 3))
+        return stft_magnitude_error(
+            _as_channels(y_true), _as_channels(y_pred), self.fft_length,
+            self.frame_step,
+        )
 
     def get_config(self):
         config = super().get_config()

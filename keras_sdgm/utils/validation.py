@@ -96,3 +96,13 @@ def _concrete_numpy(x):
         return ops.convert_to_numpy(x)
     except Exception:  # A tracer or graph tensor has no concrete value.
         return None
+
+
+def require_one_of(name, value, choices):
+    """Returns `value` if it is one of `choices`, or raises naming the argument."""
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {tuple(choices)}. "
+            f"Received: {name}={value!r}"
+        )
+    return value

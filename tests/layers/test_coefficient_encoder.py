@@ -54,22 +54,22 @@ class CoefficientEncoderTest(TestCase):
         full = ops.convert_to_numpy(encoder(x))
 
         # From an empty context, one position at a time.
-        states = encoder.initial_states(batch_size=2)
+        states = encoder.initial_cache(batch_size=2)
         for t in range(15):
-            c, states = encoder.step(x[:, t : t + 1], states)
+            c, states = encoder(x[:, t : t + 1], cache=states)
             self.assertAllClose(full[:, t : t + 1], c, atol=1e-5)
 
         # From the states of a prefix, as cached generation uses them.
-        prefix, states = encoder(x[:, :4], return_states=True)
+        prefix, states = encoder(x[:, :4], cache_update_index=4)
         self.assertAllClose(full[:, :4], prefix, atol=1e-6)
         for t in range(4, 15):
-            c, states = encoder.step(x[:, t : t + 1], states)
+            c, states = encoder(x[:, t : t + 1], cache=states)
             self.assertAllClose(full[:, t : t + 1], c, atol=1e-5)
 
         # From the states at a position inside a longer (padded) input.
-        _, states = encoder(x, return_states=True, state_index=6)
+        _, states = encoder(x, cache_update_index=6)
         for t in range(6, 15):
-            c, states = encoder.step(x[:, t : t + 1], states)
+            c, states = encoder(x[:, t : t + 1], cache=states)
             self.assertAllClose(full[:, t : t + 1], c, atol=1e-5)
 
     def test_activation_is_configurable(self):

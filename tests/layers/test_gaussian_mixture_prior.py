@@ -12,7 +12,7 @@ class GaussianMixturePriorTest(TestCase):
     def test_layer_basics(self):
         self.run_layer_test(
             cls=GaussianMixturePrior,
-            init_kwargs={"num_components": 3},
+            init_kwargs={"num_mixture_components": 3},
             input_data=keras.random.normal((2, 5, 4)),
             expected_output_shape=(2, 5),
             expected_num_trainable_weights=3,
@@ -21,7 +21,7 @@ class GaussianMixturePriorTest(TestCase):
         )
 
     def test_log_prob_matches_scipy(self):
-        prior = GaussianMixturePrior(num_components=2)
+        prior = GaussianMixturePrior(num_mixture_components=2)
         prior.build((None, 3))
         rng = np.random.RandomState(0)
         means = rng.randn(2, 3).astype("float32")
@@ -46,7 +46,7 @@ class GaussianMixturePriorTest(TestCase):
         for covariance_type in ("diag", "spherical"):
             gmm = GaussianMixture(2, covariance_type=covariance_type,
                                   random_state=0).fit(data)
-            prior = GaussianMixturePrior(num_components=2)
+            prior = GaussianMixturePrior(num_mixture_components=2)
             prior.set_from_sklearn(gmm)
             self.assertAllClose(
                 prior(data.astype("float32")), gmm.score_samples(data),
@@ -60,7 +60,7 @@ class GaussianMixturePriorTest(TestCase):
 
     def test_sklearn_errors(self):
         data = np.random.RandomState(0).randn(50, 3)
-        prior = GaussianMixturePrior(num_components=2)
+        prior = GaussianMixturePrior(num_mixture_components=2)
         with self.assertRaisesRegex(ValueError, "not fitted"):
             prior.set_from_sklearn(GaussianMixture(2))
         with self.assertRaisesRegex(ValueError, "covariance_type"):
@@ -83,7 +83,7 @@ class GaussianMixturePriorTest(TestCase):
 
     def _separated_prior(self, weights):
         """Three components far apart (means 0, 10, 20) with tiny scales."""
-        prior = GaussianMixturePrior(num_components=3, min_scale=1e-4)
+        prior = GaussianMixturePrior(num_mixture_components=3, min_scale=1e-4)
         prior.build((None, 2))
         prior.means.assign(np.array([[0, 0], [10, 10], [20, 20]], "float32"))
         prior.log_scales.assign(np.full((3, 2), np.log(1e-3), "float32"))

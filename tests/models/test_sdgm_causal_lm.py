@@ -79,13 +79,16 @@ class SDGMCausalLMTest(TestCase):
         lm = tiny_lm(backbone={"num_layers": 1})
         x, y, sw = lm_batch()
         x["padding_mask"][:, 6:] = 0
-        lm(x)
-        target, reconstruction, _ = lm.backbone.blocks[0].auxiliary_outputs
+        auxiliary_outputs = lm.backbone(
+            x, return_auxiliary_outputs=True
+        )["auxiliary_outputs"]
+        target = auxiliary_outputs[0]["target"]
+        reconstruction = auxiliary_outputs[0]["reconstruction"]
         mask = x["padding_mask"][..., None]
         error = (ops.convert_to_numpy(reconstruction)
                  - ops.convert_to_numpy(target)) ** 2
         expected = (error * mask).sum() / (mask.sum() * error.shape[-1])
-        terms = lm.auxiliary_terms(x["padding_mask"])
+        terms = lm.auxiliary_terms(auxiliary_outputs, x["padding_mask"])
         self.assertAllClose(terms["reconstruction"], expected, rtol=1e-5)
 
     def test_zero_weight_terms_pass_no_gradient(self):

@@ -6,8 +6,11 @@ from keras import ops
 from keras_hub.models import Backbone
 from keras_hub.src.utils.python_utils import classproperty
 
-from keras_sdgm.layers.spectral_dictionary_block import SpectralDictionaryBlock
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
+from keras_sdgm.models.sdgm.spectral_dictionary_block import (
+    SpectralDictionaryBlock,
+)
+from keras_sdgm.models.sdgm.spectral_dictionary_block import renamed_config
 from keras_sdgm.utils.validation import check_token_inputs
 from keras_sdgm.utils.validation import require_positive_int
 
@@ -44,7 +47,7 @@ class SDGMBackbone(Backbone):
     `num_layers=1`, `dilation_rates=[1]`, `intermediate_dim=0`,
     `residual=False` is the paper's single-dictionary model (preset
     `"sdgm_paper"`). The defaults are our extension, chosen by measurement
-    (README, "Design evidence"): two residual blocks, each with its own
+    (docs/ABLATIONS.md): two residual blocks, each with its own
     dictionary, prior and reconstruction terms, a dilated encoder whose
     receptive field covers the window, and a feed-forward.
 
@@ -59,6 +62,8 @@ class SDGMBackbone(Backbone):
         num_atoms: int. Atoms per dictionary `K`.
         sequence_length: int. Training window `L0`.
         num_layers: int. Number of blocks.
+        encoder_type: str. Each block's token mixer (see
+            `SpectralDictionaryBlock`): `"dilated_convolution"`.
         kernel_size: int. Encoder convolution width.
         dilation_rates: list of ints, encoder dilations per block, or
             `None` for 1, 2, 4, ... until the encoder's receptive field
@@ -69,8 +74,9 @@ class SDGMBackbone(Backbone):
         residual: bool. Residual blocks (True) or the paper's replacement of
             the hidden state by the reconstruction (False).
         num_mixture_components: int. Components of each block's GMM prior.
-        dictionary: `"spectral"` (the method) or `"static"` (ablation: a
-            position-independent `(num_atoms, hidden_dim)` matrix per block).
+        dictionary_type: `"spectral"` (the method) or `"static"` (ablation:
+            a position-independent `(num_atoms, hidden_dim)` matrix per
+            block).
         max_position_offset: int. Train each block's dictionary at
             positions shifted by a random offset in
             `[0, max_position_offset]` (see `SpectralDictionaryBlock`).
@@ -87,6 +93,12 @@ class SDGMBackbone(Backbone):
     ...     "padding_mask": np.ones((2, 64), "int32")})
     >>> hidden.shape
     (2, 64, 32)
+    >>> outputs = backbone({
+    ...     "token_ids": np.ones((2, 64), "int32"),
+    ...     "padding_mask": np.ones((2, 64), "int32")},
+    ...     return_auxiliary_outputs=True)
+    >>> outputs["auxiliary_outputs"][0]["coefficients"].shape
+    (2, 64, 16)
     >>> paper = SDGMBackbone.from_preset("sdgm_paper", vocabulary_size=10000)
     """
 
@@ -97,13 +109,14 @@ class SDGMBackbone(Backbone):
         num_atoms,
         sequence_length,
         num_layers=2,
+        encoder_type="dilated_convolution",
         kernel_size=3,
         dilation_rates=None,
         coefficient_activation="gelu",
         intermediate_dim=None,
         residual=True,
         num_mixture_components=8,
-        dictionary="spectral",
+        dictionary_type="spectral",
         max_position_offset=0,
         dropout=0.0,
         layer_norm_epsilon=1e-5,
@@ -143,13 +156,14 @@ class SDGMBackbone(Backbone):
             SpectralDictionaryBlock(
                 num_atoms=num_atoms,
                 sequence_length=sequence_length,
+                encoder_type=encoder_type,
                 kernel_size=kernel_size,
                 dilation_rates=dilation_rates,
                 coefficient_activation=coefficient_activation,
                 intermediate_dim=intermediate_dim,
                 residual=residual,
                 num_mixture_components=num_mixture_components,
-                dictionary=dictionary,
+                dictionary_type=dictionary_type,
                 max_position_offset=max_position_offset,
                 dropout=dropout,
                 layer_norm_epsilon=layer_norm_epsilon,
@@ -167,11 +181,9 @@ class SDGMBackbone(Backbone):
         padding_mask = keras.Input(
             shape=(None,), dtype="int32", name="padding_mask"
         )
-        x = self.embed_tokens(token_ids)
-        x = self.embeddings_dropout(x)
-        for block in self.blocks:
-            x = block(x, padding_mask=padding_mask)
-        sequence_output = self.layer_norm(x)
+        sequence_output = self._forward(token_ids, padding_mask)[
+            "sequence_output"
+        ]
         super().__init__(
             inputs={"token_ids": token_ids, "padding_mask": padding_mask},
             outputs=sequence_output,
@@ -185,13 +197,14 @@ class SDGMBackbone(Backbone):
         self.num_atoms = num_atoms
         self.sequence_length = sequence_length
         self.num_layers = num_layers
+        self.encoder_type = encoder_type
         self.kernel_size = kernel_size
         self.dilation_rates = list(dilation_rates)
         self.coefficient_activation = coefficient_activation
         self.intermediate_dim = intermediate_dim
         self.residual = residual
         self.num_mixture_components = num_mixture_components
-        self.dictionary = dictionary
+        self.dictionary_type = dictionary_type
         self.max_position_offset = max_position_offset
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
@@ -211,34 +224,33 @@ class SDGMBackbone(Backbone):
         x = self.token_embedding(ops.clip(token_ids, 0, vocabulary_size - 1))
         return ops.where(in_range[..., None], x, float("nan"))
 
-    def call(self, inputs, training=None, mask=None):
+    def _forward(self, token_ids, padding_mask, training=None):
+        """The network: the functional graph and `call` both run this."""
+        x = self.embed_tokens(token_ids)
+        x = self.embeddings_dropout(x, training=training)
+        auxiliary_outputs = []
+        for block in self.blocks:
+            x, block_outputs = block(
+                x,
+                padding_mask=padding_mask,
+                training=training,
+                return_auxiliary_outputs=True,
+            )
+            auxiliary_outputs.append(block_outputs)
+        return {
+            "sequence_output": self.layer_norm(x),
+            "auxiliary_outputs": auxiliary_outputs,
+        }
+
+    def call(
+        self, inputs, training=None, mask=None, return_auxiliary_outputs=False
+    ):
         check_token_inputs(inputs, self.vocabulary_size)
-        return super().call(inputs, training=training, mask=mask)
-
-    def spectral_terms(self, inputs):
-        """What each block reconstructs, its reconstruction and coefficients.
-
-        One forward pass (no dropout). For block `i`, `target` is its
-        normalized input `X` (zeros at padding), `reconstruction` is
-        `X_hat = sum_k C[., t, k] S[k, t, .]` and `coefficients` is `C`.
-
-        Args:
-            inputs: dict with `"token_ids"` and `"padding_mask"`, both
-                `(batch, length)`.
-
-        Returns:
-            list with one dict per block, keys `"target"`,
-            `"reconstruction"` (both `(batch, length, hidden_dim)`) and
-            `"coefficients"` (`(batch, length, num_atoms)`).
-        """
-        self(inputs, training=False)
-        # Each block keeps the tensors of its latest call (see
-        # `SpectralDictionaryBlock`).
-        return [
-            dict(zip(("target", "reconstruction", "coefficients"),
-                     block.auxiliary_outputs))
-            for block in self.blocks
-        ]
+        if not return_auxiliary_outputs:
+            return super().call(inputs, training=training, mask=mask)
+        return self._forward(
+            inputs["token_ids"], inputs["padding_mask"], training=training
+        )
 
     @classproperty
     def presets(cls):
@@ -274,6 +286,10 @@ class SDGMBackbone(Backbone):
             )
         return super().from_preset(preset, load_weights=load_weights, **kwargs)
 
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(renamed_config(config))
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -283,13 +299,14 @@ class SDGMBackbone(Backbone):
                 "num_atoms": self.num_atoms,
                 "sequence_length": self.sequence_length,
                 "num_layers": self.num_layers,
+                "encoder_type": self.encoder_type,
                 "kernel_size": self.kernel_size,
                 "dilation_rates": self.dilation_rates,
                 "coefficient_activation": self.coefficient_activation,
                 "intermediate_dim": self.intermediate_dim,
                 "residual": self.residual,
                 "num_mixture_components": self.num_mixture_components,
-                "dictionary": self.dictionary,
+                "dictionary_type": self.dictionary_type,
                 "max_position_offset": self.max_position_offset,
                 "dropout": self.dropout,
                 "layer_norm_epsilon": self.layer_norm_epsilon,

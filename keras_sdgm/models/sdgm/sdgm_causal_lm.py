@@ -4,17 +4,19 @@ import keras
 import keras_hub
 import numpy as np
 from keras import ops
-from keras.src.losses.loss import scale_loss_for_distribution
-from keras.src.losses.loss import unscale_loss_for_distribution
 from keras_hub.models import CausalLM
 from keras_hub.src.utils.tensor_utils import any_equal
 
-from keras_sdgm.losses.stft_magnitude_loss import STFTMagnitudeLoss
+from keras_sdgm.layers.add_loss import AddLoss
+from keras_sdgm.losses.auxiliary_losses import prior_loss
+from keras_sdgm.losses.auxiliary_losses import reconstruction_loss
+from keras_sdgm.losses.auxiliary_losses import stft_loss
 from keras_sdgm.models.sdgm.sdgm_backbone import SDGMBackbone
 from keras_sdgm.models.sdgm.sdgm_causal_lm_preprocessor import (
     SDGMCausalLMPreprocessor,
 )
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
+from keras_sdgm.utils.replicas import replica_count
 from keras_sdgm.utils.validation import check_token_inputs
 from keras_sdgm.utils.validation import require_non_negative_float
 from keras_sdgm.utils.validation import require_positive_int
@@ -51,9 +53,16 @@ class SDGMCausalLM(CausalLM):
     weighted total) and `perplexity` (from the NLL alone). A term whose
     weight is 0 is computed for the log but passes no gradient.
 
-    The defaults weight the auxiliary terms at 0: at weight 1.0 they raised
-    validation perplexity by about 30% in our measurements (README, "Design
-    evidence"). Set them to 1.0 for the paper's objective.
+    The terms are functions in `keras_sdgm.losses`. Every call of the
+    model computes them from the blocks' `auxiliary_outputs` (see
+    `SDGMBackbone`) and records them with Keras's `add_loss` as the
+    loss of its sublayer `auxiliary_loss` (an `AddLoss`), a vector
+    `(R, S, P)`; `compute_loss` weights that vector. A compiled `predict` drops the unused terms; an eager torch
+    call computes them.
+
+    The defaults weight the auxiliary terms at 0: the paper's weights
+    raised validation perplexity in our ablations (docs/ABLATIONS.md). Set
+    them to 1.0 for the paper's objective.
 
     Args:
         backbone: an `SDGMBackbone`.
@@ -93,16 +102,14 @@ class SDGMCausalLM(CausalLM):
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
-        self.stft_loss = STFTMagnitudeLoss(
-            fft_length=require_positive_int("stft_fft_length", stft_fft_length),
-            frame_step=require_positive_int("stft_frame_step", stft_frame_step),
-        )
 
         # === Functional Model ===
         inputs = backbone.input
         hidden_states = backbone(inputs)
         outputs = backbone.token_embedding(hidden_states, reverse=True)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        self.auxiliary_loss = AddLoss(name="auxiliary_loss")
 
         # === Config ===
         self.nll_weight = require_non_negative_float("nll_weight", nll_weight)
@@ -115,8 +122,12 @@ class SDGMCausalLM(CausalLM):
         self.prior_weight = require_non_negative_float(
             "prior_weight", prior_weight
         )
-        self.stft_fft_length = stft_fft_length
-        self.stft_frame_step = stft_frame_step
+        self.stft_fft_length = require_positive_int(
+            "stft_fft_length", stft_fft_length
+        )
+        self.stft_frame_step = require_positive_int(
+            "stft_frame_step", stft_frame_step
+        )
 
         # === Loss trackers ===
         self.nll_tracker = keras.metrics.Mean(name="nll")
@@ -126,8 +137,25 @@ class SDGMCausalLM(CausalLM):
         }
 
     def call(self, inputs, training=None, mask=None):
+        """Logits `(batch, length, vocabulary_size)`; records the terms.
+
+        Runs what the functional graph runs (backbone, then the tied
+        embedding reversed), keeping the blocks' `auxiliary_outputs` to
+        record the auxiliary terms (see class doc).
+        """
         check_token_inputs(inputs, self.backbone.vocabulary_size)
-        return super().call(inputs, training=training, mask=mask)
+        outputs = self.backbone(
+            inputs, training=training, return_auxiliary_outputs=True
+        )
+        terms = self.auxiliary_terms(
+            outputs["auxiliary_outputs"], inputs["padding_mask"]
+        )
+        self.auxiliary_loss(
+            ops.stack([terms[term] for term in AUXILIARY_TERMS])
+        )
+        return self.backbone.token_embedding(
+            outputs["sequence_output"], reverse=True
+        )
 
     def compile(
         self,
@@ -188,6 +216,11 @@ class SDGMCausalLM(CausalLM):
             optimizer = keras.optimizers.Adam(
                 learning_rate=1e-3, weight_decay=1e-5
             )
+        if loss == "auto":
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.nll_loss = keras.losses.get(loss)
+        if not isinstance(self.nll_loss, keras.losses.Loss):
+            self.nll_loss = keras.losses.LossFunctionWrapper(self.nll_loss)
         if weighted_metrics == "auto":
             weighted_metrics = [
                 keras_hub.metrics.Perplexity(from_logits=True),
@@ -206,80 +239,78 @@ class SDGMCausalLM(CausalLM):
     ):
         """The weighted SDGM objective; logs every term (see class doc).
 
-        Under `tf.distribute` each replica returns its share of the loss
-        (Keras scales the compiled loss by 1 / replicas, and the replicas'
-        gradients are summed); the auxiliary terms are scaled the same way,
-        with the helpers Keras's own `compute_loss` uses (no-ops elsewhere),
-        and every term is logged unscaled.
+        `self.losses` holds the `(R, S, P)` vector that `call` recorded (the
+        one loss of shape `(3,)`; Keras's other losses, e.g. regularizers,
+        are scalars and are added as Keras adds them). Under
+        `tf.distribute` each replica returns its share of the loss (the
+        compiled loss is already divided by the number of replicas, and the
+        replicas' gradients are summed); the other terms are divided the
+        same way, and every term is logged whole.
         """
-        nll = self._compile_loss(y, y_pred, sample_weight)
-        self.nll_tracker.update_state(unscale_loss_for_distribution(nll))
+        auxiliary, other_losses = _split_losses(self.losses)
+        replicas = replica_count()
+        nll = self.nll_loss(y, y_pred, sample_weight)
+        self.nll_tracker.update_state(nll * replicas)
         total = self.nll_weight * nll
-        padding_mask = None
-        if isinstance(x, dict) and x.get("padding_mask") is not None:
-            padding_mask = x["padding_mask"]
-        for term, value in self.auxiliary_terms(padding_mask).items():
+        for i, term in enumerate(AUXILIARY_TERMS):
+            value = auxiliary[i]
             self.term_trackers[term].update_state(value)
-            total = total + getattr(self, f"{term}_weight") * (
-                scale_loss_for_distribution(value)
-            )
-        for loss in self.losses:
-            total = total + self._aggregate_additional_loss(loss)
+            total = total + getattr(self, f"{term}_weight") * value / replicas
+        for loss in other_losses:
+            total = total + ops.sum(ops.cast(loss, "float32")) / replicas
         return total
 
-    def auxiliary_terms(self, padding_mask=None):
-        """R, S and P of the latest forward pass, averaged over blocks.
+    def auxiliary_terms(self, auxiliary_outputs, padding_mask=None):
+        """R, S and P of the blocks' `auxiliary_outputs`, averaged over blocks.
 
-        Reads what each block kept from the forward pass of the same
-        `train_step` or `test_step`, then releases it.
+        A term whose weight is 0 passes no gradient.
 
         Args:
+            auxiliary_outputs: list with one dict per block, as
+                `SDGMBackbone(..., return_auxiliary_outputs=True)` returns
+                under `"auxiliary_outputs"`.
             padding_mask: `(batch, length)` mask of real tokens, or `None`.
 
         Returns:
             dict of float32 scalars keyed by `AUXILIARY_TERMS`.
         """
         totals = dict.fromkeys(AUXILIARY_TERMS, 0.0)
-        for block in self.backbone.blocks:
-            target, reconstruction, coefficients = block.auxiliary_outputs
-            object.__setattr__(block, "auxiliary_outputs", None)
-            if padding_mask is None:
-                mask = ops.ones(ops.shape(target)[:2], "float32")
-            else:
-                mask = ops.cast(padding_mask, "float32")
-            count = ops.maximum(ops.sum(mask), 1.0)
-            target = ops.stop_gradient(ops.cast(target, "float32"))
-            reconstruction = ops.cast(reconstruction, "float32")
-
-            error = _with_gradient_if(self.reconstruction_weight, reconstruction)
-            squared_error = ops.mean(ops.square(error - target), axis=-1)
-            totals["reconstruction"] += ops.sum(squared_error * mask) / count
-
-            signal = _with_gradient_if(self.stft_weight, reconstruction)
-            # A Keras loss returns the replica's share under tf.distribute;
-            # this method returns whole values, as for the other terms.
-            totals["stft"] += unscale_loss_for_distribution(
-                self.stft_loss(target * mask[..., None], signal * mask[..., None])
+        for block, outputs in zip(self.backbone.blocks, auxiliary_outputs):
+            target = ops.stop_gradient(outputs["target"])
+            reconstruction = outputs["reconstruction"]
+            totals["reconstruction"] += reconstruction_loss(
+                target,
+                _with_gradient_if(self.reconstruction_weight, reconstruction),
+                padding_mask,
             )
-
-            coefficients = _with_gradient_if(self.prior_weight, coefficients)
-            log_prob = block.prior.log_prob(coefficients)
-            totals["prior"] += -ops.sum(log_prob * mask) / count
+            totals["stft"] += stft_loss(
+                target,
+                _with_gradient_if(self.stft_weight, reconstruction),
+                padding_mask,
+                fft_length=self.stft_fft_length,
+                frame_step=self.stft_frame_step,
+            )
+            coefficients = _with_gradient_if(
+                self.prior_weight, outputs["coefficients"]
+            )
+            totals["prior"] += prior_loss(
+                block.prior.log_prob(coefficients), padding_mask
+            )
         num_blocks = len(self.backbone.blocks)
         return {term: value / num_blocks for term, value in totals.items()}
 
     def call_with_cache(self, token_ids, cache, cache_update_index, noise=None):
         """Forward pass of one new position with the decoding cache.
 
-        The cache holds, for every block, the states of its encoder's
-        causal convolutions (a fixed number of frames each); the position
-        is `cache_update_index` itself. One call costs the same at position
-        10 as at position 10,000.
+        The cache holds, for every block, its encoder's cache (a fixed
+        number of frames each); the position is `cache_update_index`
+        itself. One call costs the same at position 10 as at position
+        10,000.
 
         Args:
             token_ids: int tensor `(batch, 1)`, the token at
                 `cache_update_index`.
-            cache: list (one entry per block) of lists of state tensors.
+            cache: list (one entry per block) of encoder caches.
             cache_update_index: int or scalar int tensor, the absolute
                 position of `token_ids`.
             noise: `None`, or per block the `(gumbel, normal)` noise of
@@ -292,34 +323,54 @@ class SDGMCausalLM(CausalLM):
         x = self.backbone.embed_tokens(token_ids)
         next_cache = []
         noise = noise or [None] * len(cache)
-        for block, encoder_states, block_noise in zip(
+        for block, block_cache, block_noise in zip(
             self.backbone.blocks, cache, noise
         ):
-            x, encoder_states = block.call_with_cache(
-                x, encoder_states, cache_update_index,
-                coefficient_sampling=self.coefficient_sampling,
-                noise=block_noise,
+            x, block_cache = block(
+                x,
+                cache=block_cache,
+                cache_update_index=cache_update_index,
+                coefficient_sampler=self._coefficient_sampler(
+                    block, block_noise
+                ),
             )
-            next_cache.append(encoder_states)
+            next_cache.append(block_cache)
         hidden_states = self.backbone.layer_norm(x)
         logits = self.backbone.token_embedding(hidden_states, reverse=True)
         return logits, hidden_states, next_cache
 
-    def _build_cache(self, token_ids, padding_mask, index):
+    def _coefficient_sampler(self, block, noise):
+        """What replaces a block's coefficients in a step, for `compile`'s
+        `coefficient_sampling`; `None` for `"encoder"`."""
+        if self.coefficient_sampling == "encoder":
+            return None
+        posterior = self.coefficient_sampling == "posterior"
+
+        def sample(coefficients):
+            given = coefficients if posterior else None
+            return ops.cast(
+                block.prior.sample(*noise, given=given), coefficients.dtype
+            )
+
+        return sample
+
+    def _build_cache(self, token_ids, padding_mask, cache_update_index):
         """Runs the prompt once; returns its hidden states and the cache.
 
-        The cache holds the encoder states before position `index`, which
-        every row's prompt covers (`index` is below the shortest prompt's
+        The cache holds the encoder caches before `cache_update_index`,
+        which every row's prompt covers (it is below the shortest prompt's
         length), so rows with longer prompts stay correct as their
         remaining prompt tokens are fed one at a time.
         """
         x = self.backbone.embed_tokens(token_ids)
         cache = []
         for block in self.backbone.blocks:
-            x, encoder_states = block(
-                x, padding_mask=padding_mask, state_index=index
+            x, block_cache = block(
+                x,
+                padding_mask=padding_mask,
+                cache_update_index=cache_update_index,
             )
-            cache.append(encoder_states)
+            cache.append(block_cache)
         return self.backbone.layer_norm(x), cache
 
     def generate_step(self, inputs, stop_token_ids=None):
@@ -408,7 +459,7 @@ class SDGMCausalLM(CausalLM):
 
         Drawn once per `generate()` from `coefficient_seed`, so the compiled
         loop needs no random state: per block, Gumbel noise
-        `(batch, max_length, num_components)` to pick components and normal
+        `(batch, max_length, num_mixture_components)` to pick components and normal
         noise `(batch, max_length, num_atoms)`.
         """
         if self.coefficient_sampling == "encoder":
@@ -418,7 +469,7 @@ class SDGMCausalLM(CausalLM):
         for i, block in enumerate(self.backbone.blocks):
             seed = self.coefficient_seed + 2 * i
             uniform = keras.random.uniform(
-                (batch_size, max_length, block.prior.num_components),
+                (batch_size, max_length, block.num_mixture_components),
                 minval=1e-7, maxval=1.0, seed=seed,
             )
             normal = keras.random.normal(
@@ -463,3 +514,24 @@ class SDGMCausalLM(CausalLM):
 def _with_gradient_if(weight, x):
     """`x`, or `x` with its gradient stopped when its loss weight is 0."""
     return x if weight else ops.stop_gradient(x)
+
+
+def _split_losses(losses):
+    """The `(R, S, P)` vector among `losses`, and the other losses.
+
+    No vector: Keras is building the loss's state from symbolic inputs
+    before the first step (its trainers trace `compute_loss` once without a
+    call of the model); the terms are then zeros.
+    """
+    shape = (len(AUXILIARY_TERMS),)
+    auxiliary = [loss for loss in losses if tuple(loss.shape) == shape]
+    if len(auxiliary) > 1:
+        raise ValueError(
+            "`SDGMCausalLM.compute_loss` reads the auxiliary terms that the "
+            "model's latest call recorded, the one loss of shape "
+            f"{shape}; found {len(auxiliary)}. Give losses of your own "
+            "layers another shape (Keras expects scalars)."
+        )
+    if not auxiliary:
+        return ops.zeros(shape), list(losses)
+    return auxiliary[0], [loss for loss in losses if loss is not auxiliary[0]]

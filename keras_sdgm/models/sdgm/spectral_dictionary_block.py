@@ -1,0 +1,345 @@
+import keras
+from keras import ops
+
+from keras_sdgm.layers.coefficient_encoder import CoefficientEncoder
+from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
+from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
+from keras_sdgm.layers.static_dictionary import StaticDictionary
+from keras_sdgm.utils.validation import require_non_negative_float
+from keras_sdgm.utils.validation import require_one_of
+from keras_sdgm.utils.validation import require_positive_int
+
+ENCODER_TYPES = ("dilated_convolution",)
+DICTIONARY_TYPES = ("spectral", "static")
+
+
+@keras.saving.register_keras_serializable(package="keras_sdgm")
+class SpectralDictionaryBlock(keras.layers.Layer):
+    """One SDGM block: coefficients from a causal encoder mix the atoms.
+
+    For hidden states `h` of shape `(batch, length, hidden_dim)`:
+
+    ```
+    x     = layer_norm(h) * padding_mask       # what the block reconstructs
+    C     = encoder(x)                         # (batch, length, num_atoms)
+    X_hat = dictionary(C, start_index)         # sum_k C[., t, k] S[k, t, .]
+    h     = h + dropout(X_hat)                 # or h = X_hat, residual=False
+    h     = h + dropout(FFN(layer_norm(h)))    # if intermediate_dim > 0
+    ```
+
+    The encoder is the block's token mixer, the only part that moves
+    information between positions; `encoder_type` names it
+    (`"dilated_convolution"`: `CoefficientEncoder`). The dictionary is a
+    sublayer named by `dictionary_type`: `"spectral"` (`SpectralDictionary`,
+    the method's sinusoidal atoms, which depend on the position) or
+    `"static"` (`StaticDictionary`, one `(num_atoms, hidden_dim)` matrix at
+    every position, an ablation). Every encoder takes `(x, cache=None,
+    cache_update_index=None)` and every dictionary `(C, start_index=0)`.
+
+    With `residual=False` and `intermediate_dim=0` this is the paper's
+    single-dictionary model (plus the input layer norm). The block owns the
+    `GaussianMixturePrior` over its coefficients; the objective's terms are
+    computed by the task from the block's `auxiliary_outputs` (see
+    `SDGMCausalLM`).
+
+    Args:
+        num_atoms: int. Dictionary size `K`.
+        sequence_length: int. Window `L0` that positions are divided by.
+        encoder_type: str. The token mixer, one of `ENCODER_TYPES`.
+        kernel_size: int. Width of the encoder's causal convolutions.
+        dilation_rates: list of ints. Encoder dilations, one convolution each.
+        coefficient_activation: activation of the coefficients.
+        intermediate_dim: int. Width of the feed-forward; 0 for none.
+        residual: bool. Add the reconstruction to `h` (True) or replace `h`
+            by it (False, the paper's single block).
+        num_mixture_components: int. Components of the coefficient prior.
+        dictionary_type: str. The dictionary, one of `DICTIONARY_TYPES`.
+        max_position_offset: int. In training, the dictionary is evaluated
+            at positions shifted by a random offset in
+            `[0, max_position_offset]`, drawn per batch, so that its atoms
+            are trained beyond the training window. 0 (default): positions
+            start at 0 in every window.
+        dropout: float. Dropout on the reconstruction and feed-forward.
+        layer_norm_epsilon: float. Epsilon of the layer norms.
+        kernel_initializer: initializer of the convolutions and dense layers.
+        seed: int or `None`. Seed of the position offsets' random draws.
+        **kwargs: other `keras.layers.Layer` arguments.
+
+    Call arguments:
+        hidden: tensor `(batch, length, hidden_dim)`; with a `cache`, the
+            one new position `(batch, 1, hidden_dim)`.
+        padding_mask: `(batch, length)` mask of real tokens, or `None`.
+        cache: `None`, or the encoder's cache before the new position (from
+            a call with `cache_update_index`, or a previous cached call):
+            then the call processes that one position at a constant cost.
+        cache_update_index: int or scalar int tensor, the absolute position
+            of the new token with a `cache`; without one, the position whose
+            cache to return (for seeding a decoding cache from a prompt).
+        training: bool, for dropout and position offsets.
+        return_auxiliary_outputs: bool. Also return a dict with `"target"`
+            (`x`), `"reconstruction"` (`X_hat`) and `"coefficients"` (`C`).
+        coefficient_sampler: `None`, or a function applied to the
+            coefficients of a cached step before they mix the atoms (the
+            task's GMM sampling modes).
+
+    Returns:
+        `hidden`; `(hidden, cache)` when `cache` or `cache_update_index` is
+        given; with `return_auxiliary_outputs`, the `auxiliary_outputs` dict
+        is appended.
+
+    Example:
+    >>> block = SpectralDictionaryBlock(num_atoms=8, sequence_length=16)
+    >>> h = keras.random.normal((2, 16, 32))
+    >>> block(h).shape
+    (2, 16, 32)
+    >>> h, auxiliary_outputs = block(h, return_auxiliary_outputs=True)
+    >>> auxiliary_outputs["coefficients"].shape
+    (2, 16, 8)
+    """
+
+    def __init__(
+        self,
+        num_atoms,
+        sequence_length,
+        encoder_type="dilated_convolution",
+        kernel_size=3,
+        dilation_rates=(1,),
+        coefficient_activation="gelu",
+        intermediate_dim=0,
+        residual=True,
+        num_mixture_components=8,
+        dictionary_type="spectral",
+        max_position_offset=0,
+        dropout=0.0,
+        layer_norm_epsilon=1e-5,
+        kernel_initializer="glorot_uniform",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_atoms = require_positive_int("num_atoms", num_atoms)
+        self.sequence_length = require_positive_int(
+            "sequence_length", sequence_length
+        )
+        self.encoder_type = require_one_of(
+            "encoder_type", encoder_type, ENCODER_TYPES
+        )
+        self.kernel_size = require_positive_int("kernel_size", kernel_size)
+        self.dilation_rates = list(dilation_rates)
+        self.coefficient_activation = keras.activations.get(
+            coefficient_activation
+        )
+        if intermediate_dim != 0:
+            require_positive_int("intermediate_dim", intermediate_dim)
+        self.intermediate_dim = int(intermediate_dim)
+        self.residual = bool(residual)
+        self.num_mixture_components = require_positive_int(
+            "num_mixture_components", num_mixture_components
+        )
+        self.dictionary_type = require_one_of(
+            "dictionary_type", dictionary_type, DICTIONARY_TYPES
+        )
+        self.max_position_offset = int(max_position_offset)
+        if self.max_position_offset < 0 or self.max_position_offset != (
+            max_position_offset
+        ):
+            raise ValueError(
+                "`max_position_offset` must be a non-negative int. "
+                f"Received: max_position_offset={max_position_offset!r}"
+            )
+        if self.max_position_offset and dictionary_type == "static":
+            raise ValueError(
+                "`max_position_offset` shifts the positions of the spectral "
+                "dictionary; a static dictionary has none. Use "
+                "`max_position_offset=0` with `dictionary_type=\"static\"`."
+            )
+        self.seed = seed
+        if self.max_position_offset:
+            self.seed_generator = keras.random.SeedGenerator(seed)
+        self.dropout = require_non_negative_float("dropout", dropout)
+        if self.dropout >= 1:
+            raise ValueError(
+                f"`dropout` must be in [0, 1). Received: dropout={dropout}"
+            )
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, hidden_shape, padding_mask_shape=None):
+        hidden_dim = hidden_shape[-1]
+        coefficients_shape = tuple(hidden_shape[:-1]) + (self.num_atoms,)
+        self.input_layer_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon,
+            dtype=self.dtype_policy,
+            name="input_layer_norm",
+        )
+        self.input_layer_norm.build(hidden_shape)
+        self.encoder = self._make_encoder()
+        self.encoder.build(hidden_shape)
+        self.prior = GaussianMixturePrior(
+            num_mixture_components=self.num_mixture_components,
+            dtype=self.dtype_policy,
+            name="prior",
+        )
+        self.prior.build(coefficients_shape)
+        self.dictionary = self._make_dictionary(hidden_dim)
+        self.dictionary.build(coefficients_shape)
+        self.dropout_layer = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="dropout"
+        )
+        if self.intermediate_dim:
+            self.feedforward_layer_norm = keras.layers.LayerNormalization(
+                epsilon=self.layer_norm_epsilon,
+                dtype=self.dtype_policy,
+                name="feedforward_layer_norm",
+            )
+            self.feedforward_layer_norm.build(hidden_shape)
+            self.feedforward_intermediate = keras.layers.Dense(
+                self.intermediate_dim,
+                activation="gelu",
+                kernel_initializer=self.kernel_initializer,
+                dtype=self.dtype_policy,
+                name="feedforward_intermediate",
+            )
+            self.feedforward_intermediate.build(hidden_shape)
+            self.feedforward_output = keras.layers.Dense(
+                hidden_dim,
+                kernel_initializer=self.kernel_initializer,
+                dtype=self.dtype_policy,
+                name="feedforward_output",
+            )
+            self.feedforward_output.build(
+                tuple(hidden_shape[:-1]) + (self.intermediate_dim,)
+            )
+
+    def _make_encoder(self):
+        encoders = {
+            "dilated_convolution": lambda: CoefficientEncoder(
+                num_atoms=self.num_atoms,
+                kernel_size=self.kernel_size,
+                dilation_rates=self.dilation_rates,
+                activation=self.coefficient_activation,
+                kernel_initializer=self.kernel_initializer,
+                dtype=self.dtype_policy,
+                name="encoder",
+            ),
+        }
+        return encoders[self.encoder_type]()
+
+    def _make_dictionary(self, hidden_dim):
+        dictionaries = {
+            "spectral": lambda: SpectralDictionary(
+                num_atoms=self.num_atoms,
+                hidden_dim=hidden_dim,
+                sequence_length=self.sequence_length,
+                dtype=self.dtype_policy,
+                name="dictionary",
+            ),
+            "static": lambda: StaticDictionary(
+                num_atoms=self.num_atoms,
+                hidden_dim=hidden_dim,
+                dtype=self.dtype_policy,
+                name="dictionary",
+            ),
+        }
+        return dictionaries[self.dictionary_type]()
+
+    def _mix(self, hidden, coefficients, start_index, training):
+        reconstruction = self.dictionary(coefficients, start_index=start_index)
+        mixed = self.dropout_layer(reconstruction, training=training)
+        hidden = hidden + mixed if self.residual else mixed
+        if self.intermediate_dim:
+            y = self.feedforward_layer_norm(hidden)
+            y = self.feedforward_output(self.feedforward_intermediate(y))
+            hidden = hidden + self.dropout_layer(y, training=training)
+        return hidden, reconstruction
+
+    def _training_start_index(self, training):
+        if training and self.max_position_offset:
+            return keras.random.randint(
+                (), 0, self.max_position_offset + 1,
+                seed=self.seed_generator, dtype="int32",
+            )
+        return 0
+
+    def call(
+        self,
+        hidden,
+        padding_mask=None,
+        cache=None,
+        cache_update_index=None,
+        training=None,
+        return_auxiliary_outputs=False,
+        coefficient_sampler=None,
+    ):
+        # Keras casts `hidden` in eager and traced calls, not symbolic ones.
+        hidden = ops.cast(hidden, self.compute_dtype)
+        x = self.input_layer_norm(hidden)
+        if cache is not None:
+            coefficients, cache = self.encoder(x, cache=cache)
+            if coefficient_sampler is not None:
+                coefficients = coefficient_sampler(coefficients)
+            start_index = cache_update_index
+        else:
+            if padding_mask is not None:
+                x = x * ops.cast(padding_mask, x.dtype)[..., None]
+            if cache_update_index is None:
+                coefficients = self.encoder(x)
+            else:
+                coefficients, cache = self.encoder(
+                    x, cache_update_index=cache_update_index
+                )
+            start_index = self._training_start_index(training)
+        hidden, reconstruction = self._mix(
+            hidden, coefficients, start_index, training
+        )
+        outputs = [hidden]
+        if cache is not None:
+            outputs.append(cache)
+        if return_auxiliary_outputs:
+            outputs.append(
+                {
+                    "target": x,
+                    "reconstruction": reconstruction,
+                    "coefficients": coefficients,
+                }
+            )
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_atoms": self.num_atoms,
+                "sequence_length": self.sequence_length,
+                "encoder_type": self.encoder_type,
+                "kernel_size": self.kernel_size,
+                "dilation_rates": list(self.dilation_rates),
+                "coefficient_activation": keras.activations.serialize(
+                    self.coefficient_activation
+                ),
+                "intermediate_dim": self.intermediate_dim,
+                "residual": self.residual,
+                "num_mixture_components": self.num_mixture_components,
+                "dictionary_type": self.dictionary_type,
+                "max_position_offset": self.max_position_offset,
+                "seed": self.seed,
+                "dropout": self.dropout,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(renamed_config(config))
+
+
+def renamed_config(config):
+    """`config` with the keys of older releases renamed (`dictionary`)."""
+    config = dict(config)
+    if "dictionary" in config:
+        config["dictionary_type"] = config.pop("dictionary")
+    return config
