@@ -1,4 +1,10 @@
-"""The two model families a recipe trains, built from the same arguments."""
+"""The two model families the recipes and benchmarks train and time.
+
+`gpt2_causal_lm` is the one GPT-2 baseline of the package (the recipes,
+`recipes/ablate.py` and `benchmarks/` all build it here), `sdgm_causal_lm`
+the SDGM it is compared with; `build_causal_lm` picks one from a recipe's
+config.
+"""
 
 import keras
 import keras_hub
@@ -6,55 +12,102 @@ import keras_hub
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
 
+# Recipe flags that override the SDGM preset when given (not None).
+SDGM_OVERRIDES = (
+    "hidden_dim",
+    "num_atoms",
+    "sequence_length",
+    "num_layers",
+    "kernel_size",
+    "dilation_rates",
+    "coefficient_activation",
+    "intermediate_dim",
+    "residual",
+    "num_mixture_components",
+    "dictionary",
+    "max_position_offset",
+    "dropout",
+)
+LOSS_WEIGHTS = ("nll_weight", "reconstruction_weight", "stft_weight",
+                "prior_weight")
+
+
+def gpt2_causal_lm(vocabulary_size, num_layers, num_heads, hidden_dim,
+                   max_sequence_length, intermediate_dim=None, dropout=0.0,
+                   preprocessor=None):
+    """keras-hub's `GPT2CausalLM`, the baseline SDGM is compared with.
+
+    Args:
+        vocabulary_size: int.
+        num_layers: int. Transformer layers.
+        num_heads: int. Attention heads.
+        hidden_dim: int.
+        max_sequence_length: int. Its learned positions end here.
+        intermediate_dim: feed-forward width; `None` or 0 gives
+            `4 * hidden_dim`.
+        dropout: float.
+        preprocessor: a `CausalLMPreprocessor`, or `None`.
+    """
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=vocabulary_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        hidden_dim=hidden_dim,
+        intermediate_dim=intermediate_dim or 4 * hidden_dim,
+        dropout=dropout,
+        max_sequence_length=max_sequence_length,
+    )
+    return keras_hub.models.GPT2CausalLM(backbone, preprocessor=preprocessor)
+
+
+def sdgm_causal_lm(preset, vocabulary_size, preprocessor=None,
+                   loss_weights=None, **overrides):
+    """An `SDGMCausalLM` of the named `preset`.
+
+    Args:
+        preset: a name in `SDGMBackbone.presets`.
+        vocabulary_size: int.
+        preprocessor: an `SDGMCausalLMPreprocessor`, or `None`.
+        loss_weights: dict of `SDGMCausalLM`'s loss weights
+            (`nll_weight`, ...); `None`: its defaults.
+        **overrides: `SDGMBackbone` arguments that replace the preset's;
+            those that are `None` keep the preset's.
+    """
+    backbone = SDGMBackbone.from_preset(
+        preset,
+        vocabulary_size=vocabulary_size,
+        **{k: v for k, v in overrides.items() if v is not None},
+    )
+    return SDGMCausalLM(backbone, preprocessor=preprocessor,
+                        **(loss_weights or {}))
+
 
 def build_causal_lm(args, preprocessor):
     """An `SDGMCausalLM` or a same-size keras-hub `GPT2CausalLM`.
 
     Both share the vocabulary, window, hidden size and depth; the recipe
-    compiles both with the same optimizer.
+    compiles both with the same optimizer. `args` is a recipe's config
+    (`keras_sdgm.training.recipe.RecipeConfig`) or anything with its
+    attributes.
     """
     vocabulary_size = preprocessor.tokenizer.vocabulary_size()
     if args.model == "gpt2":
-        backbone = keras_hub.models.GPT2Backbone(
-            vocabulary_size=vocabulary_size,
+        return gpt2_causal_lm(
+            vocabulary_size,
             num_layers=args.num_layers,
             num_heads=args.num_heads,
             hidden_dim=args.hidden_dim,
-            intermediate_dim=args.intermediate_dim or 4 * args.hidden_dim,
-            dropout=args.dropout,
             max_sequence_length=args.sequence_length,
+            intermediate_dim=args.intermediate_dim,
+            dropout=args.dropout,
+            preprocessor=preprocessor,
         )
-        return keras_hub.models.GPT2CausalLM(backbone, preprocessor=preprocessor)
-    backbone = SDGMBackbone.from_preset(
+    return sdgm_causal_lm(
         args.preset,
-        vocabulary_size=vocabulary_size,
-        hidden_dim=args.hidden_dim,
-        num_atoms=args.num_atoms,
-        sequence_length=args.sequence_length,
-        num_layers=args.num_layers,
-        **{
-            name: getattr(args, name)
-            for name in (
-                "kernel_size",
-                "dilation_rates",
-                "coefficient_activation",
-                "intermediate_dim",
-                "residual",
-                "num_mixture_components",
-                "dictionary",
-                "max_position_offset",
-                "dropout",
-            )
-            if getattr(args, name) is not None
-        },
-    )
-    return SDGMCausalLM(
-        backbone,
+        vocabulary_size,
         preprocessor=preprocessor,
-        nll_weight=args.nll_weight,
-        reconstruction_weight=args.reconstruction_weight,
-        stft_weight=args.stft_weight,
-        prior_weight=args.prior_weight,
+        loss_weights={name: getattr(args, name) for name in LOSS_WEIGHTS},
+        **{name: getattr(args, name) for name in SDGM_OVERRIDES},
     )
 
 

@@ -1,11 +1,19 @@
-"""What a recipe run leaves behind: throughput, curves and metrics.json."""
+"""What a recipe run leaves behind, and the tables made of it.
+
+Curves and the CSV log, `metrics.json` (`write_json`, `read_metrics`) and
+the one markdown-table writer of the recipes, `recipes/ablate.py`,
+`scripts/results_table.py` and `benchmarks/` (`markdown_table`).
+"""
 
 import csv
 import json
+import os
 import platform
 
 import keras
 import numpy as np
+
+METRICS_FILE = "metrics.json"
 
 
 def read_csv_log(path):
@@ -92,6 +100,27 @@ def write_json(path, data):
     with open(path, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def read_metrics(run_dir):
+    """The `metrics.json` of a finished recipe run, or `None` if unfinished."""
+    try:
+        with open(os.path.join(run_dir, METRICS_FILE)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def markdown_table(header, rows):
+    """A markdown table (a string): `header` and each row are lists of cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+def millions(count):
+    """A parameter count in millions, e.g. `"1.25M"`."""
+    return f"{count / 1e6:.2f}M"
 
 
 def write_markdown(path, table):
