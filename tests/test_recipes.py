@@ -1,5 +1,7 @@
-"""The PTB recipe end to end, on a tiny config (the real one is in README)."""
+"""The PTB recipe: its steps alone (cheap), and end to end on a tiny config
+(the real one is in README)."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -13,6 +15,12 @@ import keras
 import numpy as np
 import pytest
 
+from keras_sdgm.models import SDGMBackbone
+from keras_sdgm.models import SDGMCausalLMPreprocessor
+from keras_sdgm.models import SDGMTokenizer
+from keras_sdgm.training import callbacks as callbacks_lib
+from keras_sdgm.training import model_builders
+from keras_sdgm.training import recipe
 from keras_sdgm.training.callbacks import StepAndEpochBackup
 from keras_sdgm.training.recipe import main
 from tests.conftest import shared_data_dir
@@ -48,12 +56,31 @@ KILLED_AT_STEP = textwrap.dedent(
 )
 
 
+def only_under(backend, reason):
+    """Skips a test unless the suite runs under `backend`, saying why."""
+    return pytest.mark.skipif(
+        keras.config.backend() != backend,
+        reason=f"runs under {backend} only: {reason}",
+    )
+
+
+# The end-to-end runs of the recipes and benchmarks: heavy, and their steps
+# are backend-independent Keras (`fit`, callbacks, saving) that the model
+# tests already cover under every backend, so they run once, under JAX.
+# Tests of a backend's own path (torch's generator in a resumed run,
+# TensorFlow's MirroredStrategy) are not marked.
+END_TO_END = only_under(
+    "jax", "an end-to-end run; the backend is not what it tests"
+)
+
+
 def run_args(output_dir, *extra):
     return TINY + ["--data-dir", shared_data_dir(), "--output-dir",
                    output_dir, "--verbose", "0", *extra]
 
 
 @pytest.mark.slow
+@END_TO_END
 class RecipeTest(TestCase):
     def test_max_steps_run_writes_everything(self):
         out = os.path.join(self.get_temp_dir(), "run")
@@ -102,18 +129,6 @@ class RecipeTest(TestCase):
             result["parameters"]["embedding"], 10000 * 16 + 32 * 16
         )
 
-    def test_refuses_unwritable_output_and_changed_config(self):
-        blocker = os.path.join(self.get_temp_dir(), "a_file")
-        open(blocker, "w").close()
-        with self.assertRaisesRegex(OSError, "Cannot write"):
-            main("ptb", run_args(os.path.join(blocker, "run")))
-        out = os.path.join(self.get_temp_dir(), "unfinished")
-        os.makedirs(out)
-        with open(os.path.join(out, "config.json"), "w") as f:
-            json.dump({"corpus": "ptb", "hidden_dim": 99}, f)
-        with self.assertRaisesRegex(ValueError, "another config"):
-            main("ptb", run_args(out, "--max-steps", "5"))
-
     def test_diverging_run_stops_and_keeps_its_checkpoint(self):
         out = os.path.join(self.get_temp_dir(), "nan")
         # Adam steps of 1e30 blow the logits up to inf within two steps.
@@ -138,6 +153,12 @@ class RecipeTest(TestCase):
             with self.assertRaisesRegex(OSError, "MiB free"):
                 main("ptb", run_args(out, "--max-steps", "5"))
         self.assertFalse(os.path.exists(os.path.join(out, "log.csv")))
+
+
+@pytest.mark.slow
+class ResumeTest(TestCase):
+    """Under every backend: each keeps its own random generators (torch's
+    global one among them) that a resumed run must restore."""
 
     def test_run_killed_mid_epoch_resumes_to_the_same_weights(self):
         # With dropout, so the random streams must resume too. Under torch a
@@ -188,3 +209,119 @@ class RecipeTest(TestCase):
             expected_perplexity = json.load(f)["perplexity"]
         with open(os.path.join(out, "metrics.json")) as f:
             self.assertEqual(json.load(f)["perplexity"], expected_perplexity)
+
+
+class RecipeStepsTest(TestCase):
+    """The recipe's steps alone: no data read, no training."""
+
+    def config(self, *extra, output_dir=None):
+        output_dir = output_dir or os.path.join(self.get_temp_dir(), "run")
+        return recipe.parse_args("ptb", run_args(output_dir, *extra))
+
+    def test_parse_args_fills_the_preset_and_the_output_dir(self):
+        config = recipe.parse_args("ptb", ["--model", "gpt2"])
+        preset = SDGMBackbone.presets["sdgm_base"]["config"]
+        for name in recipe.PRESET_SIZES:
+            self.assertEqual(getattr(config, name), preset[name], name)
+        self.assertEqual(config.output_dir, os.path.join("runs", "ptb-gpt2"))
+        self.assertEqual(config.backup_dir,
+                         os.path.join("runs", "ptb-gpt2", "backup"))
+        config = self.config("--hidden-dim", "24", "--dilation-rates", "1,2")
+        self.assertEqual((config.hidden_dim, config.dilation_rates), (24, [1, 2]))
+
+    def test_config_fields_are_the_flags(self):
+        parser = recipe.build_parser("ptb")
+        flags = {a.dest for a in parser._actions if a.dest != "help"}
+        fields = {f.name for f in dataclasses.fields(recipe.RecipeConfig)}
+        self.assertEqual(fields, flags | {"corpus"})
+        saved = self.config().saved_config()
+        self.assertEqual(set(saved), fields - set(recipe.RUN_ONLY_FIELDS))
+        self.assertEqual(saved["corpus"], "ptb")
+        self.assertEqual(json.loads(json.dumps(saved)), saved)
+
+    def test_parse_args_refuses_flags_that_do_not_go_together(self):
+        with self.assertRaises(SystemExit):
+            self.config("--model", "gpt2", "--long-eval-lengths", "64")
+        with self.assertRaises(SystemExit):
+            self.config("--long-eval-lengths", "1")
+
+    def test_training_plan(self):
+        def plan(*flags, num_batches=100):
+            return recipe.training_plan(self.config(*flags), num_batches)
+
+        self.assertEqual(plan(), (100, 10))  # one pass an epoch, --epochs
+        self.assertEqual(plan("--steps-per-epoch", "30"), (30, 10))
+        self.assertEqual(plan("--max-steps", "20"), (20, 1))
+        self.assertEqual(plan("--max-steps", "250"), (100, 3))  # whole epochs
+        self.assertEqual(plan("--max-steps", "5000"), (100, 10))
+
+    def test_resume_step(self):
+        backup = os.path.join(self.get_temp_dir(), "backup")
+        self.assertEqual(recipe.resume_step(backup, 0, 10), 0)
+        # A backup from before steps were recorded: its whole epochs.
+        os.makedirs(backup)
+        path = os.path.join(backup, "training_metadata.json")
+        with open(path, "w") as f:
+            json.dump({"epoch": 2, "batch": -1}, f)
+        self.assertEqual(recipe.resume_step(backup, 2, 10), 20)
+        with open(path, "w") as f:
+            json.dump({"epoch": 2, "batch": 3, "step": 24}, f)
+        self.assertEqual(recipe.resume_step(backup, 2, 10), 24)
+
+    def test_make_callbacks(self):
+        config = self.config()
+        os.makedirs(config.output_dir)
+        with open(config.path("log.csv"), "w") as f:
+            f.write("epoch,loss,val_perplexity\n0,5.0,300.0\n1,4.0,200.0\n"
+                    "2,3.0,100.0\n")
+        callbacks, throughput = recipe.make_callbacks(config, 1, 2)
+        # The epoch after the backup is logged again: cut from the log.
+        with open(config.path("log.csv")) as f:
+            self.assertEqual(len(f.read().splitlines()), 3)
+        self.assertIsInstance(callbacks[0], callbacks_lib.StopOnNonFiniteLoss)
+        self.assertIsInstance(callbacks[-1], callbacks_lib.StepAndEpochBackup)
+        self.assertIn(throughput, callbacks)
+        self.assertEqual(throughput.tokens_per_step, 64 * 32)
+        checkpoint = next(c for c in callbacks
+                          if isinstance(c, keras.callbacks.ModelCheckpoint))
+        self.assertEqual(checkpoint.best, 200.0)  # the best kept epoch's
+        callbacks, _ = recipe.make_callbacks(config, 2, 2)
+        self.assertIsInstance(callbacks[-1], callbacks_lib.SynchronousBatchEnd)
+
+    def test_prepare_output_dir_resumes_the_same_config(self):
+        config = self.config()
+        saved = config.saved_config()
+        self.assertFalse(recipe.prepare_output_dir(config.output_dir, saved,
+                                                   False))
+        self.assertTrue(recipe.prepare_output_dir(config.output_dir, saved,
+                                                  False))
+
+    def test_build_causal_lm_from_a_config(self):
+        tokenizer = SDGMTokenizer(
+            SDGMTokenizer.build_vocabulary(["a b c d", "b c e"]))
+        preprocessor = SDGMCausalLMPreprocessor(
+            tokenizer, sequence_length=32)
+        gpt2 = model_builders.build_causal_lm(
+            self.config("--model", "gpt2"), preprocessor)
+        self.assertEqual(gpt2.backbone.intermediate_dim, 4 * 16)
+        self.assertEqual(gpt2.backbone.num_heads, 2)
+        self.assertEqual(gpt2.backbone.max_sequence_length, 32)
+        sdgm = model_builders.build_causal_lm(
+            self.config("--stft-weight", "0.5", "--intermediate-dim", "0"),
+            preprocessor)
+        self.assertEqual(sdgm.backbone.get_config()["num_atoms"], 8)
+        self.assertEqual(sdgm.backbone.get_config()["intermediate_dim"], 0)
+        self.assertEqual(sdgm.get_config()["stft_weight"], 0.5)
+
+    def test_refuses_unwritable_output_and_changed_config(self):
+        blocker = os.path.join(self.get_temp_dir(), "a_file")
+        open(blocker, "w").close()
+        with self.assertRaisesRegex(OSError, "Cannot write"):
+            main("ptb", run_args(os.path.join(blocker, "run")))
+        out = os.path.join(self.get_temp_dir(), "unfinished")
+        os.makedirs(out)
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump({"corpus": "ptb", "hidden_dim": 99}, f)
+        with self.assertRaisesRegex(ValueError, "another config"):
+            main("ptb", run_args(out, "--max-steps", "5"))
+

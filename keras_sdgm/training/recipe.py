@@ -15,9 +15,15 @@ and writes to the output folder:
 Running the same command again resumes an interrupted run from its last
 checkpoint (`keras.callbacks.BackupAndRestore`); a finished run is never
 overwritten without `--overwrite`.
+
+`main(corpus, argv)` is the whole run, one step per function, each usable
+alone: `parse_args` (flags to a `RecipeConfig`), `prepare_output_dir`,
+`load_data`, `build_model`, `make_callbacks`, `fit_resumable`, `evaluate`
+and `write_report`.
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -32,16 +38,93 @@ from keras_sdgm.datasets import load_lines
 from keras_sdgm.datasets import token_windows
 from keras_sdgm.datasets import tokenize_corpus
 from keras_sdgm.evaluation import evaluate_perplexity
+from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
-from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
 from keras_sdgm.training import callbacks as callbacks_lib
 from keras_sdgm.training import distribution
 from keras_sdgm.training import model_builders
 from keras_sdgm.training import reporting
 
 CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
+METRICS_FILE = reporting.METRICS_FILE
+SPLITS = ("train", "valid", "test")
+# Sizes that, when not given, come from the preset (for GPT-2 too: the
+# baseline has the same size).
+PRESET_SIZES = ("hidden_dim", "num_atoms", "sequence_length", "num_layers")
+# Fields of a `RecipeConfig` that say how to run, not what: left out of
+# `config.json`, so changing them does not stop a run from resuming.
+RUN_ONLY_FIELDS = ("output_dir", "overwrite", "verbose")
+
+
+@dataclasses.dataclass
+class RecipeConfig:
+    """One recipe run: the corpus and every flag of `build_parser`.
+
+    Build it with `parse_args`, which fills the sizes left out from the
+    preset and the output folder. Its fields are the flags' names with
+    underscores (`--hidden-dim`: `hidden_dim`); `saved_config()` is what
+    `config.json` and `metrics.json` record.
+    """
+
+    corpus: str
+    # Model.
+    model: str
+    preset: str
+    hidden_dim: int
+    num_atoms: int
+    sequence_length: int
+    num_layers: int
+    kernel_size: int | None
+    dilation_rates: list | None
+    coefficient_activation: str | None
+    intermediate_dim: int | None
+    residual: bool | None
+    num_mixture_components: int | None
+    dictionary: str | None
+    max_position_offset: int | None
+    num_heads: int
+    dropout: float
+    # Objective and optimizer.
+    nll_weight: float
+    reconstruction_weight: float
+    stft_weight: float
+    prior_weight: float
+    learning_rate: float
+    weight_decay: float
+    # Budget.
+    batch_size: int
+    epochs: int
+    patience: int
+    steps_per_epoch: int | None
+    max_steps: int | None
+    # Evaluation.
+    eval_stride: int | None
+    long_eval_lengths: list
+    # How to run.
+    jit_compile: str
+    distribute: str
+    checkpoint_every: int
+    seed: int
+    data_dir: str | None
+    output_dir: str
+    overwrite: bool
+    verbose: int
+
+    def saved_config(self):
+        """The config recorded in `config.json` (compared on resume)."""
+        config = dataclasses.asdict(self)
+        for name in RUN_ONLY_FIELDS:
+            del config[name]
+        return config
+
+    def path(self, name):
+        """`name` (e.g. `"best.keras"`) in the run's output folder."""
+        return os.path.join(self.output_dir, name)
+
+    @property
+    def backup_dir(self):
+        return self.path("backup")
 
 
 def build_parser(corpus):
@@ -51,7 +134,7 @@ def build_parser(corpus):
     )
     add = parser.add_argument
     add("--model", choices=["sdgm", "gpt2"], default="sdgm")
-    add("--preset", choices=sorted(backbone_presets), default="sdgm_base",
+    add("--preset", choices=sorted(SDGMBackbone.presets), default="sdgm_base",
         help="SDGM architecture; the size flags below override it.")
     add("--hidden-dim", type=int, default=None,
         help="Default: the preset's (sdgm_base: 512).")
@@ -117,8 +200,13 @@ def build_parser(corpus):
     return parser
 
 
-def main(corpus, argv=None):
-    """Runs the recipe for `corpus` (`"ptb"` or `"wikitext2"`)."""
+def parse_args(corpus, argv=None):
+    """The recipe's flags (`argv`, default `sys.argv[1:]`) as a `RecipeConfig`.
+
+    Sizes not given come from `--preset`, and `--output-dir` defaults to
+    `runs/<corpus>-<model>`. Flags that do not go together exit with the
+    parser's usage message.
+    """
     parser = build_parser(corpus)
     args = parser.parse_args(argv)
     if args.long_eval_lengths and args.model == "gpt2":
@@ -126,74 +214,119 @@ def main(corpus, argv=None):
                      "positions end at its window.")
     if any(length < 2 for length in args.long_eval_lengths):
         parser.error("--long-eval-lengths must be at least 2.")
-    # Sizes not given come from the preset, for GPT-2 too (same size).
-    preset = backbone_presets[args.preset]["config"]
-    for name in ("hidden_dim", "num_atoms", "sequence_length", "num_layers"):
+    preset = SDGMBackbone.presets[args.preset]["config"]
+    for name in PRESET_SIZES:
         if getattr(args, name) is None:
             setattr(args, name, preset[name])
-    output_dir = args.output_dir or os.path.join("runs", f"{corpus}-{args.model}")
-    config = {"corpus": corpus, **vars(args)}
-    del config["overwrite"], config["verbose"], config["output_dir"]
-    resuming = prepare_output_dir(output_dir, config, args.overwrite)
-    keras.utils.set_random_seed(args.seed)
-    started = time.time()
+    if args.output_dir is None:
+        args.output_dir = os.path.join("runs", f"{corpus}-{args.model}")
+    return RecipeConfig(corpus=corpus, **vars(args))
 
-    lines = {s: load_lines(corpus, s, args.data_dir) for s in ("train", "valid", "test")}
+
+@dataclasses.dataclass
+class RecipeData:
+    """The corpus, tokenized, and the training plan it gives.
+
+    `tokens` maps each split to its token ids; `train` is the seeded,
+    repeated stream of training batches, `validation` one pass over the
+    validation split; `fit()` runs `epochs` epochs of `steps_per_epoch`.
+    """
+
+    tokenizer: SDGMTokenizer
+    preprocessor: SDGMCausalLMPreprocessor
+    tokens: dict
+    train: object
+    validation: object
+    steps_per_epoch: int
+    epochs: int
+
+
+def load_data(config):
+    """Reads and tokenizes the corpus (vocabulary from the training split)."""
+    lines = {s: load_lines(config.corpus, s, config.data_dir) for s in SPLITS}
     tokenizer = SDGMTokenizer(SDGMTokenizer.build_vocabulary(lines["train"]))
     tokens = {s: tokenize_corpus(tokenizer, lines[s]) for s in lines}
     preprocessor = SDGMCausalLMPreprocessor(
-        tokenizer, sequence_length=args.sequence_length
+        tokenizer, sequence_length=config.sequence_length
     )
-    steps_per_epoch = args.steps_per_epoch or math.ceil(
-        len(token_windows(tokens["train"], args.sequence_length))
-        / args.batch_size
+    num_batches = math.ceil(
+        len(token_windows(tokens["train"], config.sequence_length))
+        / config.batch_size
     )
-    epochs = args.epochs
-    if args.max_steps is not None:
-        if args.max_steps < steps_per_epoch:
-            steps_per_epoch, epochs = args.max_steps, 1
-        else:
-            epochs = min(epochs, math.ceil(args.max_steps / steps_per_epoch))
+    steps_per_epoch, epochs = training_plan(config, num_batches)
     train = language_model_dataset(
-        tokens["train"], args.sequence_length, args.batch_size, seed=args.seed
+        tokens["train"], config.sequence_length, config.batch_size,
+        seed=config.seed,
     ).repeat()
     validation = language_model_dataset(
-        tokens["valid"], args.sequence_length, args.batch_size, shuffle=False
+        tokens["valid"], config.sequence_length, config.batch_size,
+        shuffle=False,
     )
+    return RecipeData(tokenizer, preprocessor, tokens, train, validation,
+                      steps_per_epoch, epochs)
 
+
+def training_plan(config, num_batches):
+    """`(steps_per_epoch, epochs)` for `num_batches` training batches a pass.
+
+    An epoch is `--steps-per-epoch` steps (default: one pass over the
+    data). `--max-steps` shorter than an epoch makes one epoch of that
+    many steps; a longer one caps the epochs (whole epochs only).
+    """
+    steps_per_epoch = config.steps_per_epoch or num_batches
+    epochs = config.epochs
+    if config.max_steps is not None:
+        if config.max_steps < steps_per_epoch:
+            steps_per_epoch, epochs = config.max_steps, 1
+        else:
+            epochs = min(epochs, math.ceil(config.max_steps / steps_per_epoch))
+    return steps_per_epoch, epochs
+
+
+def build_model(config, data):
+    """The compiled model, on the devices of `--distribute`.
+
+    Returns `(lm, num_devices)`.
+    """
     num_devices, scope = distribution.configure_distribution(
-        args.distribute, args.batch_size
+        config.distribute, config.batch_size
     )
     # Seeded again here, so that the initial weights depend on --seed alone,
     # not on what this process drew before (e.g. the first-time imports
     # above, or earlier runs in a notebook).
-    keras.utils.set_random_seed(args.seed)
+    keras.utils.set_random_seed(config.seed)
     with scope:
-        lm = model_builders.build_causal_lm(args, preprocessor)
+        lm = model_builders.build_causal_lm(config, data.preprocessor)
         lm.compile(
             optimizer=keras.optimizers.Adam(
-                learning_rate=args.learning_rate,
-                weight_decay=args.weight_decay,
+                learning_rate=config.learning_rate,
+                weight_decay=config.weight_decay,
             ),
             weighted_metrics=[keras_hub.metrics.Perplexity(from_logits=True)],
             jit_compile={"auto": "auto", "true": True, "false": False}[
-                args.jit_compile
+                config.jit_compile
             ],
         )
-        distribution.prepare_for_strategy(lm, validation)
-    require_free_space(output_dir, lm)
+        distribution.prepare_for_strategy(lm, data.validation)
+    return lm, num_devices
 
-    best_path = os.path.join(output_dir, "best.keras")
-    csv_path = os.path.join(output_dir, "log.csv")
-    backup_dir = os.path.join(output_dir, "backup")
-    start_epoch = callbacks_lib.StepAndEpochBackup.restored_epoch(backup_dir)
-    past = reporting.truncate_csv_log(csv_path, start_epoch)
-    throughput = callbacks_lib.ThroughputMeter(args.batch_size * args.sequence_length)
+
+def make_callbacks(config, num_devices, start_epoch):
+    """The run's callbacks, in the order they must run, and its meter.
+
+    The CSV log is first cut back to the `start_epoch` epochs the backup
+    kept (a resumed run logs the others again), and the best model of those
+    epochs is the one to beat. Returns `(callbacks, throughput_meter)`.
+    """
+    past = reporting.truncate_csv_log(config.path("log.csv"), start_epoch)
+    throughput = callbacks_lib.ThroughputMeter(
+        config.batch_size * config.sequence_length
+    )
     callbacks = [
         # First: a NaN step raises before any callback below saves it.
-        callbacks_lib.StopOnNonFiniteLoss(backup_dir),
+        callbacks_lib.StopOnNonFiniteLoss(config.backup_dir),
         keras.callbacks.ModelCheckpoint(
-            best_path, monitor="val_perplexity", mode="min",
+            config.path("best.keras"), monitor="val_perplexity", mode="min",
             save_best_only=True,
             initial_value_threshold=min(
                 (r["val_perplexity"] for r in past if "val_perplexity" in r),
@@ -201,13 +334,13 @@ def main(corpus, argv=None):
             ),
         ),
         keras.callbacks.EarlyStopping(
-            monitor="val_perplexity", mode="min", patience=args.patience
+            monitor="val_perplexity", mode="min", patience=config.patience
         ),
-        keras.callbacks.CSVLogger(csv_path, append=True),
+        keras.callbacks.CSVLogger(config.path("log.csv"), append=True),
         throughput,
         callbacks_lib.StepAndEpochBackup(
-            backup_dir,
-            save_freq=args.checkpoint_every,
+            config.backup_dir,
+            save_freq=config.checkpoint_every,
             double_checkpoint=True,
             # Kept until metrics.json is written: a run killed while it is
             # evaluated resumes after its last epoch, not from scratch.
@@ -216,80 +349,155 @@ def main(corpus, argv=None):
     ]
     if num_devices > 1:
         callbacks.append(callbacks_lib.SynchronousBatchEnd())
-    # The training batches are one seeded stream; a resumed run skips the
-    # batches its backup has seen, so every batch is trained on once, in
-    # the order of an uninterrupted run.
+    return callbacks, throughput
+
+
+def resume_step(backup_dir, start_epoch, steps_per_epoch):
+    """The optimizer steps a resumed run has done (0 for a new run).
+
+    From the backup's own record, else (an older backup) the whole epochs
+    it says are done.
+    """
     done_steps = callbacks_lib.StepAndEpochBackup.restored_step(backup_dir)
     if done_steps is None:
         done_steps = start_epoch * steps_per_epoch
+    return done_steps
+
+
+def fit_resumable(lm, data, callbacks, start_epoch, done_steps, verbose=1):
+    """Trains from step `done_steps` (epoch `start_epoch`) to the plan's end.
+
+    The training batches are one seeded stream; a resumed run skips the
+    batches its backup has seen, so every batch is trained on once, in
+    the order of an uninterrupted run.
+    """
+    steps_per_epoch = data.steps_per_epoch
     done_in_epoch = done_steps - start_epoch * steps_per_epoch
-    if resuming:
-        print(f"Resuming the run in {output_dir} at epoch {start_epoch + 1}"
-              + (f", step {done_in_epoch + 1}." if done_in_epoch else "."))
-    fit_arguments = dict(validation_data=validation, callbacks=callbacks,
-                         verbose=args.verbose)
+    fit_arguments = dict(validation_data=data.validation, callbacks=callbacks,
+                         verbose=verbose)
     if 0 < done_in_epoch < steps_per_epoch:
         # Killed mid-epoch: first the rest of that epoch (Keras's
         # `BackupAndRestore` restores the weights and the epoch, and would
         # repeat the whole epoch).
-        lm.fit(train.skip(done_steps), epochs=start_epoch + 1,
+        lm.fit(data.train.skip(done_steps), epochs=start_epoch + 1,
                steps_per_epoch=steps_per_epoch - done_in_epoch,
                **fit_arguments)
         done_steps = (start_epoch + 1) * steps_per_epoch
     if not lm.stop_training:
-        lm.fit(train.skip(done_steps), epochs=epochs,
+        lm.fit(data.train.skip(done_steps), epochs=data.epochs,
                steps_per_epoch=steps_per_epoch, **fit_arguments)
+
+
+def load_best_model(config):
+    """The best model of the run; raises if no epoch reached one."""
+    best_path = config.path("best.keras")
     if not os.path.exists(best_path):
         raise RuntimeError(
             f"No finite validation perplexity was reached, so there is no "
-            f"best model in {output_dir}; see {csv_path}."
+            f"best model in {config.output_dir}; see "
+            f"{config.path('log.csv')}."
         )
+    return keras.models.load_model(best_path)
 
-    best = keras.models.load_model(best_path)
-    stride = args.eval_stride or args.sequence_length // 2
+
+def evaluate(config, lm, tokens):
+    """Validation and test perplexity under both protocols of SPEC section 6.
+
+    Non-overlapping windows and a sliding window of stride `--eval-stride`
+    (default half the window); for SDGM also the validation split in
+    windows of each `--long-eval-lengths`.
+    """
+    verbose = min(config.verbose, 1)
+    stride = config.eval_stride or config.sequence_length // 2
     metrics = {
         split: {
             "non_overlapping": evaluate_perplexity(
-                best, tokens[split], verbose=min(args.verbose, 1)
+                lm, tokens[split], verbose=verbose
             ),
             "sliding": evaluate_perplexity(
-                best, tokens[split], stride=stride, verbose=min(args.verbose, 1)
+                lm, tokens[split], stride=stride, verbose=verbose
             ),
         }
         for split in ("valid", "test")
     }
-    if args.model == "sdgm":
+    if config.model == "sdgm":
         metrics["valid"]["long_windows"] = {
             str(length): evaluate_perplexity(
-                best, tokens["valid"], sequence_length=length,
-                batch_size=max(1, 64 * args.sequence_length // length),
-                verbose=min(args.verbose, 1),
+                lm, tokens["valid"], sequence_length=length,
+                batch_size=max(1, 64 * config.sequence_length // length),
+                verbose=verbose,
             )
-            for length in args.long_eval_lengths
+            for length in config.long_eval_lengths
         }
+    return metrics
+
+
+def write_report(config, lm, perplexity, *, vocabulary_size,
+                 tokens_per_second, num_devices, started):
+    """Writes `curves.png` and `metrics.json`, then drops the backup.
+
+    Returns what `metrics.json` holds.
+    """
+    csv_path = config.path("log.csv")
     reporting.plot_training_curves(
-        csv_path, os.path.join(output_dir, "curves.png"),
-        f"{args.model} on {corpus}",
+        csv_path, config.path("curves.png"),
+        f"{config.model} on {config.corpus}",
     )
     result = {
-        "corpus": corpus,
-        "model": args.model,
-        "perplexity": metrics,
-        "parameters": model_builders.parameter_counts(best),
-        "vocabulary_size": tokenizer.vocabulary_size(),
-        "training_tokens_per_second": throughput.tokens_per_second(),
+        "corpus": config.corpus,
+        "model": config.model,
+        "perplexity": perplexity,
+        "parameters": model_builders.parameter_counts(lm),
+        "vocabulary_size": vocabulary_size,
+        "training_tokens_per_second": tokens_per_second,
         "epochs_logged": len(reporting.read_csv_log(csv_path)),
         "wall_time_seconds": time.time() - started,
         "backend": keras.config.backend(),
         "devices": num_devices,
         "versions": reporting.library_versions(),
-        "config": config,
+        "config": config.saved_config(),
     }
-    reporting.write_json(os.path.join(output_dir, METRICS_FILE), result)
-    shutil.rmtree(os.path.join(output_dir, "backup"), ignore_errors=True)
+    reporting.write_json(config.path(METRICS_FILE), result)
+    shutil.rmtree(config.backup_dir, ignore_errors=True)
     print(json.dumps(result["perplexity"], indent=2))
-    print(f"Wrote {output_dir}/{METRICS_FILE}")
+    print(f"Wrote {config.output_dir}/{METRICS_FILE}")
     return result
+
+
+def main(corpus, argv=None):
+    """Runs the recipe for `corpus` (`"ptb"` or `"wikitext2"`)."""
+    config = parse_args(corpus, argv)
+    resuming = prepare_output_dir(
+        config.output_dir, config.saved_config(), config.overwrite
+    )
+    keras.utils.set_random_seed(config.seed)
+    started = time.time()
+    data = load_data(config)
+    lm, num_devices = build_model(config, data)
+    require_free_space(config.output_dir, lm)
+
+    start_epoch = callbacks_lib.StepAndEpochBackup.restored_epoch(
+        config.backup_dir
+    )
+    callbacks, throughput = make_callbacks(config, num_devices, start_epoch)
+    done_steps = resume_step(config.backup_dir, start_epoch,
+                             data.steps_per_epoch)
+    if resuming:
+        done_in_epoch = done_steps - start_epoch * data.steps_per_epoch
+        print(f"Resuming the run in {config.output_dir} at epoch "
+              f"{start_epoch + 1}"
+              + (f", step {done_in_epoch + 1}." if done_in_epoch else "."))
+    fit_resumable(lm, data, callbacks, start_epoch, done_steps,
+                  verbose=config.verbose)
+
+    best = load_best_model(config)
+    return write_report(
+        config, best, evaluate(config, best, data.tokens),
+        vocabulary_size=data.tokenizer.vocabulary_size(),
+        tokens_per_second=throughput.tokens_per_second(),
+        num_devices=num_devices,
+        started=started,
+    )
 
 
 def prepare_output_dir(output_dir, config, overwrite):
