@@ -25,7 +25,6 @@ folder holds another config). `--variants` picks a subset.
 
 import argparse
 import concurrent.futures
-import json
 import os
 import subprocess
 import sys
@@ -148,8 +147,7 @@ def main(argv=None):
 
     def run_one(name_and_seed):
         name, seed = name_and_seed
-        if os.path.exists(os.path.join(run_dir(output_dir, name, seed),
-                                       "metrics.json")):
+        if reporting.read_metrics(run_dir(output_dir, name, seed)) is not None:
             return  # Finished earlier: reused.
         run_variant(args.corpus, name, seed, shared, output_dir)
         with lock:
@@ -193,13 +191,9 @@ def run_variant(corpus, name, seed, shared, output_dir):
 
 def finished_runs(output_dir, name):
     folder = os.path.join(output_dir, name)
-    runs = []
-    for seed_dir in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        path = os.path.join(folder, seed_dir, "metrics.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                runs.append(json.load(f))
-    return runs
+    seed_dirs = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    runs = [reporting.read_metrics(os.path.join(folder, d)) for d in seed_dirs]
+    return [metrics for metrics in runs if metrics is not None]
 
 
 def valid_perplexity(metrics):
@@ -279,8 +273,7 @@ def write_table(args, output_dir, results_dir, command, shared):
               "ms/step", "valid ppl (non-overlap / sliding)",
               "test ppl (non-overlap / sliding)", f"vs {REFERENCE} (valid)"]
     header += [f"valid ppl, window {k.rsplit('_', 1)[1]}" for k in long_columns]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header)]
+    table = []
     for name, row in rows.items():
         params = row["parameters"]
         change = "—"
@@ -288,18 +281,18 @@ def write_table(args, output_dir, results_dir, command, shared):
             ratio = (row["valid_non_overlapping"]["mean"]
                      / reference["valid_non_overlapping"]["mean"])
             change = f"{100 * (ratio - 1):+.1f}%"
-        cells = [
+        table.append([
             f"`{name}`", VARIANTS[name][0], str(len(row["seeds"])),
-            f"{params['total'] / 1e6:.2f}M / {params['non_embedding'] / 1e6:.2f}M",
+            f"{reporting.millions(params['total'])} / "
+            f"{reporting.millions(params['non_embedding'])}",
             cell(row["ms_per_step"], 0),
             f"{cell(row['valid_non_overlapping'])} / {cell(row['valid_sliding'])}",
             f"{cell(row['test_non_overlapping'])} / {cell(row['test_sliding'])}",
             change,
-        ] + [cell(row.get(k)) for k in long_columns]
-        lines.append("| " + " | ".join(cells) + " |")
+        ] + [cell(row.get(k)) for k in long_columns])
     reporting.write_markdown(
         os.path.join(results_dir, "ablations.md"),
-        f"`{command}`\n\n" + "\n".join(lines),
+        f"`{command}`\n\n" + reporting.markdown_table(header, table),
     )
 
 

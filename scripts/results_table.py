@@ -8,9 +8,15 @@ under both protocols of SPEC section 6, training tokens/s and wall time.
 """
 
 import argparse
-import csv
-import json
 import os
+
+from keras_sdgm.training import reporting
+
+HEADER = [
+    "run", "model", "params (emb / non-emb)", "epochs",
+    "valid ppl (non-overlap / sliding)", "test ppl (non-overlap / sliding)",
+    "train tok/s", "wall",
+]
 
 
 def describe(config):
@@ -23,21 +29,24 @@ def describe(config):
     return f"SDGM `{config['preset']}`, α/β/γ/δ = {weights}"
 
 
-def row(run_dir):
-    with open(os.path.join(run_dir, "metrics.json")) as f:
-        metrics = json.load(f)
-    with open(os.path.join(run_dir, "log.csv")) as f:
-        log = list(csv.DictReader(f))
-    config = metrics["config"]
+def cells(run_dir):
+    """The table row of one finished run, as a list of cells."""
+    metrics = reporting.read_metrics(run_dir)
+    if metrics is None:
+        raise FileNotFoundError(
+            f"{run_dir} has no {reporting.METRICS_FILE}: not a finished run."
+        )
+    log = reporting.read_csv_log(os.path.join(run_dir, "log.csv"))
     ppl = metrics["perplexity"]
     params = metrics["parameters"]
     best_epoch = 1 + min(
-        range(len(log)), key=lambda i: float(log[i]["val_perplexity"])
+        range(len(log)), key=lambda i: log[i]["val_perplexity"]
     )
-    cells = [
+    return [
         f"`{os.path.basename(os.path.normpath(run_dir))}`",
-        describe(config),
-        f"{params['embedding'] / 1e6:.2f}M / {params['non_embedding'] / 1e6:.2f}M",
+        describe(metrics["config"]),
+        f"{reporting.millions(params['embedding'])} / "
+        f"{reporting.millions(params['non_embedding'])}",
         f"{len(log)} (best {best_epoch})",
         f"{ppl['valid']['non_overlapping']['perplexity']:.1f} / "
         f"{ppl['valid']['sliding']['perplexity']:.1f}",
@@ -46,22 +55,18 @@ def row(run_dir):
         f"{metrics['training_tokens_per_second']:.0f}",
         f"{metrics['wall_time_seconds'] / 60:.0f} min",
     ]
-    return "| " + " | ".join(cells) + " |"
 
 
-def main():
+def results_table(run_dirs):
+    """The markdown table of the finished runs in `run_dirs`."""
+    return reporting.markdown_table(HEADER, [cells(d) for d in run_dirs])
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dirs", nargs="+")
-    args = parser.parse_args()
-    header = [
-        "run", "model", "params (emb / non-emb)", "epochs",
-        "valid ppl (non-overlap / sliding)", "test ppl (non-overlap / sliding)",
-        "train tok/s", "wall",
-    ]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for run_dir in args.run_dirs:
-        print(row(run_dir))
+    args = parser.parse_args(argv)
+    print(results_table(args.run_dirs))
 
 
 if __name__ == "__main__":

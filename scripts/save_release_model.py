@@ -37,8 +37,12 @@ def main():
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
 
-    with open(os.path.join(args.run_dir, "metrics.json")) as f:
-        run_metrics = json.load(f)
+    run_metrics = reporting.read_metrics(args.run_dir)
+    if run_metrics is None:
+        raise FileNotFoundError(
+            f"{args.run_dir} has no {reporting.METRICS_FILE}: not a finished "
+            "recipe run."
+        )
     model_path = os.path.join(args.out_dir, MODEL_FILE)
     if os.path.exists(model_path) and not args.overwrite:
         raise FileExistsError(

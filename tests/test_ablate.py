@@ -4,19 +4,12 @@ The runs themselves are recipe runs (tests/test_recipes.py); here they are
 replaced by `metrics.json` files written by the fake `run_variant`.
 """
 
-import importlib.util
 import json
 import os
 from unittest import mock
 
+from recipes import ablate
 from tests.testing import TestCase
-
-spec = importlib.util.spec_from_file_location(
-    "ablate",
-    os.path.join(os.path.dirname(__file__), os.pardir, "recipes", "ablate.py"),
-)
-ablate = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ablate)
 
 # Validation perplexity of each (variant, seed) the fake runs produce.
 PERPLEXITY = {
