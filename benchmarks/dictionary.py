@@ -16,8 +16,6 @@ with respect to the coefficients and the three weights. Median of
 
 import argparse
 import os
-import statistics
-import time
 
 import keras
 import numpy as np
@@ -25,6 +23,7 @@ from keras import ops
 
 from keras_sdgm.layers import SpectralDictionary
 from keras_sdgm.training import reporting
+from keras_sdgm.utils import timing
 
 SHAPES = ["128,256,512,8", "512,256,512,8", "2048,64,256,2"]
 
@@ -36,60 +35,15 @@ def direct_mix(layer, coefficients):
 
 def compiled_loss_and_grad(layer, mix, weights):
     """(forward, forward+backward) callables of the coefficients."""
-    variables = layer.trainable_variables
-    backend = keras.config.backend()
-
     def loss(coefficients):
         return ops.sum(mix(layer, coefficients) * weights)
 
-    if backend == "jax":
-        import jax
-
-        def stateless(values, coefficients):
-            with keras.StatelessScope(
-                state_mapping=list(zip(variables, values))
-            ):
-                return loss(coefficients)
-
-        values = [v.value for v in variables]
-        forward = jax.jit(stateless)
-        both = jax.jit(jax.grad(stateless, argnums=(0, 1)))
-        return (lambda c: forward(values, c)), (lambda c: both(values, c))
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        @tf.function(jit_compile=True)
-        def both(coefficients):
-            with tf.GradientTape() as tape:
-                tape.watch(coefficients)
-                value = loss(coefficients)
-            return tape.gradient(
-                value, [coefficients] + [v.value for v in variables])
-
-        return tf.function(loss, jit_compile=True), both
-    import torch
-
-    def torch_both(coefficients):
-        coefficients = coefficients.detach().requires_grad_(True)
-        value = loss(coefficients)
-        return torch.autograd.grad(
-            value, [coefficients] + [v.value for v in variables])
-
-    return loss, torch_both
+    variables = layer.trainable_variables
+    return (timing.compiled(loss, variables, training=True),
+            timing.compiled_gradients(loss, variables))
 
 
-def median_seconds(fn, argument, steps):
-    times = []
-    for i in range(steps + 2):
-        started = time.perf_counter()
-        result = fn(argument)
-        keras.tree.map_structure(ops.convert_to_numpy, result)
-        if i >= 2:
-            times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes", nargs="+", default=SHAPES,
                         help="length,atoms,hidden,batch")
@@ -99,7 +53,7 @@ def main():
     parser.add_argument("--output-dir", default=os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "results",
         f"dictionary_{keras.config.backend()}"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     rows = []
     for shape in args.shapes:
@@ -122,10 +76,10 @@ def main():
             row = {
                 "length": length, "atoms": atoms, "hidden": hidden,
                 "batch": batch, "variant": name,
-                "forward_seconds": median_seconds(
-                    forward, coefficients, args.steps),
-                "forward_backward_seconds": median_seconds(
-                    both, coefficients, args.steps),
+                "forward_seconds": timing.median_seconds(
+                    lambda: forward(coefficients), args.steps),
+                "forward_backward_seconds": timing.median_seconds(
+                    lambda: both(coefficients), args.steps),
             }
             rows.append(row)
             print(f"L={length} K={atoms} D={hidden} b={batch} {name:11s}: "
@@ -137,19 +91,21 @@ def main():
     reporting.write_json(os.path.join(args.output_dir, "dictionary.json"), {
         "backend": keras.config.backend(), "rows": rows,
         "config": vars(args), "versions": reporting.library_versions()})
-    lines = ["| L, K, D, batch | variant | forward ms | forward+backward ms "
-             "| speed-up vs direct (fwd+bwd) |", "|---|---|---|---|---|"]
+    cells = []
     for row in rows:
         direct = next(r for r in rows if r["variant"] == "direct" and all(
             r[k] == row[k] for k in ("length", "atoms", "hidden", "batch")))
-        lines.append(
-            f"| {row['length']}, {row['atoms']}, {row['hidden']}, "
-            f"{row['batch']} | {row['variant']} | "
-            f"{1e3 * row['forward_seconds']:.1f} | "
-            f"{1e3 * row['forward_backward_seconds']:.1f} | "
-            f"{direct['forward_backward_seconds'] / row['forward_backward_seconds']:.1f}x |")
+        cells.append([
+            f"{row['length']}, {row['atoms']}, {row['hidden']}, "
+            f"{row['batch']}", row["variant"],
+            f"{1e3 * row['forward_seconds']:.1f}",
+            f"{1e3 * row['forward_backward_seconds']:.1f}",
+            f"{direct['forward_backward_seconds'] / row['forward_backward_seconds']:.1f}x"])
+    table = reporting.markdown_table(
+        ["L, K, D, batch", "variant", "forward ms", "forward+backward ms",
+         "speed-up vs direct (fwd+bwd)"], cells)
     reporting.write_markdown(
-        os.path.join(args.output_dir, "dictionary.md"), "\n".join(lines))
+        os.path.join(args.output_dir, "dictionary.md"), table)
 
 
 if __name__ == "__main__":

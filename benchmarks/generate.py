@@ -29,10 +29,7 @@ Writes `generate.json`, `generate.md` and `generate_latency.png` to
 """
 
 import argparse
-import json
 import os
-import statistics
-import time
 
 import keras
 import keras_hub
@@ -47,50 +44,21 @@ import keras_sdgm  # noqa: E402
 from keras_sdgm.datasets import load_lines  # noqa: E402
 from keras_sdgm.datasets import token_windows  # noqa: E402
 from keras_sdgm.datasets import tokenize_corpus  # noqa: E402
-from keras_sdgm.models import SDGMBackbone  # noqa: E402
-from keras_sdgm.models import SDGMCausalLM  # noqa: E402
+from keras_sdgm.training import model_builders  # noqa: E402
 from keras_sdgm.training import reporting  # noqa: E402
-
-
-def compiled(fn, model):
-    """`fn` compiled as the backend compiles `generate()`'s loop."""
-    backend = keras.config.backend()
-    if backend == "jax":
-        import jax
-
-        variables = model.trainable_variables + model.non_trainable_variables
-
-        @jax.jit
-        def stateless(values, *args):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return fn(*args)
-
-        values = [v.value for v in variables]
-        return lambda *args: stateless(values, *args)
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(fn, jit_compile=True)
-    import torch
-
-    def eager(*args):
-        with torch.no_grad():
-            return fn(*args)
-
-    return eager
+from keras_sdgm.utils import timing  # noqa: E402
 
 
 def build_models(args, max_context):
-    sdgm = SDGMCausalLM(SDGMBackbone.from_preset(
-        args.preset, vocabulary_size=args.vocabulary_size,
-        hidden_dim=args.hidden_dim, num_layers=args.num_layers,
-    ))
-    gpt2 = keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(
-        vocabulary_size=args.vocabulary_size, num_layers=args.num_layers,
+    sdgm = model_builders.sdgm_causal_lm(
+        args.preset, args.vocabulary_size, hidden_dim=args.hidden_dim,
+        num_layers=args.num_layers,
+    )
+    gpt2 = model_builders.gpt2_causal_lm(
+        args.vocabulary_size, num_layers=args.num_layers,
         num_heads=args.num_heads, hidden_dim=args.hidden_dim,
-        intermediate_dim=4 * args.hidden_dim, dropout=0.0,
         max_sequence_length=max_context + 1,
-    ))
+    )
     return {"sdgm": sdgm, "gpt2": gpt2}
 
 
@@ -105,18 +73,18 @@ def empty_cache(name, lm, batch_size, context):
 
 
 def step_latency(name, lm, batch_size, context, steps):
-    """Median seconds of one compiled cached step at position `context`."""
-    step = compiled(lambda t, c, i: lm.call_with_cache(t, c, i)[0], lm)
+    """Median seconds of one compiled cached step at position `context`.
+
+    Compiled as the backend compiles `generate()`'s loop.
+    """
+    step = timing.compiled(
+        lambda t, c, i: lm.call_with_cache(t, c, i)[0],
+        lm.trainable_variables + lm.non_trainable_variables,
+    )
     token_ids = ops.ones((batch_size, 1), "int32")
     cache = empty_cache(name, lm, batch_size, context)
     index = ops.convert_to_tensor(context, "int32")
-    times = []
-    for i in range(steps + 2):
-        started = time.perf_counter()
-        ops.convert_to_numpy(step(token_ids, cache, index))
-        if i >= 2:
-            times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return timing.median_seconds(lambda: step(token_ids, cache, index), steps)
 
 
 def latency_benchmark(args):
@@ -217,31 +185,30 @@ def write_outputs(args, rows, parameters, quality):
         lines += latency_table(args, rows)
         plot_latency(args, rows)
     if quality:
-        lines += ["| mode | distinct-1 | distinct-2 | 4-gram repetition | "
-                  "judge perplexity |", "|---|---|---|---|---|"]
-        for mode, q in quality.items():
-            judge = q.get("judge_perplexity")
-            lines.append(
-                f"| {mode} | {q['distinct_1']:.3f} | {q['distinct_2']:.3f} | "
-                f"{q['repetition_4gram']:.3f} | "
-                f"{'-' if judge is None else f'{judge:.1f}'} |")
+        lines.append(reporting.markdown_table(
+            ["mode", "distinct-1", "distinct-2", "4-gram repetition",
+             "judge perplexity"],
+            [[mode, f"{q['distinct_1']:.3f}", f"{q['distinct_2']:.3f}",
+              f"{q['repetition_4gram']:.3f}",
+              "-" if q.get("judge_perplexity") is None
+              else f"{q['judge_perplexity']:.1f}"]
+             for mode, q in quality.items()]))
     reporting.write_markdown(
         os.path.join(args.output_dir, "generate.md"), "\n".join(lines))
 
 
 def latency_table(args, rows):
     by = {(r["model"], r["context"]): r for r in rows}
-    lines = [
-        "| context | SDGM ms/token | GPT-2 ms/token | GPT-2 / SDGM | "
-        "SDGM vs its own at the shortest |",
-        "|---|---|---|---|---|",
-    ]
     base = by[("sdgm", args.contexts[0])]["latency_ms"]
+    cells = []
     for context in args.contexts:
         s, g = by[("sdgm", context)]["latency_ms"], by[("gpt2", context)]["latency_ms"]
-        lines.append(f"| {context} | {s:.2f} | {g:.2f} | {g / s:.2f}x | "
-                     f"{s / base:.2f}x |")
-    return lines + [""]
+        cells.append([str(context), f"{s:.2f}", f"{g:.2f}", f"{g / s:.2f}x",
+                      f"{s / base:.2f}x"])
+    table = reporting.markdown_table(
+        ["context", "SDGM ms/token", "GPT-2 ms/token", "GPT-2 / SDGM",
+         "SDGM vs its own at the shortest"], cells)
+    return [table, ""]
 
 
 def plot_latency(args, rows):
@@ -262,7 +229,7 @@ def plot_latency(args, rows):
     plt.close(figure)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add = parser.add_argument
     add("--contexts", type=int, nargs="*", default=[128, 1024, 4096, 8192],
@@ -285,7 +252,7 @@ def main():
     add("--gmm-windows", type=int, default=400)
     add("--seed", type=int, default=0)
     add("--output-dir", default="benchmarks/results")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     keras.utils.set_random_seed(args.seed)
     rows, parameters = latency_benchmark(args) if args.contexts else ([], {})
     quality = quality_benchmark(args) if args.quality_model else None

@@ -44,7 +44,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -97,28 +96,20 @@ def parse_args(argv=None):
 
 def build_model(args, name, length):
     import keras
-    import keras_hub
 
-    from keras_sdgm.models import SDGMBackbone
-    from keras_sdgm.models import SDGMCausalLM
+    from keras_sdgm.training import model_builders
 
     if name == "sdgm":
-        overrides = {"num_atoms": args.num_atoms} if args.num_atoms else {}
-        backbone = SDGMBackbone.from_preset(
-            args.preset, vocabulary_size=args.vocabulary_size,
-            hidden_dim=args.hidden_dim, num_layers=args.num_layers,
-            dropout=0.0, **overrides,
+        lm = model_builders.sdgm_causal_lm(
+            args.preset, args.vocabulary_size, hidden_dim=args.hidden_dim,
+            num_layers=args.num_layers, dropout=0.0, num_atoms=args.num_atoms,
         )
-        lm = SDGMCausalLM(backbone)
     else:
-        backbone = keras_hub.models.GPT2Backbone(
-            vocabulary_size=args.vocabulary_size,
-            num_layers=args.num_layers, num_heads=args.num_heads,
-            hidden_dim=args.hidden_dim,
-            intermediate_dim=4 * args.hidden_dim, dropout=0.0,
+        lm = model_builders.gpt2_causal_lm(
+            args.vocabulary_size, num_layers=args.num_layers,
+            num_heads=args.num_heads, hidden_dim=args.hidden_dim,
             max_sequence_length=length,
         )
-        lm = keras_hub.models.GPT2CausalLM(backbone)
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     lm.compile(
         optimizer=keras.optimizers.Adam(1e-4),
@@ -174,22 +165,10 @@ def peak_memory_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "rss"
 
 
-def median_seconds(fn, warmup, steps, label):
-    times = []
-    for i in range(warmup + steps):
-        started = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - started
-        if i >= warmup:
-            times.append(elapsed)
-        print(f"  {label} step {i + 1}/{warmup + steps}: {elapsed:.2f} s"
-              f"{' (warm-up)' if i < warmup else ''}", file=sys.stderr,
-              flush=True)
-    return statistics.median(times)
-
-
 def run_worker(args, name, length):
     import keras
+
+    from keras_sdgm.utils.timing import median_seconds
 
     keras.config.set_dtype_policy(args.dtype_policy)
     keras.utils.set_random_seed(args.seed)
@@ -208,13 +187,13 @@ def run_worker(args, name, length):
     train = median_seconds(
         lambda: losses.append(float(lm.train_on_batch(
             x, y, weights, return_dict=True)["loss"])),
-        args.warmup, args.steps, "train")
+        args.steps, args.warmup, label="train")
     if not np.all(np.isfinite(losses)):
         raise FloatingPointError(f"Training loss not finite: {losses}")
     forward = median_seconds(
         lambda: float(lm.test_on_batch(
-            x, y, weights, return_dict=True)["loss"]), args.warmup,
-        args.steps, "forward")
+            x, y, weights, return_dict=True)["loss"]),
+        args.steps, args.warmup, label="forward")
     tokens = args.batch_size * length
     memory, memory_kind = peak_memory_bytes()
     return {
@@ -302,34 +281,17 @@ def matmul_peak_flops(size=4096, repeats=3):
     """Best float32 FLOP/s of NumPy's and the backend's square matmul."""
     import keras
 
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((size, size), dtype="float32")
-    results = {}
-    times = []
-    for _ in range(repeats + 1):
-        started = time.perf_counter()
-        a @ a
-        times.append(time.perf_counter() - started)
-    results["numpy"] = 2 * size**3 / min(times[1:])
-    backend = keras.config.backend()
+    from keras_sdgm.utils import timing
+
+    a = np.random.default_rng(0).standard_normal((size, size), dtype="float32")
     tensor = keras.ops.convert_to_tensor(a)
-    if backend == "jax":
-        import jax
-
-        matmul = jax.jit(lambda m: m @ m)
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        matmul = tf.function(lambda m: m @ m, jit_compile=True)
-    else:
-        matmul = lambda m: m @ m  # noqa: E731 (eager torch)
-    times = []
-    for _ in range(repeats + 1):
-        started = time.perf_counter()
-        keras.ops.convert_to_numpy(matmul(tensor)[0, 0])
-        times.append(time.perf_counter() - started)
-    results[backend] = 2 * size**3 / min(times[1:])
-    return results
+    matmul = timing.compiled(lambda m: m @ m)
+    calls = {"numpy": lambda: a @ a,
+             keras.config.backend(): lambda: matmul(tensor)[0, 0]}
+    return {
+        name: 2 * size**3 / min(timing.call_seconds(call, repeats, warmup=1))
+        for name, call in calls.items()
+    }
 
 
 def machine_description():
@@ -437,40 +399,44 @@ def summary(result):
 
 
 def markdown_table(report):
+    from keras_sdgm.training import reporting
+
     by = {(r["model"], r["length"]): r for r in report["results"]}
     lengths = report["config"]["lengths"]
     models = report["config"]["models"]
     names = {"sdgm": "SDGM", "gpt2": "GPT-2"}
-    lines = [
-        "| L | model | train tok/s | forward tok/s | peak memory (GiB) | "
-        "params (M) | train GFLOP/token | % of matmul peak |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for length in lengths:
         for name in models:
             r = by[(name, length)]
             if r["status"] != "ok":
-                lines.append(f"| {length} | {names[name]} | {r['status']} | "
-                             "| | | | |")
+                rows.append([str(length), names[name], r["status"]]
+                            + [""] * 5)
                 continue
-            lines.append(
-                f"| {length} | {names[name]} | "
-                f"{r['train_tokens_per_second']:.0f} | "
-                f"{r['forward_tokens_per_second']:.0f} | "
-                f"{r['peak_memory_bytes'] / 2**30:.2f} | "
-                f"{r['parameters'] / 1e6:.1f} | "
-                f"{3 * r['forward_flops_per_token'] / 1e9:.3f} | "
-                f"{100 * r['achieved_fraction_of_peak']:.0f}% |")
+            rows.append([
+                str(length), names[name],
+                f"{r['train_tokens_per_second']:.0f}",
+                f"{r['forward_tokens_per_second']:.0f}",
+                f"{r['peak_memory_bytes'] / 2**30:.2f}",
+                f"{r['parameters'] / 1e6:.1f}",
+                f"{3 * r['forward_flops_per_token'] / 1e9:.3f}",
+                f"{100 * r['achieved_fraction_of_peak']:.0f}%"])
+    text = reporting.markdown_table(
+        ["L", "model", "train tok/s", "forward tok/s", "peak memory (GiB)",
+         "params (M)", "train GFLOP/token", "% of matmul peak"], rows)
     if set(models) == {"sdgm", "gpt2"}:
-        lines += ["", "| L | SDGM / GPT-2 train tok/s | SDGM / GPT-2 "
-                  "forward tok/s | SDGM / GPT-2 peak memory |",
-                  "|---|---|---|---|"]
-        for length in lengths:
-            s, g = by[("sdgm", length)], by[("gpt2", length)]
-            lines.append(f"| {length} | {ratio(s, g, 'train_tokens_per_second')}"
-                         f" | {ratio(s, g, 'forward_tokens_per_second')} | "
-                         f"{ratio(s, g, 'peak_memory_bytes')} |")
-    return "\n".join(lines)
+        ratios = [
+            [str(length)] + [
+                ratio(by[("sdgm", length)], by[("gpt2", length)], key)
+                for key in ("train_tokens_per_second",
+                            "forward_tokens_per_second", "peak_memory_bytes")
+            ]
+            for length in lengths
+        ]
+        text += "\n\n" + reporting.markdown_table(
+            ["L", "SDGM / GPT-2 train tok/s", "SDGM / GPT-2 forward tok/s",
+             "SDGM / GPT-2 peak memory"], ratios)
+    return text
 
 
 def ratio(sdgm, gpt2, key):

@@ -1,31 +1,64 @@
-"""The benchmark scripts run end to end (tiny sizes; numbers not asserted)."""
+"""The benchmark scripts run end to end (tiny sizes; numbers not asserted),
+and their timing helpers (`keras_sdgm.utils.timing`) under every backend."""
 
-import importlib.util
+import contextlib
+import io
 import json
 import os
-import subprocess
-import sys
 
+import keras
+import numpy as np
 import pytest
+from keras import ops
 
+from benchmarks import dictionary
+from benchmarks import generate
+from benchmarks import run
+from keras_sdgm.utils import timing
 from tests.conftest import shared_data_dir
+from tests.test_recipes import END_TO_END
 from tests.testing import TestCase
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 
 
-def load_generate_benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "generate_benchmark", os.path.join(ROOT, "benchmarks", "generate.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+class TimingTest(TestCase):
+    """The compiled calls are each backend's own: checked under every one."""
+
+    def test_median_seconds_times_the_calls_after_the_warm_up(self):
+        calls = []
+        seconds = timing.call_seconds(lambda: calls.append(1), steps=3,
+                                      warmup=2)
+        self.assertLen(seconds, 3)
+        self.assertLen(calls, 5)
+        self.assertGreaterEqual(
+            timing.median_seconds(lambda: ops.ones((2, 2)), steps=1), 0.0)
+
+    def test_compiled_reads_the_variables(self):
+        layer = keras.layers.Dense(3)
+        layer.build((None, 4))
+        x = ops.convert_to_tensor(np.ones((2, 4), "float32"))
+        for training in (False, True):
+            call = timing.compiled(layer, layer.trainable_variables,
+                                   training=training)
+            self.assertAllClose(call(x), layer(x))
+
+    def test_compiled_gradients(self):
+        layer = keras.layers.Dense(3, use_bias=False)
+        layer.build((None, 4))
+        x = np.arange(8, dtype="float32").reshape(2, 4)
+        gradients = timing.compiled_gradients(
+            lambda inputs: ops.sum(layer(inputs)), layer.trainable_variables
+        )(ops.convert_to_tensor(x))
+        kernel = ops.convert_to_numpy(layer.kernel)
+        # d sum(x W) / d x = rows of W summed; / d W = column sums of x.
+        self.assertAllClose(gradients[0], np.tile(kernel.sum(1), (2, 1)))
+        self.assertAllClose(gradients[1], np.tile(x.sum(0)[:, None], (1, 3)))
 
 
 class TextQualityTest(TestCase):
     def test_known_values(self):
-        scores = load_generate_benchmark().text_quality(
+        scores = generate.text_quality(
             [[1, 2, 1, 2, 1, 2], [3, 4, 5]]
         )
         # Unigrams: 9 tokens, 5 distinct; bigrams: 7, distinct 12 21 34 45.
@@ -37,20 +70,19 @@ class TextQualityTest(TestCase):
 
 
 @pytest.mark.slow
+@END_TO_END
 class GenerateBenchmarkTest(TestCase):
     def test_runs_and_writes_its_outputs(self):
         out = self.get_temp_dir()
-        subprocess.run(
-            [sys.executable, os.path.join(ROOT, "benchmarks", "generate.py"),
-             "--contexts", "16", "64", "--steps", "2", "--hidden-dim", "16",
+        generate.main(
+            ["--contexts", "16", "64", "--steps", "2", "--hidden-dim", "16",
              "--num-heads", "2", "--vocabulary-size", "10000",
              "--quality-model",
              os.path.join(ROOT, "saved_models", "ptb_sdgm_tiny", "model.keras"),
              "--judge-model",
              os.path.join(ROOT, "saved_models", "ptb_sdgm_tiny", "model.keras"),
              "--samples", "3", "--length", "16", "--gmm-windows", "16",
-             "--data-dir", shared_data_dir(), "--output-dir", out],
-            check=True, env=os.environ,
+             "--data-dir", shared_data_dir(), "--output-dir", out]
         )
         with open(os.path.join(out, "generate.json")) as f:
             result = json.load(f)
@@ -69,16 +101,23 @@ class GenerateBenchmarkTest(TestCase):
 
 
 def run_benchmark(*arguments):
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"),
-         "--lengths", "16", "32", "--hidden-dim", "16", "--num-layers", "1",
-         "--num-heads", "2", "--vocabulary-size", "50", "--steps", "1",
-         "--warmup", "1", *arguments],
-        check=True, capture_output=True, text=True, timeout=900,
-    )
+    """Runs `benchmarks/run.py` in this process; returns what it printed.
+
+    Each configuration still runs in a child process of its own: that is
+    how the benchmark measures and limits its memory.
+    """
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        run.main(
+            ["--lengths", "16", "32", "--hidden-dim", "16", "--num-layers",
+             "1", "--num-heads", "2", "--vocabulary-size", "50", "--steps",
+             "1", "--warmup", "1", *arguments]
+        )
+    return printed.getvalue()
 
 
 @pytest.mark.slow
+@END_TO_END
 class RunBenchmarkTest(TestCase):
     def test_runs_and_writes_its_outputs(self):
         out = self.get_temp_dir()
@@ -107,20 +146,15 @@ class RunBenchmarkTest(TestCase):
         with open(os.path.join(out, "run.md")) as f:
             self.assertIn("out of memory", f.read())
         # The results are not replaced unless asked; --resume keeps them.
-        with self.assertRaises(subprocess.CalledProcessError) as raised:
+        with self.assertRaisesRegex(FileExistsError, "--overwrite"):
             run_benchmark("--output-dir", out, "--models", "gpt2")
-        self.assertIn("--overwrite", raised.exception.stderr)
         resumed = run_benchmark("--output-dir", out, "--memory-limit-gb",
                                 "0.05", "--models", "gpt2", "--resume")
-        self.assertEqual(resumed.stdout.count("(from the interrupted run)"), 2)
+        self.assertEqual(resumed.count("(from the interrupted run)"), 2)
 
 
 class FlopsPerTokenTest(TestCase):
     def test_known_values(self):
-        spec = importlib.util.spec_from_file_location(
-            "run_benchmark", os.path.join(ROOT, "benchmarks", "run.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
         from keras_sdgm.models import SDGMBackbone
 
         # One block: kernel 3, rates [1, 2] -> one residual D x D conv and
@@ -131,18 +165,17 @@ class FlopsPerTokenTest(TestCase):
         expected = (2 * 3 * 8 * 8) + (2 * 3 * 8 * 4) + 2 * 4 * 8 + (
             4 * 8 * 16) + 2 * 8 * 10
         self.assertEqual(
-            module.flops_per_token("sdgm", backbone, 8, 10), expected)
+            run.flops_per_token("sdgm", backbone, 8, 10), expected)
 
 
 @pytest.mark.slow
+@END_TO_END
 class DictionaryBenchmarkTest(TestCase):
     def test_runs_and_writes_its_outputs(self):
         out = self.get_temp_dir()
-        subprocess.run(
-            [sys.executable, os.path.join(ROOT, "benchmarks", "dictionary.py"),
-             "--shapes", "40,4,8,2", "--chunk-sizes", "16", "--steps", "1",
-             "--output-dir", out],
-            check=True, capture_output=True, text=True, timeout=600,
+        dictionary.main(
+            ["--shapes", "40,4,8,2", "--chunk-sizes", "16", "--steps", "1",
+             "--output-dir", out]
         )
         with open(os.path.join(out, "dictionary.json")) as f:
             rows = json.load(f)["rows"]
