@@ -12,8 +12,8 @@ import keras
 import pytest
 
 from keras_sdgm.training.distribution import configure_distribution
-from tests.conftest import shared_data_dir
 from tests.test_recipes import RECIPE
+from tests.test_recipes import only_under
 from tests.test_recipes import run_args
 from tests.testing import TestCase
 
@@ -104,13 +104,13 @@ TENSORFLOW_RECIPE = textwrap.dedent(
 )
 
 
-ONLY_UNDER_JAX = pytest.mark.skipif(
-    keras.config.backend() != "jax",
-    reason="runs JAX subprocesses: once, in the JAX run of the suite",
+# Each in a subprocess: the fake devices must exist before the backend
+# starts.
+ONLY_UNDER_JAX = only_under(
+    "jax", "runs JAX subprocesses: once, in the JAX run of the suite"
 )
-ONLY_UNDER_TENSORFLOW = pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
-    reason="runs TensorFlow subprocesses: once, in the TensorFlow run",
+ONLY_UNDER_TENSORFLOW = only_under(
+    "tensorflow", "runs TensorFlow subprocesses: once, in the TensorFlow run"
 )
 TWO_TENSORFLOW_DEVICES = {**os.environ, "KERAS_BACKEND": "tensorflow"}
 
