@@ -51,7 +51,9 @@ def fit_coefficient_gmm(
     """
     backbone = getattr(lm, "backbone", lm)
     priors = [block.prior for block in backbone.blocks]
-    num_mixture_components = num_mixture_components or priors[0].num_mixture_components
+    num_mixture_components = (
+        num_mixture_components or priors[0].num_mixture_components
+    )
     require_positive_int("num_mixture_components", num_mixture_components)
     if num_mixture_components != priors[0].num_mixture_components:
         raise ValueError(

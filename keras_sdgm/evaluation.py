@@ -118,9 +118,7 @@ def scoring_windows(token_ids, sequence_length, stride):
         if start + sequence_length >= num_targets:
             break
         start += stride
-    return tuple(
-        np.stack(a) for a in (inputs, padding_mask, targets, weights)
-    )
+    return tuple(np.stack(a) for a in (inputs, padding_mask, targets, weights))
 
 
 # One scoring model per evaluated model, so that its predict function is
@@ -176,15 +174,17 @@ def _model_window(model):
     for name in ("sequence_length", "max_sequence_length"):
         if getattr(backbone, name, None):
             return getattr(backbone, name)
-    raise ValueError(
-        "Cannot tell the model's window: pass `sequence_length`."
-    )
+    raise ValueError("Cannot tell the model's window: pass `sequence_length`.")
 
 
 def _as_token_ids(model, tokens):
     if isinstance(tokens, np.ndarray) and tokens.dtype.kind in "iu":
         return tokens.reshape(-1)
-    if isinstance(tokens, (list, tuple)) and tokens and isinstance(tokens[0], str):
+    if (
+        isinstance(tokens, (list, tuple))
+        and tokens
+        and isinstance(tokens[0], str)
+    ):
         preprocessor = getattr(model, "preprocessor", None)
         if preprocessor is None:
             raise ValueError(

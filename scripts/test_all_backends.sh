@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs keras-sdgm with every backend and its test dependencies, then runs
-# the whole test suite once per Keras backend. Extra arguments go to pytest
-# (e.g. `-m "not slow"` or `-x`). Exits non-zero if any backend fails.
+# Installs keras-sdgm with every backend and its test dependencies, checks
+# formatting and lint (ruff), then runs the whole test suite once per Keras
+# backend, two test processes at a time (pytest-xdist). Extra arguments go
+# to pytest (e.g. `-m "not slow"` or `-x`). Exits non-zero if the lint or
+# any backend fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,11 +15,17 @@ python -m pip install --quiet -e ".[all,dev]" || exit 1
 export KERAS_SDGM_DATA_DIR="${KERAS_SDGM_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
+echo "=== ruff ==="
+python -m ruff format --check . && python -m ruff check . || exit 1
+
 failed=()
 for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=${backend} ==="
-  KERAS_BACKEND="${backend}" python -m pytest -p no:cacheprovider "$@" \
+  start=${SECONDS}
+  KERAS_BACKEND="${backend}" python -m pytest -p no:cacheprovider \
+    -n "${PYTEST_WORKERS:-2}" --dist loadscope --durations=15 "$@" \
     || failed+=("${backend}")
+  echo "=== ${backend}: $((SECONDS - start)) s ==="
 done
 
 if [ ${#failed[@]} -ne 0 ]; then

@@ -13,8 +13,13 @@ from tests.testing import TestCase
 
 def tiny_lm():
     backbone = SDGMBackbone(
-        vocabulary_size=30, hidden_dim=8, num_atoms=4, sequence_length=8,
-        num_layers=2, intermediate_dim=16, num_mixture_components=3,
+        vocabulary_size=30,
+        hidden_dim=8,
+        num_atoms=4,
+        sequence_length=8,
+        num_layers=2,
+        intermediate_dim=16,
+        num_mixture_components=3,
     )
     return SDGMCausalLM(backbone)
 
@@ -74,13 +79,16 @@ class FitCoefficientGMMTest(TestCase):
     def test_invalid_arguments(self):
         lm = tiny_lm()
         with self.assertRaisesRegex(ValueError, "num_mixture_components"):
-            keras_sdgm.fit_coefficient_gmm(lm, [windows()], num_mixture_components=5)
+            keras_sdgm.fit_coefficient_gmm(
+                lm, [windows()], num_mixture_components=5
+            )
         with self.assertRaisesRegex(ValueError, "covariance_type"):
             keras_sdgm.fit_coefficient_gmm(
                 lm, [windows()], covariance_type="full"
             )
         with self.assertRaisesRegex(ValueError, "fewer than"):
-            keras_sdgm.fit_coefficient_gmm(lm, [windows(count=1)[:, :2]],
-                                           verbose=0)
+            keras_sdgm.fit_coefficient_gmm(
+                lm, [windows(count=1)[:, :2]], verbose=0
+            )
         with self.assertRaisesRegex(ValueError, "shape"):
             keras_sdgm.fit_coefficient_gmm(lm, [np.zeros((2, 3, 4), "int32")])

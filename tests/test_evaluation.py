@@ -27,8 +27,10 @@ def direct_perplexity(lm, token_ids, length, stride):
             while start + length < j:
                 start += stride
         context = token_ids[start:j]
-        x = {"token_ids": context[None].astype("int32"),
-             "padding_mask": np.ones((1, len(context)), "int32")}
+        x = {
+            "token_ids": context[None].astype("int32"),
+            "padding_mask": np.ones((1, len(context)), "int32"),
+        }
         logits = ops.convert_to_numpy(lm(x))[0, -1].astype("float64")
         log_z = np.log(np.exp(logits - logits.max()).sum()) + logits.max()
         nll.append(log_z - logits[token_ids[j]])
@@ -43,25 +45,37 @@ class EvaluatePerplexityTest(TestCase):
         self.assertAllEqual(np.sort(scored), np.arange(1, 30))
 
     @parameterized.named_parameters(
-        ("non_overlapping", 6, 64), ("sliding", 2, 64),
+        ("non_overlapping", 6, 64),
+        ("sliding", 2, 64),
         # Several batches, the last one partial.
         ("sliding_small_batches", 2, 3),
     )
     def test_matches_token_by_token_reference(self, stride, batch_size):
-        lm = SDGMCausalLM(SDGMBackbone(
-            vocabulary_size=12, hidden_dim=8, num_atoms=4, sequence_length=6,
-        ))
+        lm = SDGMCausalLM(
+            SDGMBackbone(
+                vocabulary_size=12,
+                hidden_dim=8,
+                num_atoms=4,
+                sequence_length=6,
+            )
+        )
         token_ids = np.random.RandomState(0).randint(0, 12, 23).astype("int32")
-        result = evaluate_perplexity(lm, token_ids, stride=stride,
-                                     batch_size=batch_size, verbose=0)
+        result = evaluate_perplexity(
+            lm, token_ids, stride=stride, batch_size=batch_size, verbose=0
+        )
         self.assertEqual(result["num_predicted"], 22)
         expected = direct_perplexity(lm, token_ids, 6, stride)
         self.assertAllClose(result["perplexity"], expected, rtol=1e-4)
 
     def test_invalid_arguments(self):
-        lm = SDGMCausalLM(SDGMBackbone(
-            vocabulary_size=12, hidden_dim=8, num_atoms=4, sequence_length=6,
-        ))
+        lm = SDGMCausalLM(
+            SDGMBackbone(
+                vocabulary_size=12,
+                hidden_dim=8,
+                num_atoms=4,
+                sequence_length=6,
+            )
+        )
         with self.assertRaisesRegex(ValueError, "stride"):
             evaluate_perplexity(lm, np.arange(10), stride=7)
         with self.assertRaisesRegex(ValueError, "preprocessor"):

@@ -29,23 +29,37 @@ RELEASE = os.path.join(
 
 def trained_tiny_lm():
     """A tiny SDGM trained for a few steps under the current backend."""
-    backbone = SDGMBackbone(vocabulary_size=VOCABULARY_SIZE, hidden_dim=16,
-                            num_atoms=8, sequence_length=16, num_layers=2,
-                            intermediate_dim=32)
+    backbone = SDGMBackbone(
+        vocabulary_size=VOCABULARY_SIZE,
+        hidden_dim=16,
+        num_atoms=8,
+        sequence_length=16,
+        num_layers=2,
+        intermediate_dim=32,
+    )
     lm = SDGMCausalLM(backbone)
     lm.compile(optimizer=keras.optimizers.Adam(1e-2))
     rng = np.random.default_rng(0)
-    x = {"token_ids": rng.integers(0, VOCABULARY_SIZE, (16, 16)).astype("int32"),
-         "padding_mask": np.ones((16, 16), "int32")}
-    lm.fit(x, rng.integers(0, VOCABULARY_SIZE, (16, 16)).astype("int32"),
-           batch_size=8, epochs=2, verbose=0)
+    x = {
+        "token_ids": rng.integers(0, VOCABULARY_SIZE, (16, 16)).astype("int32"),
+        "padding_mask": np.ones((16, 16), "int32"),
+    }
+    lm.fit(
+        x,
+        rng.integers(0, VOCABULARY_SIZE, (16, 16)).astype("int32"),
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+    )
     return lm
 
 
 def right_padded(batch, length, seed):
     """Token ids and a mask whose rows hold 1..length tokens."""
     rng = np.random.default_rng(seed)
-    token_ids = rng.integers(0, VOCABULARY_SIZE, (batch, length)).astype("int32")
+    token_ids = rng.integers(0, VOCABULARY_SIZE, (batch, length)).astype(
+        "int32"
+    )
     lengths = rng.integers(1, length + 1, batch)
     lengths[0] = length
     mask = (np.arange(length)[None, :] < lengths[:, None]).astype("int32")
@@ -109,7 +123,9 @@ class ExportSavedModelTest(TestCase):
 
     def test_layout_is_tf_servings(self):
         self.assertEqual(self.path, os.path.join(self.base, "tiny", "1"))
-        self.assertTrue(os.path.isfile(os.path.join(self.path, "saved_model.pb")))
+        self.assertTrue(
+            os.path.isfile(os.path.join(self.path, "saved_model.pb"))
+        )
         self.assertTrue(os.path.isdir(os.path.join(self.path, "variables")))
 
     def test_signatures_give_the_keras_answers(self):
@@ -119,15 +135,19 @@ class ExportSavedModelTest(TestCase):
         for batch, length in SHAPES:
             token_ids, mask = right_padded(batch, length, seed=batch)
             expected = keras_logits(self.lm, token_ids, mask)
-            inputs = {"token_ids": tf.constant(token_ids),
-                      "padding_mask": tf.constant(mask)}
+            inputs = {
+                "token_ids": tf.constant(token_ids),
+                "padding_mask": tf.constant(mask),
+            }
             logits = model.signatures["serving_default"](**inputs)["logits"]
             self.assertEqual(logits.dtype, tf.float32)
             self.assertLessEqual(np.abs(logits.numpy() - expected).max(), 1e-5)
             log_probs = model.signatures["next_token"](**inputs)["log_probs"]
             self.assertEqual(log_probs.shape, (batch, VOCABULARY_SIZE))
             self.assertLessEqual(
-                np.abs(log_probs.numpy() - keras_next_token(expected, mask)).max(),
+                np.abs(
+                    log_probs.numpy() - keras_next_token(expected, mask)
+                ).max(),
                 1e-5,
             )
 
@@ -136,9 +156,13 @@ class ExportSavedModelTest(TestCase):
 
         token_ids, mask = right_padded(2, 6, seed=0)
         mask[1] = 0
-        log_probs = self.load().signatures["next_token"](
-            token_ids=tf.constant(token_ids), padding_mask=tf.constant(mask)
-        )["log_probs"].numpy()
+        log_probs = (
+            self.load()
+            .signatures["next_token"](
+                token_ids=tf.constant(token_ids), padding_mask=tf.constant(mask)
+            )["log_probs"]
+            .numpy()
+        )
         self.assertTrue(np.isfinite(log_probs[0]).all())
         self.assertTrue(np.isnan(log_probs[1]).all())
 
@@ -146,29 +170,49 @@ class ExportSavedModelTest(TestCase):
         token_ids, mask = right_padded(3, 12, seed=5)
         request = os.path.join(self.base, "request.json")
         with open(request, "w") as f:
-            json.dump({"token_ids": token_ids.tolist(),
-                       "padding_mask": mask.tolist()}, f)
+            json.dump(
+                {
+                    "token_ids": token_ids.tolist(),
+                    "padding_mask": mask.tolist(),
+                },
+                f,
+            )
         result = subprocess.run(
             [sys.executable, "-c", FRESH_PROCESS, self.path, request],
-            capture_output=True, text=True, timeout=300,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         answer = json.loads(result.stdout.strip().splitlines()[-1])
         expected = keras_logits(self.lm, token_ids, mask)
-        self.assertLessEqual(np.abs(np.array(answer["logits"]) - expected).max(),
-                             1e-5)
         self.assertLessEqual(
-            np.abs(np.array(answer["log_probs"])
-                   - keras_next_token(expected, mask)).max(),
+            np.abs(np.array(answer["logits"]) - expected).max(), 1e-5
+        )
+        self.assertLessEqual(
+            np.abs(
+                np.array(answer["log_probs"]) - keras_next_token(expected, mask)
+            ).max(),
             1e-5,
         )
 
     def test_saved_model_cli_lists_both_signatures(self):
         result = subprocess.run(
-            [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli",
-             "show", "--dir", self.path, "--tag_set", "serve",
-             "--signature_def", "next_token"],
-            capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "tensorflow.python.tools.saved_model_cli",
+                "show",
+                "--dir",
+                self.path,
+                "--tag_set",
+                "serve",
+                "--signature_def",
+                "next_token",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         shown = " ".join(result.stdout.split())
@@ -183,10 +227,21 @@ class ExportSavedModelTest(TestCase):
             shown,
         )
         result = subprocess.run(
-            [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli",
-             "show", "--dir", self.path, "--tag_set", "serve",
-             "--signature_def", "serving_default"],
-            capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "tensorflow.python.tools.saved_model_cli",
+                "show",
+                "--dir",
+                self.path,
+                "--tag_set",
+                "serve",
+                "--signature_def",
+                "serving_default",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         self.assertIn(
             "outputs['logits'] tensor_info: dtype: DT_FLOAT "
@@ -196,13 +251,21 @@ class ExportSavedModelTest(TestCase):
 
     def test_rest_request_gives_the_models_answer(self):
         token_ids, mask = right_padded(2, 9, seed=7)
-        body = json.loads(json.dumps({
-            "signature_name": "next_token",
-            "inputs": {"token_ids": token_ids.tolist(),
-                       "padding_mask": mask.tolist()},
-        }))
+        body = json.loads(
+            json.dumps(
+                {
+                    "signature_name": "next_token",
+                    "inputs": {
+                        "token_ids": token_ids.tolist(),
+                        "padding_mask": mask.tolist(),
+                    },
+                }
+            )
+        )
         response = rest_predict(self.load(), body)
-        expected = keras_next_token(keras_logits(self.lm, token_ids, mask), mask)
+        expected = keras_next_token(
+            keras_logits(self.lm, token_ids, mask), mask
+        )
         self.assertLessEqual(
             np.abs(np.array(response["outputs"]) - expected).max(), 1e-5
         )
@@ -230,8 +293,10 @@ class ExportOnnxTest(TestCase):
         lm = trained_tiny_lm()
         path = export_onnx(lm, os.path.join(self.get_temp_dir(), "tiny.onnx"))
         session = onnxruntime.InferenceSession(path)
-        self.assertEqual([i.name for i in session.get_inputs()],
-                         ["token_ids", "padding_mask"])
+        self.assertEqual(
+            [i.name for i in session.get_inputs()],
+            ["token_ids", "padding_mask"],
+        )
         for batch, length in SHAPES:
             token_ids, mask = right_padded(batch, length, seed=batch)
             (logits,) = session.run(
@@ -247,8 +312,10 @@ class ExportOnnxTest(TestCase):
 class ExportErrorsTest(TestCase):
     def test_a_missing_file(self):
         with self.assertRaisesRegex(FileNotFoundError, "No saved model"):
-            export_saved_model(os.path.join(self.get_temp_dir(), "none.keras"),
-                               self.get_temp_dir())
+            export_saved_model(
+                os.path.join(self.get_temp_dir(), "none.keras"),
+                self.get_temp_dir(),
+            )
 
     def test_a_file_that_is_not_a_keras_model(self):
         path = os.path.join(self.get_temp_dir(), "broken.keras")
@@ -266,18 +333,27 @@ class ExportErrorsTest(TestCase):
 
     def test_an_unbuilt_model(self):
         with self.assertRaisesRegex(ValueError, "not built"):
-            export_saved_model(keras.Sequential([keras.layers.Dense(2)]),
-                               os.path.join(self.get_temp_dir(), "u"))
+            export_saved_model(
+                keras.Sequential([keras.layers.Dense(2)]),
+                os.path.join(self.get_temp_dir(), "u"),
+            )
 
     def test_a_bad_version(self):
         with self.assertRaisesRegex(ValueError, "version"):
-            export_saved_model(os.path.join(RELEASE, "model.keras"),
-                               self.get_temp_dir(), version=0)
+            export_saved_model(
+                os.path.join(RELEASE, "model.keras"),
+                self.get_temp_dir(),
+                version=0,
+            )
 
     def test_the_cli_reports_errors_plainly(self):
         with self.assertRaises(SystemExit) as exit_:
-            export_main([os.path.join(self.get_temp_dir(), "none.keras"),
-                         self.get_temp_dir()])
+            export_main(
+                [
+                    os.path.join(self.get_temp_dir(), "none.keras"),
+                    self.get_temp_dir(),
+                ]
+            )
         self.assertEqual(exit_.exception.code, 2)
 
 
@@ -288,13 +364,15 @@ class ReleaseExportTest(TestCase):
     def test_the_committed_saved_model_matches_the_keras_model(self):
         import tensorflow as tf
 
-        lm = keras.saving.load_model(os.path.join(RELEASE, "model.keras"),
-                                     compile=False)
+        lm = keras.saving.load_model(
+            os.path.join(RELEASE, "model.keras"), compile=False
+        )
         model = tf.saved_model.load(os.path.join(RELEASE, "1"))
         rng = np.random.default_rng(0)
         for batch, length in ((1, 8), (3, 64)):
-            token_ids = rng.integers(0, lm.backbone.vocabulary_size,
-                                     (batch, length)).astype("int32")
+            token_ids = rng.integers(
+                0, lm.backbone.vocabulary_size, (batch, length)
+            ).astype("int32")
             mask = np.ones_like(token_ids)
             expected = keras_logits(lm, token_ids, mask)
             logits = model.signatures["serving_default"](
@@ -303,14 +381,19 @@ class ReleaseExportTest(TestCase):
             # Logits reach ~10 here: allow float32 rounding at that scale.
             scale = max(1.0, np.abs(expected).max())
             self.assertLessEqual(np.abs(logits - expected).max(), 1e-5 * scale)
-        with open(os.path.join(RELEASE, "1", "assets.extra",
-                               "vocabulary.txt")) as f:
+        with open(
+            os.path.join(RELEASE, "1", "assets.extra", "vocabulary.txt")
+        ) as f:
             vocabulary = f.read().splitlines()
-        self.assertEqual(vocabulary,
-                         list(lm.preprocessor.tokenizer.get_vocabulary()))
+        self.assertEqual(
+            vocabulary, list(lm.preprocessor.tokenizer.get_vocabulary())
+        )
 
     def test_cli_writes_a_new_version_beside_it(self):
         base = os.path.join(self.get_temp_dir(), "release")
-        export_main([os.path.join(RELEASE, "model.keras"), base,
-                     "--version", "2"])
-        self.assertTrue(os.path.isfile(os.path.join(base, "2", "saved_model.pb")))
+        export_main(
+            [os.path.join(RELEASE, "model.keras"), base, "--version", "2"]
+        )
+        self.assertTrue(
+            os.path.isfile(os.path.join(base, "2", "saved_model.pb"))
+        )

@@ -21,8 +21,12 @@ LINES = [
 def tiny_lm():
     tokenizer = SDGMTokenizer(SDGMTokenizer.build_vocabulary(LINES))
     backbone = SDGMBackbone(
-        vocabulary_size=tokenizer.vocabulary_size(), hidden_dim=8,
-        num_atoms=6, sequence_length=8, num_layers=2, intermediate_dim=16,
+        vocabulary_size=tokenizer.vocabulary_size(),
+        hidden_dim=8,
+        num_atoms=6,
+        sequence_length=8,
+        num_layers=2,
+        intermediate_dim=16,
     )
     preprocessor = SDGMCausalLMPreprocessor(tokenizer, sequence_length=8)
     return SDGMCausalLM(backbone, preprocessor=preprocessor)
@@ -37,14 +41,20 @@ class InterpretTest(TestCase):
         amplitude = ops.convert_to_numpy(dictionary.amplitude)
         self.assertLen(table, 6)
         self.assertAllClose(table[2]["frequency_mean"], frequency[2].mean())
-        self.assertAllClose(table[2]["amplitude_rms"],
-                            np.sqrt(np.mean(amplitude[2] ** 2)))
+        self.assertAllClose(
+            table[2]["amplitude_rms"], np.sqrt(np.mean(amplitude[2] ** 2))
+        )
         for row in table:
             self.assertBetween(row["phase_concentration"], 0.0, 1.0)
 
     def test_static_dictionary_has_no_atoms_to_analyse(self):
-        backbone = SDGMBackbone(vocabulary_size=20, hidden_dim=8, num_atoms=6,
-                                sequence_length=8, dictionary_type="static")
+        backbone = SDGMBackbone(
+            vocabulary_size=20,
+            hidden_dim=8,
+            num_atoms=6,
+            sequence_length=8,
+            dictionary_type="static",
+        )
         with self.assertRaisesRegex(ValueError, "no atoms"):
             interpret.atom_table(backbone)
 
@@ -65,8 +75,9 @@ class InterpretTest(TestCase):
         means = {t: c[ids == t].mean() for t in np.unique(ids)}
         expected = sorted(means, key=lambda t: -means[t])[:3]
         self.assertEqual([t for t, _, _ in top[4]], expected)
-        self.assertAllClose([m for _, m, _ in top[4]],
-                            [means[t] for t in expected], atol=1e-5)
+        self.assertAllClose(
+            [m for _, m, _ in top[4]], [means[t] for t in expected], atol=1e-5
+        )
 
     def test_reconstruction_similarity_is_the_mean_cosine(self):
         lm = tiny_lm()
@@ -80,9 +91,13 @@ class InterpretTest(TestCase):
         )["auxiliary_outputs"]
         for block, value in enumerate(similarity):
             x = ops.convert_to_numpy(terms[block]["target"]).reshape(-1, 8)
-            y = ops.convert_to_numpy(terms[block]["reconstruction"]).reshape(-1, 8)
-            cosine = (x * y).sum(-1) / np.linalg.norm(x, axis=-1) / np.linalg.norm(
-                y, axis=-1
+            y = ops.convert_to_numpy(terms[block]["reconstruction"]).reshape(
+                -1, 8
+            )
+            cosine = (
+                (x * y).sum(-1)
+                / np.linalg.norm(x, axis=-1)
+                / np.linalg.norm(y, axis=-1)
             )
             self.assertAllClose(value, cosine.mean(), atol=1e-5)
 
@@ -94,11 +109,24 @@ class InterpretTest(TestCase):
         with open(text_path, "w") as f:
             f.write("\n".join(LINES))
         out = os.path.join(self.get_temp_dir(), "report")
-        main([model_path, "--out", out, "--text-file", text_path,
-              "--sentence", "the cat ran to the park"])
+        main(
+            [
+                model_path,
+                "--out",
+                out,
+                "--text-file",
+                text_path,
+                "--sentence",
+                "the cat ran to the park",
+            ]
+        )
         for block in (0, 1):
-            for name in ("atoms.csv", "heatmap.png", "spectrum.png",
-                         "waveforms.png"):
+            for name in (
+                "atoms.csv",
+                "heatmap.png",
+                "spectrum.png",
+                "waveforms.png",
+            ):
                 path = os.path.join(out, f"block_{block}_{name}")
                 self.assertGreater(os.path.getsize(path), 100, path)
         with open(os.path.join(out, "report.md")) as f:

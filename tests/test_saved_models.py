@@ -13,7 +13,9 @@ from keras_sdgm.datasets import load_lines
 from tests.conftest import shared_data_dir
 from tests.testing import TestCase
 
-SAVED_MODELS = os.path.join(os.path.dirname(__file__), os.pardir, "saved_models")
+SAVED_MODELS = os.path.join(
+    os.path.dirname(__file__), os.pardir, "saved_models"
+)
 RELEASES = sorted(
     os.path.dirname(path)
     for path in glob.glob(os.path.join(SAVED_MODELS, "*", "metadata.json"))

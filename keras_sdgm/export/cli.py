@@ -17,14 +17,23 @@ def main(argv=None):
         help="saved_model: the model's base folder (e.g. saved_models/NAME); "
         "onnx: the .onnx file.",
     )
-    parser.add_argument("--format", choices=("saved_model", "onnx"),
-                        default="saved_model")
-    parser.add_argument("--version", type=int, default=1,
-                        help="saved_model: the version subfolder.")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                        help="onnx: the ONNX opset.")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="Replace an existing version folder or file.")
+    parser.add_argument(
+        "--format", choices=("saved_model", "onnx"), default="saved_model"
+    )
+    parser.add_argument(
+        "--version",
+        type=int,
+        default=1,
+        help="saved_model: the version subfolder.",
+    )
+    parser.add_argument(
+        "--opset", type=int, default=DEFAULT_OPSET, help="onnx: the ONNX opset."
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace an existing version folder or file.",
+    )
     args = parser.parse_args(argv)
 
     from keras_sdgm.export import export_onnx
@@ -32,11 +41,17 @@ def main(argv=None):
 
     try:
         if args.format == "onnx":
-            written = export_onnx(args.model, args.destination,
-                                  overwrite=args.overwrite, opset=args.opset)
+            written = export_onnx(
+                args.model,
+                args.destination,
+                overwrite=args.overwrite,
+                opset=args.opset,
+            )
         else:
             written = export_saved_model(
-                args.model, args.destination, version=args.version,
+                args.model,
+                args.destination,
+                version=args.version,
                 overwrite=args.overwrite,
             )
     except (FileExistsError, FileNotFoundError, ValueError) as error:

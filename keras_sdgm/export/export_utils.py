@@ -121,8 +121,13 @@ def export_under_tensorflow(lm, model_or_path, cli_arguments, overwrite):
                 filter(None, [package_parent, os.environ.get("PYTHONPATH")])
             ),
         }
-        command = [sys.executable, "-m", "keras_sdgm.export",
-                   os.fspath(model_path), *cli_arguments]
+        command = [
+            sys.executable,
+            "-m",
+            "keras_sdgm.export",
+            os.fspath(model_path),
+            *cli_arguments,
+        ]
         result = subprocess.run(
             command, env=environment, capture_output=True, text=True
         )

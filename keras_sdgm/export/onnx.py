@@ -54,8 +54,10 @@ def export_onnx(model_or_path, filepath, overwrite=False, opset=DEFAULT_OPSET):
     lm = resolve_model(model_or_path)
     if keras.config.backend() != "tensorflow":
         export_under_tensorflow(
-            lm, model_or_path,
-            [filepath, "--format", "onnx", "--opset", str(opset)], overwrite,
+            lm,
+            model_or_path,
+            [filepath, "--format", "onnx", "--opset", str(opset)],
+            overwrite,
         )
         return filepath
     return write_replacing(
@@ -67,11 +69,15 @@ def _write_onnx(lm, path, opset):
     import tensorflow as tf
     import tf2onnx
 
-    specs = [tf.TensorSpec((None, None), tf.int32, name=name)
-             for name in INPUT_NAMES]
+    specs = [
+        tf.TensorSpec((None, None), tf.int32, name=name) for name in INPUT_NAMES
+    ]
     function = tf.function(logits_function(lm), input_signature=specs)
     tf2onnx.convert.from_function(
-        function, specs, opset=opset, output_path=path,
+        function,
+        specs,
+        opset=opset,
+        output_path=path,
         custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
     )
 

@@ -64,8 +64,10 @@ def export_saved_model(model_or_path, export_dir, version=1, overwrite=False):
     lm = resolve_model(model_or_path)
     if keras.config.backend() == "torch":
         export_under_tensorflow(
-            lm, model_or_path,
-            [os.fspath(export_dir), "--version", str(version)], overwrite,
+            lm,
+            model_or_path,
+            [os.fspath(export_dir), "--version", str(version)],
+            overwrite,
         )
         return target
     return write_replacing(
@@ -76,8 +78,9 @@ def export_saved_model(model_or_path, export_dir, version=1, overwrite=False):
 def _write_saved_model(lm, path):
     import tensorflow as tf
 
-    specs = [tf.TensorSpec((None, None), tf.int32, name=name)
-             for name in INPUT_NAMES]
+    specs = [
+        tf.TensorSpec((None, None), tf.int32, name=name) for name in INPUT_NAMES
+    ]
     options = {}
     if keras.config.backend() == "jax":
         # One symbolic length for both inputs (by default each `None` gets
@@ -85,10 +88,12 @@ def _write_saved_model(lm, path):
         options["jax2tf_kwargs"] = {"polymorphic_shapes": ["(b, l)"] * 2}
     archive = keras.export.ExportArchive()
     archive.track(lm)
-    archive.add_endpoint("serving_default", logits_function(lm),
-                         input_signature=specs, **options)
-    archive.add_endpoint("next_token", next_token_function(lm),
-                         input_signature=specs, **options)
+    archive.add_endpoint(
+        "serving_default", logits_function(lm), input_signature=specs, **options
+    )
+    archive.add_endpoint(
+        "next_token", next_token_function(lm), input_signature=specs, **options
+    )
     archive.write_out(path, verbose=False)
     if lm.preprocessor is not None:
         vocabulary = lm.preprocessor.tokenizer.get_vocabulary()

@@ -73,11 +73,16 @@ def auxiliary_outputs_over(lm, token_ids, batch_size=32, max_windows=None):
     for start in range(0, len(windows), batch_size):
         batch = windows[start : start + batch_size]
         terms = _auxiliary_outputs(backbone, batch)
-        yield batch, [
-            {k: keras.ops.convert_to_numpy(keras.ops.cast(v, "float32"))
-             for k, v in block_terms.items()}
-            for block_terms in terms
-        ]
+        yield (
+            batch,
+            [
+                {
+                    k: keras.ops.convert_to_numpy(keras.ops.cast(v, "float32"))
+                    for k, v in block_terms.items()
+                }
+                for block_terms in terms
+            ],
+        )
 
 
 def top_activating_tokens(
@@ -100,7 +105,9 @@ def top_activating_tokens(
     """
     totals = {}
     counts = collections.Counter()
-    for batch, terms in auxiliary_outputs_over(lm, token_ids, max_windows=max_windows):
+    for batch, terms in auxiliary_outputs_over(
+        lm, token_ids, max_windows=max_windows
+    ):
         coefficients = terms[block]["coefficients"]
         coefficients = coefficients.reshape(-1, coefficients.shape[-1])
         ids = batch.reshape(-1)
@@ -119,8 +126,10 @@ def top_activating_tokens(
     for k in range(means.shape[1]):
         order = np.argsort(-means[:, k])[:top]
         result.append(
-            [(int(frequent[i]), float(means[i, k]), counts[frequent[i]])
-             for i in order]
+            [
+                (int(frequent[i]), float(means[i, k]), counts[frequent[i]])
+                for i in order
+            ]
         )
     return result
 
@@ -137,7 +146,9 @@ def reconstruction_similarity(lm, token_ids, max_windows=None):
         list of floats, one per block.
     """
     sums, count = None, 0
-    for _, terms in auxiliary_outputs_over(lm, token_ids, max_windows=max_windows):
+    for _, terms in auxiliary_outputs_over(
+        lm, token_ids, max_windows=max_windows
+    ):
         similarities = []
         for block_terms in terms:
             x, x_hat = block_terms["target"], block_terms["reconstruction"]
@@ -146,9 +157,11 @@ def reconstruction_similarity(lm, token_ids, max_windows=None):
                 1e-12,
             )
             similarities.append(cosine.sum())
-        sums = similarities if sums is None else [
-            a + b for a, b in zip(sums, similarities)
-        ]
+        sums = (
+            similarities
+            if sums is None
+            else [a + b for a, b in zip(sums, similarities)]
+        )
         count += terms[0]["target"].shape[0] * terms[0]["target"].shape[1]
     return [float(s / count) for s in sums]
 

@@ -20,8 +20,14 @@ def plot_coefficient_heatmap(words, coefficients, path, title):
     figure = Figure(figsize=(width, height))
     axis = figure.subplots()
     limit = float(np.abs(coefficients).max()) or 1.0
-    image = axis.imshow(coefficients, aspect="auto", cmap="RdBu_r",
-                        vmin=-limit, vmax=limit, interpolation="nearest")
+    image = axis.imshow(
+        coefficients,
+        aspect="auto",
+        cmap="RdBu_r",
+        vmin=-limit,
+        vmax=limit,
+        interpolation="nearest",
+    )
     axis.set_yticks(range(len(words)))
     axis.set_yticklabels(words, fontsize=8)
     axis.set_xlabel("atom")
@@ -50,7 +56,7 @@ def plot_atom_waveforms(lm, atoms, path, block=0, num_features=3):
             axis.plot(waves[:, k, d], linewidth=1, label=f"feature {d}")
         axis.set_title(f"atom {k}", fontsize=9)
         axis.legend(fontsize=6)
-    for axis in axes.flat[len(atoms):]:
+    for axis in axes.flat[len(atoms) :]:
         axis.set_visible(False)
     for axis in axes[-1]:
         axis.set_xlabel("position")

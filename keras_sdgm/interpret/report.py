@@ -14,11 +14,20 @@ from keras_sdgm.datasets import tokenize_corpus
 from keras_sdgm.interpret import analysis
 from keras_sdgm.interpret import plots
 
-DEFAULT_SENTENCE = "the company said it expects sales to rise in the third quarter"
+DEFAULT_SENTENCE = (
+    "the company said it expects sales to rise in the third quarter"
+)
 
 
-def write_report(lm, out_dir, lines=None, sentence=DEFAULT_SENTENCE,
-                 max_windows=200, top=8, num_waveforms=8):
+def write_report(
+    lm,
+    out_dir,
+    lines=None,
+    sentence=DEFAULT_SENTENCE,
+    max_windows=200,
+    top=8,
+    num_waveforms=8,
+):
     """Writes `report.md`, its PNG figures, `atoms.csv` and `summary.json`.
 
     Args:
@@ -73,19 +82,28 @@ def write_report(lm, out_dir, lines=None, sentence=DEFAULT_SENTENCE,
     for block in range(backbone.num_layers):
         table = analysis.atom_table(lm, block)
         prefix = f"block_{block}"
-        with open(os.path.join(out_dir, f"{prefix}_atoms.csv"), "w", newline="") as f:
+        with open(
+            os.path.join(out_dir, f"{prefix}_atoms.csv"), "w", newline=""
+        ) as f:
             writer = csv.DictWriter(f, fieldnames=list(table[0]))
             writer.writeheader()
             writer.writerows(table)
-        plots.plot_atom_spectrum(table, os.path.join(out_dir, f"{prefix}_spectrum.png"))
-        strongest = sorted(table, key=lambda r: -r["amplitude_rms"])[:num_waveforms]
+        plots.plot_atom_spectrum(
+            table, os.path.join(out_dir, f"{prefix}_spectrum.png")
+        )
+        strongest = sorted(table, key=lambda r: -r["amplitude_rms"])[
+            :num_waveforms
+        ]
         strongest_atoms = [r["atom"] for r in strongest]
         plots.plot_atom_waveforms(
-            lm, strongest_atoms, os.path.join(out_dir, f"{prefix}_waveforms.png"),
+            lm,
+            strongest_atoms,
+            os.path.join(out_dir, f"{prefix}_waveforms.png"),
             block=block,
         )
         plots.plot_coefficient_heatmap(
-            words, sentence_coefficients[block],
+            words,
+            sentence_coefficients[block],
             os.path.join(out_dir, f"{prefix}_heatmap.png"),
             f"Block {block} coefficients",
         )
@@ -93,7 +111,7 @@ def write_report(lm, out_dir, lines=None, sentence=DEFAULT_SENTENCE,
         sections.append(
             f"![spectrum]({prefix}_spectrum.png)\n\n"
             f"![waveforms]({prefix}_waveforms.png)\n\n"
-            f"Coefficients for \"{sentence}\":\n\n![heat map]({prefix}_heatmap.png)\n"
+            f'Coefficients for "{sentence}":\n\n![heat map]({prefix}_heatmap.png)\n'
         )
         table_lines = [
             f"All atoms: [{prefix}_atoms.csv]({prefix}_atoms.csv). The "
@@ -109,23 +127,31 @@ def write_report(lm, out_dir, lines=None, sentence=DEFAULT_SENTENCE,
             )
         for row in strongest:
             cells = [
-                str(row["atom"]), f"{row['frequency_mean']:.2f}",
-                f"{row['period_median']:.1f}", f"{row['amplitude_rms']:.4f}",
+                str(row["atom"]),
+                f"{row['frequency_mean']:.2f}",
+                f"{row['period_median']:.1f}",
+                f"{row['amplitude_rms']:.4f}",
                 f"{row['phase_concentration']:.2f}",
             ]
             if top_tokens is not None:
-                cells.append(" ".join(
-                    f"`{tokenizer.id_to_token(t)}`"
-                    for t, _, _ in top_tokens[row["atom"]]
-                ))
+                cells.append(
+                    " ".join(
+                        f"`{tokenizer.id_to_token(t)}`"
+                        for t, _, _ in top_tokens[row["atom"]]
+                    )
+                )
             table_lines.append("| " + " | ".join(cells) + " |")
-        summary["blocks"].append({
-            "strongest_atoms": strongest_atoms,
-            "top_tokens": None if top_tokens is None else {
-                k: [tokenizer.id_to_token(t) for t, _, _ in top_tokens[k]]
-                for k in strongest_atoms
-            },
-        })
+        summary["blocks"].append(
+            {
+                "strongest_atoms": strongest_atoms,
+                "top_tokens": None
+                if top_tokens is None
+                else {
+                    k: [tokenizer.id_to_token(t) for t, _, _ in top_tokens[k]]
+                    for k in strongest_atoms
+                },
+            }
+        )
         sections.append("\n".join(table_lines) + "\n")
 
     with open(os.path.join(out_dir, "report.md"), "w") as f:
@@ -143,8 +169,11 @@ def main(argv=None):
     parser.add_argument("model", help="A saved SDGMCausalLM (.keras).")
     parser.add_argument("--out", required=True, help="Output folder.")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--corpus", choices=sorted(CORPORA),
-                        help="Corpus whose --split gives the token statistics.")
+    source.add_argument(
+        "--corpus",
+        choices=sorted(CORPORA),
+        help="Corpus whose --split gives the token statistics.",
+    )
     source.add_argument("--text-file", help="Text file, one line per sequence.")
     parser.add_argument("--split", default="valid")
     parser.add_argument("--data-dir", default=None)
@@ -161,6 +190,11 @@ def main(argv=None):
     elif args.text_file:
         with open(args.text_file) as f:
             lines = [line.strip() for line in f if line.strip()]
-    write_report(lm, args.out, lines=lines, sentence=args.sentence,
-                 max_windows=args.max_windows)
+    write_report(
+        lm,
+        args.out,
+        lines=lines,
+        sentence=args.sentence,
+        max_windows=args.max_windows,
+    )
     print(f"Wrote {os.path.join(args.out, 'report.md')}")

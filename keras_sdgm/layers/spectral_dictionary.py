@@ -113,9 +113,7 @@ class SpectralDictionary(keras.layers.Layer):
         self.chunk_size = require_positive_int("chunk_size", chunk_size)
         self.amplitude_initializer = keras.initializers.get(
             amplitude_initializer
-            or keras.initializers.RandomNormal(
-                stddev=0.02
-            )
+            or keras.initializers.RandomNormal(stddev=0.02)
         )
         self.frequency_initializer = keras.initializers.get(
             frequency_initializer
@@ -129,11 +127,13 @@ class SpectralDictionary(keras.layers.Layer):
     def build(self, coefficients_shape=None):
         shape = (self.num_atoms, self.hidden_dim)
         self.amplitude = self.add_weight(
-            name="amplitude", shape=shape,
+            name="amplitude",
+            shape=shape,
             initializer=self.amplitude_initializer,
         )
         self.frequency = self.add_weight(
-            name="frequency", shape=shape,
+            name="frequency",
+            shape=shape,
             initializer=self.frequency_initializer,
         )
         self.phase = self.add_weight(
@@ -263,15 +263,17 @@ class SpectralDictionary(keras.layers.Layer):
 
         @keras.remat
         def mix_chunk(chunk, start_sin, start_cos, scaled_sin, scaled_cos):
-            atoms = _outer(ones, start_sin) * scaled_cos + _outer(
-                ones, start_cos
-            ) * scaled_sin
+            atoms = (
+                _outer(ones, start_sin) * scaled_cos
+                + _outer(ones, start_cos) * scaled_sin
+            )
             return _mix(chunk, atoms, compute_dtype)
 
         def mix(inputs):
             chunk, start_sin, start_cos = inputs
-            return mix_chunk(chunk, start_sin, start_cos, scaled_sin,
-                             scaled_cos)
+            return mix_chunk(
+                chunk, start_sin, start_cos, scaled_sin, scaled_cos
+            )
 
         mixed = ops.map(
             mix, (chunks, ops.sin(start_angles), ops.cos(start_angles))

@@ -116,7 +116,9 @@ class STFTMagnitudeLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return stft_magnitude_error(
-            _as_channels(y_true), _as_channels(y_pred), self.fft_length,
+            _as_channels(y_true),
+            _as_channels(y_pred),
+            self.fft_length,
             self.frame_step,
         )
 

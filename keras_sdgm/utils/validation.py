@@ -48,7 +48,11 @@ def check_token_inputs(inputs, vocabulary_size):
             "SDGM models take a dict with keys 'token_ids' (int, shape "
             "(batch, length)) and 'padding_mask' (bool or int, same shape). "
             f"Received: {type(inputs).__name__}"
-            + (f" with keys {sorted(inputs)}" if isinstance(inputs, dict) else "")
+            + (
+                f" with keys {sorted(inputs)}"
+                if isinstance(inputs, dict)
+                else ""
+            )
         )
     token_ids = inputs["token_ids"]
     dtype = str(getattr(token_ids, "dtype", ""))

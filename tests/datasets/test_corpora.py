@@ -10,7 +10,9 @@ from tests.conftest import shared_data_dir
 from tests.testing import TestCase
 
 PUBLISHED_SIZES = {  # tokens + one <eos> per line (shared/data/README.md)
-    ("ptb", "train"): 929589, ("ptb", "valid"): 73760, ("ptb", "test"): 82430,
+    ("ptb", "train"): 929589,
+    ("ptb", "valid"): 73760,
+    ("ptb", "test"): 82430,
 }
 
 
@@ -24,10 +26,12 @@ class CorporaTest(TestCase):
         self.assertLen(lines, 3370)
         for (corpus, split), size in PUBLISHED_SIZES.items():
             lines = datasets.load_lines(corpus, split, data_dir=self.data_dir)
-            self.assertEqual(sum(len(l.split()) + 1 for l in lines), size)
+            self.assertEqual(sum(len(line.split()) + 1 for line in lines), size)
 
     def test_environment_variable_is_used(self):
-        with mock.patch.dict(os.environ, {"KERAS_SDGM_DATA_DIR": self.data_dir}):
+        with mock.patch.dict(
+            os.environ, {"KERAS_SDGM_DATA_DIR": self.data_dir}
+        ):
             path = datasets.corpus_path("ptb", "test")
         self.assertEqual(path, os.path.join(self.data_dir, "ptb", "test.txt"))
 
@@ -39,7 +43,9 @@ class CorporaTest(TestCase):
         os.chmod(target, 0o644)
         with open(target, "a") as f:
             f.write(" one more line \n")
-        with self.assertRaisesRegex(ValueError, r"Checksum mismatch.*valid\.txt"):
+        with self.assertRaisesRegex(
+            ValueError, r"Checksum mismatch.*valid\.txt"
+        ):
             datasets.load_lines("ptb", "valid", data_dir=copy)
 
     def test_missing_folder_says_where_it_looked(self):
@@ -58,12 +64,15 @@ class CorporaTest(TestCase):
         source = "file://" + os.path.join(self.data_dir, "ptb", "{split}.txt")
 
         def ptb_from(sha256):
-            return {"ptb": type(published)(
-                folder=published.folder, sha256=sha256, origin=source
-            )}
+            return {
+                "ptb": type(published)(
+                    folder=published.folder, sha256=sha256, origin=source
+                )
+            }
 
-        with _only_the_keras_cache(self.get_temp_dir()), mock.patch.dict(
-            datasets.CORPORA, ptb_from(published.sha256)
+        with (
+            _only_the_keras_cache(self.get_temp_dir()),
+            mock.patch.dict(datasets.CORPORA, ptb_from(published.sha256)),
         ):
             path = datasets.corpus_path("ptb", "valid")
             self.assertTrue(path.startswith(datasets.cache_dir()))
@@ -71,8 +80,12 @@ class CorporaTest(TestCase):
                 digest = hashlib.sha256(f.read()).hexdigest()
             self.assertEqual(digest, published.sha256["valid"])
         # A download that does not match its checksum is refused, not used.
-        with _only_the_keras_cache(self.get_temp_dir()), mock.patch.dict(
-            datasets.CORPORA, ptb_from({**published.sha256, "test": "0" * 64})
+        with (
+            _only_the_keras_cache(self.get_temp_dir()),
+            mock.patch.dict(
+                datasets.CORPORA,
+                ptb_from({**published.sha256, "test": "0" * 64}),
+            ),
         ):
             with pytest.raises((ValueError, FileNotFoundError)):
                 datasets.corpus_path("ptb", "test")
@@ -86,6 +99,8 @@ class CorporaTest(TestCase):
 
 def _only_the_keras_cache(keras_home):
     """No data folder set, and the Keras cache in `keras_home`."""
-    environ = {k: v for k, v in os.environ.items() if k != "KERAS_SDGM_DATA_DIR"}
+    environ = {
+        k: v for k, v in os.environ.items() if k != "KERAS_SDGM_DATA_DIR"
+    }
     environ["KERAS_HOME"] = keras_home
     return mock.patch.dict(os.environ, environ, clear=True)

@@ -31,7 +31,9 @@ class PipelineTest(TestCase):
 
     def test_dataset_feeds_the_preprocessor_shift(self):
         ids = np.arange(40, dtype="int32") % 7
-        preprocessor = SDGMCausalLMPreprocessor(self.tokenizer, sequence_length=4)
+        preprocessor = SDGMCausalLMPreprocessor(
+            self.tokenizer, sequence_length=4
+        )
         dataset = datasets.language_model_dataset(
             ids, 4, batch_size=3, preprocessor=preprocessor, shuffle=False
         )

@@ -11,8 +11,11 @@ class CoefficientEncoderTest(TestCase):
     def test_layer_basics(self):
         self.run_layer_test(
             cls=CoefficientEncoder,
-            init_kwargs={"num_atoms": 4, "kernel_size": 3,
-                         "dilation_rates": [1, 2]},
+            init_kwargs={
+                "num_atoms": 4,
+                "kernel_size": 3,
+                "dilation_rates": [1, 2],
+            },
             input_data=keras.random.normal((2, 7, 6)),
             expected_output_shape=(2, 7, 4),
             # Two convolutions, each a kernel and a bias.
@@ -20,16 +23,18 @@ class CoefficientEncoderTest(TestCase):
         )
 
     def test_receptive_field(self):
-        encoder = CoefficientEncoder(8, kernel_size=3,
-                                     dilation_rates=[1, 2, 4, 8, 16, 32])
+        encoder = CoefficientEncoder(
+            8, kernel_size=3, dilation_rates=[1, 2, 4, 8, 16, 32]
+        )
         self.assertEqual(encoder.receptive_field, 127)
 
     @parameterized.named_parameters(
         ("single", 2, [1]), ("dilated", 3, [1, 2, 4]), ("pointwise", 1, [1])
     )
     def test_causal_and_sees_its_receptive_field(self, kernel_size, rates):
-        encoder = CoefficientEncoder(5, kernel_size=kernel_size,
-                                     dilation_rates=rates)
+        encoder = CoefficientEncoder(
+            5, kernel_size=kernel_size, dilation_rates=rates
+        )
         x = np.random.RandomState(0).randn(1, 24, 4).astype("float32")
         base = ops.convert_to_numpy(encoder(x))
         t = 12
@@ -48,8 +53,9 @@ class CoefficientEncoderTest(TestCase):
         ("single", 3, [1]), ("dilated", 3, [1, 2, 4]), ("pointwise", 1, [1, 1])
     )
     def test_step_matches_full_call(self, kernel_size, rates):
-        encoder = CoefficientEncoder(6, kernel_size=kernel_size,
-                                     dilation_rates=rates)
+        encoder = CoefficientEncoder(
+            6, kernel_size=kernel_size, dilation_rates=rates
+        )
         x = keras.random.normal((2, 15, 5))
         full = ops.convert_to_numpy(encoder(x))
 

@@ -42,15 +42,20 @@ class GaussianMixturePriorTest(TestCase):
 
     def test_set_from_sklearn_reproduces_its_density(self):
         rng = np.random.RandomState(1)
-        data = np.concatenate([rng.randn(300, 4) - 2, 0.5 * rng.randn(300, 4) + 2])
+        data = np.concatenate(
+            [rng.randn(300, 4) - 2, 0.5 * rng.randn(300, 4) + 2]
+        )
         for covariance_type in ("diag", "spherical"):
-            gmm = GaussianMixture(2, covariance_type=covariance_type,
-                                  random_state=0).fit(data)
+            gmm = GaussianMixture(
+                2, covariance_type=covariance_type, random_state=0
+            ).fit(data)
             prior = GaussianMixturePrior(num_mixture_components=2)
             prior.set_from_sklearn(gmm)
             self.assertAllClose(
-                prior(data.astype("float32")), gmm.score_samples(data),
-                atol=1e-4, rtol=1e-4,
+                prior(data.astype("float32")),
+                gmm.score_samples(data),
+                atol=1e-4,
+                rtol=1e-4,
             )
 
     def test_float32_under_mixed_precision(self):
@@ -102,12 +107,16 @@ class GaussianMixturePriorTest(TestCase):
         draws = ops.convert_to_numpy(prior.sample(*self._noise(4000)))
         component = np.rint(draws[:, 0] / 10).astype(int)
         # Each draw is its component's mean up to the tiny scale ...
-        self.assertAllClose(draws, 10.0 * component[:, None] * np.ones((1, 2)),
-                            atol=0.01)
+        self.assertAllClose(
+            draws, 10.0 * component[:, None] * np.ones((1, 2)), atol=0.01
+        )
         # ... and components come with the mixture weights (4000 draws:
         # standard error under 0.008).
-        self.assertAllClose(np.bincount(component, minlength=3) / 4000,
-                            [0.2, 0.5, 0.3], atol=0.03)
+        self.assertAllClose(
+            np.bincount(component, minlength=3) / 4000,
+            [0.2, 0.5, 0.3],
+            atol=0.03,
+        )
 
     def test_posterior_sample_uses_the_responsible_component(self):
         prior = self._separated_prior([0.98, 0.01, 0.01])

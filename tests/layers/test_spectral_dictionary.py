@@ -3,11 +3,11 @@ import math
 import keras
 import numpy as np
 from keras import ops
-from tests.testing import TestCase
-from tests.testing import gradients
 
 from keras_sdgm.layers import FrequencyBandInitializer
 from keras_sdgm.layers import SpectralDictionary
+from tests.testing import TestCase
+from tests.testing import gradients
 
 
 def numpy_atoms(layer, positions):
@@ -31,7 +31,9 @@ class SpectralDictionaryTest(TestCase):
         )
 
     def test_reconstruction_matches_formula(self):
-        layer = SpectralDictionary(num_atoms=3, hidden_dim=5, sequence_length=16)
+        layer = SpectralDictionary(
+            num_atoms=3, hidden_dim=5, sequence_length=16
+        )
         coefficients = np.random.RandomState(0).randn(2, 7, 3).astype("float32")
         output = ops.convert_to_numpy(layer(coefficients, start_index=4))
         atoms = numpy_atoms(layer, np.arange(4, 11))  # (L, K, D)
@@ -100,7 +102,10 @@ class SpectralDictionaryTest(TestCase):
             ):
                 scale = np.abs(expected).max()
                 self.assertAllClose(
-                    got / scale, expected / scale, atol=1e-5, rtol=0,
+                    got / scale,
+                    expected / scale,
+                    atol=1e-5,
+                    rtol=0,
                     msg=f"d/d{name}, chunk_size={chunk_size}, start={start}",
                 )
 
@@ -108,7 +113,9 @@ class SpectralDictionaryTest(TestCase):
         # Unit amplitudes and frequencies across [0, L0), twice the initial
         # band: a plain float32 angle would be off by up to ~0.03 rad at
         # position 500,000 (about 250,000 cycles).
-        layer = SpectralDictionary(num_atoms=8, hidden_dim=16, sequence_length=128)
+        layer = SpectralDictionary(
+            num_atoms=8, hidden_dim=16, sequence_length=128
+        )
         layer.build((None, None, 8))
         layer.amplitude.assign(np.ones((8, 16), "float32"))
         layer.frequency.assign(
@@ -117,11 +124,14 @@ class SpectralDictionaryTest(TestCase):
         for start in (0, 4000, 16000, 100_000, 500_000):
             atoms = ops.convert_to_numpy(layer.atoms(start, 3))
             expected = numpy_atoms(layer, [start, start + 1, start + 2])
-            self.assertAllClose(atoms, expected, atol=1e-4, rtol=0,
-                                msg=f"start {start}")
+            self.assertAllClose(
+                atoms, expected, atol=1e-4, rtol=0, msg=f"start {start}"
+            )
 
     def test_default_frequencies_tile_the_band(self):
-        layer = SpectralDictionary(num_atoms=8, hidden_dim=64, sequence_length=32)
+        layer = SpectralDictionary(
+            num_atoms=8, hidden_dim=64, sequence_length=32
+        )
         layer.build((None, None, 8))
         f = ops.convert_to_numpy(layer.frequency)
         nyquist = 32 / 2

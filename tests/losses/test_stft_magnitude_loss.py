@@ -19,8 +19,10 @@ def numpy_stft_magnitude_loss(y_true, y_pred, fft_length, frame_step):
         n = np.arange(fft_length)
         window = 0.5 - 0.5 * np.cos(2 * np.pi * n / fft_length)  # periodic
         frames = np.stack(
-            [series[..., i * frame_step : i * frame_step + fft_length]
-             for i in range(num_frames)],
+            [
+                series[..., i * frame_step : i * frame_step + fft_length]
+                for i in range(num_frames)
+            ],
             axis=2,
         )  # (batch, channels, frames, fft_length)
         return np.abs(np.fft.rfft(frames * window, axis=-1))
@@ -75,8 +77,9 @@ class STFTMagnitudeLossTest(TestCase):
     def test_usable_in_compile(self):
         inputs = keras.Input((24, 2))
         model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
-        model.compile(optimizer="sgd",
-                      loss=STFTMagnitudeLoss(fft_length=8, frame_step=2))
+        model.compile(
+            optimizer="sgd", loss=STFTMagnitudeLoss(fft_length=8, frame_step=2)
+        )
         x = np.random.RandomState(0).randn(8, 24, 2).astype("float32")
         history = model.fit(x, x, epochs=3, verbose=0)
         losses = history.history["loss"]
@@ -86,9 +89,7 @@ class STFTMagnitudeLossTest(TestCase):
     def test_serialization(self):
         loss = STFTMagnitudeLoss(fft_length=32, frame_step=8)
         revived = keras.losses.deserialize(keras.losses.serialize(loss))
-        self.assertEqual(
-            (revived.fft_length, revived.frame_step), (32, 8)
-        )
+        self.assertEqual((revived.fft_length, revived.frame_step), (32, 8))
 
     def test_invalid_arguments(self):
         with self.assertRaisesRegex(ValueError, "window"):

@@ -1,49 +1,34 @@
 import keras
 import numpy as np
 from absl.testing import parameterized
-from keras import ops
 
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models.sdgm.sdgm_backbone import covering_dilation_rates
+from tests.fixtures import TINY_BACKBONE
+from tests.fixtures import tiny_inputs
 from tests.testing import TestCase
-
-TINY = {
-    "vocabulary_size": 10,
-    "hidden_dim": 8,
-    "num_atoms": 4,
-    "sequence_length": 6,
-    "num_layers": 2,
-    "intermediate_dim": 16,
-}
-
-
-def tiny_inputs(batch=2, length=6, vocabulary_size=10, seed=0):
-    rng = np.random.RandomState(seed)
-    return {
-        "token_ids": rng.randint(0, vocabulary_size, (batch, length)).astype(
-            "int32"
-        ),
-        "padding_mask": np.ones((batch, length), "int32"),
-    }
 
 
 class SDGMBackboneTest(TestCase):
     def test_backbone_basics(self):
         self.run_backbone_test(
             cls=SDGMBackbone,
-            init_kwargs=TINY,
+            init_kwargs=TINY_BACKBONE,
             input_data=tiny_inputs(),
-            expected_output_shape=(2, 6, 8),
+            expected_output_shape=(2, 8, 8),
         )
 
     def test_saved_model(self):
         self.run_model_saving_test(
-            cls=SDGMBackbone, init_kwargs=TINY, input_data=tiny_inputs()
+            cls=SDGMBackbone,
+            init_kwargs=TINY_BACKBONE,
+            input_data=tiny_inputs(),
         )
 
     def test_default_encoder_covers_the_window(self):
-        backbone = SDGMBackbone(vocabulary_size=10, hidden_dim=8,
-                                num_atoms=4, sequence_length=128)
+        backbone = SDGMBackbone(
+            vocabulary_size=10, hidden_dim=8, num_atoms=4, sequence_length=128
+        )
         self.assertEqual(backbone.dilation_rates, [1, 2, 4, 8, 16, 32, 64])
         self.assertEqual(backbone.intermediate_dim, 32)
         receptive_field = backbone.blocks[0].encoder.receptive_field
@@ -54,9 +39,15 @@ class SDGMBackboneTest(TestCase):
         self.assertIn("sdgm_paper", SDGMBackbone.presets)
         paper = SDGMBackbone.from_preset("sdgm_paper", vocabulary_size=100)
         self.assertEqual(
-            (paper.hidden_dim, paper.num_atoms, paper.sequence_length,
-             paper.num_layers, paper.dilation_rates, paper.intermediate_dim,
-             paper.residual),
+            (
+                paper.hidden_dim,
+                paper.num_atoms,
+                paper.sequence_length,
+                paper.num_layers,
+                paper.dilation_rates,
+                paper.intermediate_dim,
+                paper.residual,
+            ),
             (512, 256, 128, 1, [1], 0, False),
         )
         tiny = SDGMBackbone.from_preset(
@@ -65,7 +56,11 @@ class SDGMBackboneTest(TestCase):
         self.assertEqual(tiny.num_layers, 1)
         base = SDGMBackbone.from_preset("sdgm_base", vocabulary_size=20)
         self.assertEqual(
-            (base.num_layers, base.max_position_offset, paper.max_position_offset),
+            (
+                base.num_layers,
+                base.max_position_offset,
+                paper.max_position_offset,
+            ),
             (2, 384, 0),
         )
         with self.assertRaisesRegex(ValueError, "sdgm_paper"):
@@ -87,10 +82,10 @@ class SDGMBackboneTest(TestCase):
     )
     def test_invalid_config(self, argument, value):
         with self.assertRaisesRegex(ValueError, argument):
-            SDGMBackbone(**{**TINY, argument: value})
+            SDGMBackbone(**{**TINY_BACKBONE, argument: value})
 
     def test_invalid_inputs(self):
-        backbone = SDGMBackbone(**TINY)
+        backbone = SDGMBackbone(**TINY_BACKBONE)
         good = tiny_inputs()
         with self.assertRaisesRegex(ValueError, r"\[0, 10\)"):
             backbone({**good, "token_ids": good["token_ids"] + 5})
@@ -106,7 +101,7 @@ class SDGMBackboneTest(TestCase):
             backbone(good["token_ids"])
 
     def test_out_of_range_ids_are_nan_inside_compiled_predict(self):
-        backbone = SDGMBackbone(**TINY)
+        backbone = SDGMBackbone(**TINY_BACKBONE)
         bad = tiny_inputs()
         bad["token_ids"][1, 2] = 10
         if keras.config.backend() == "torch":

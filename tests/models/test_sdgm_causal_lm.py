@@ -11,40 +11,35 @@ from keras import ops
 
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
+from tests.fixtures import ALL_TERMS
+from tests.fixtures import TINY_BACKBONE
+from tests.fixtures import TINY_TEXT
+from tests.fixtures import lm_batch
+from tests.fixtures import tiny_lm
+from tests.fixtures import tiny_preprocessor
 from tests.testing import TestCase
-
-TINY = {
-    "vocabulary_size": 10,
-    "hidden_dim": 8,
-    "num_atoms": 4,
-    "sequence_length": 8,
-    "num_layers": 2,
-    "intermediate_dim": 16,
-    "num_mixture_components": 2,
-}
-ALL_TERMS = {
-    "reconstruction_weight": 0.5,
-    "stft_weight": 0.25,
-    "prior_weight": 0.01,
-}
-
-
-def lm_batch(batch=4, length=8, vocabulary_size=10, seed=0):
-    rng = np.random.RandomState(seed)
-    tokens = rng.randint(0, vocabulary_size, (batch, length + 1))
-    x = {
-        "token_ids": tokens[:, :-1].astype("int32"),
-        "padding_mask": np.ones((batch, length), "int32"),
-    }
-    return x, tokens[:, 1:].astype("int32"), np.ones((batch, length), "float32")
-
-
-def tiny_lm(**kwargs):
-    backbone = SDGMBackbone(**{**TINY, **kwargs.pop("backbone", {})})
-    return SDGMCausalLM(backbone, **kwargs)
 
 
 class SDGMCausalLMTest(TestCase):
+    def test_task_basics(self):
+        preprocessor = tiny_preprocessor()
+        backbone = SDGMBackbone(
+            **{
+                **TINY_BACKBONE,
+                "vocabulary_size": preprocessor.tokenizer.vocabulary_size(),
+            }
+        )
+        self.run_task_test(
+            cls=SDGMCausalLM,
+            init_kwargs={"backbone": backbone, "preprocessor": preprocessor},
+            train_data=(TINY_TEXT,),
+            expected_output_shape=(
+                3,
+                8,
+                preprocessor.tokenizer.vocabulary_size(),
+            ),
+        )
+
     def test_call_returns_plain_logits(self):
         lm = tiny_lm()
         x, _, _ = lm_batch()
@@ -57,14 +52,21 @@ class SDGMCausalLMTest(TestCase):
         lm.compile()
         x, y, sw = lm_batch()
         history = lm.fit(x, y, sample_weight=sw, epochs=2, verbose=0)
-        for name in ("loss", "nll", "reconstruction_loss", "stft_loss",
-                     "prior_loss", "perplexity"):
+        for name in (
+            "loss",
+            "nll",
+            "reconstruction_loss",
+            "stft_loss",
+            "prior_loss",
+            "perplexity",
+        ):
             self.assertIn(name, history.history)
             self.assertTrue(np.all(np.isfinite(history.history[name])))
         # On one batch, evaluate's total is the weighted sum of its terms
         # and the perplexity is exp(NLL).
-        result = lm.evaluate(x, y, sample_weight=sw, verbose=0,
-                             return_dict=True)
+        result = lm.evaluate(
+            x, y, sample_weight=sw, verbose=0, return_dict=True
+        )
         expected = (
             0.7 * result["nll"]
             + 0.5 * result["reconstruction_loss"]
@@ -72,21 +74,23 @@ class SDGMCausalLMTest(TestCase):
             + 0.01 * result["prior_loss"]
         )
         self.assertAllClose(result["loss"], expected, rtol=1e-5)
-        self.assertAllClose(result["perplexity"], np.exp(result["nll"]),
-                            rtol=1e-5)
+        self.assertAllClose(
+            result["perplexity"], np.exp(result["nll"]), rtol=1e-5
+        )
 
     def test_reconstruction_term_matches_its_definition(self):
         lm = tiny_lm(backbone={"num_layers": 1})
         x, y, sw = lm_batch()
         x["padding_mask"][:, 6:] = 0
-        auxiliary_outputs = lm.backbone(
-            x, return_auxiliary_outputs=True
-        )["auxiliary_outputs"]
+        auxiliary_outputs = lm.backbone(x, return_auxiliary_outputs=True)[
+            "auxiliary_outputs"
+        ]
         target = auxiliary_outputs[0]["target"]
         reconstruction = auxiliary_outputs[0]["reconstruction"]
         mask = x["padding_mask"][..., None]
-        error = (ops.convert_to_numpy(reconstruction)
-                 - ops.convert_to_numpy(target)) ** 2
+        error = (
+            ops.convert_to_numpy(reconstruction) - ops.convert_to_numpy(target)
+        ) ** 2
         expected = (error * mask).sum() / (mask.sum() * error.shape[-1])
         terms = lm.auxiliary_terms(auxiliary_outputs, x["padding_mask"])
         self.assertAllClose(terms["reconstruction"], expected, rtol=1e-5)
@@ -107,8 +111,10 @@ class SDGMCausalLMTest(TestCase):
         x, _, _ = lm_batch()
         self.run_model_saving_test(
             cls=SDGMCausalLM,
-            init_kwargs={"backbone": SDGMBackbone(**TINY),
-                         **ALL_TERMS},
+            init_kwargs={
+                "backbone": SDGMBackbone(**TINY_BACKBONE),
+                **ALL_TERMS,
+            },
             input_data=x,
             atol=0,
             rtol=0,
@@ -134,8 +140,7 @@ class SDGMCausalLMTest(TestCase):
         history = lm.fit(x, y, sample_weight=sw, epochs=2, verbose=0)
         self.assertTrue(np.all(np.isfinite(history.history["loss"])))
         # Training calls draw offsets; inference always starts at 0.
-        trained = [ops.convert_to_numpy(lm(x, training=True))
-                   for _ in range(4)]
+        trained = [ops.convert_to_numpy(lm(x, training=True)) for _ in range(4)]
         self.assertTrue(any(not np.allclose(trained[0], t) for t in trained))
         path = os.path.join(self.get_temp_dir(), "lm.keras")
         lm.save(path)
@@ -145,12 +150,15 @@ class SDGMCausalLMTest(TestCase):
         )
         self.assertAllClose(restored(x), lm(x), atol=0, rtol=0)
 
-    @parameterized.named_parameters(("tensorflow", "tensorflow"),
-                                    ("jax", "jax"))
+    @parameterized.named_parameters(
+        ("tensorflow", "tensorflow"), ("jax", "jax")
+    )
     def test_fit_with_jit_compile(self, backend):
         if keras.config.backend() != backend:
-            pytest.skip(f"jit_compile=True is checked under {backend} only "
-                        "(torch.compile is not a supported target)")
+            pytest.skip(
+                f"jit_compile=True is checked under {backend} only "
+                "(torch.compile is not a supported target)"
+            )
         lm = tiny_lm(**ALL_TERMS)
         lm.compile(jit_compile=True)
         x, y, sw = lm_batch()
@@ -163,8 +171,9 @@ class SDGMCausalLMTest(TestCase):
         lm.compile()
         x, y, sw = lm_batch()
         self.assertDTypeEqual(lm.backbone(x), "bfloat16")
-        self.assertDTypeEqual(lm.backbone.blocks[0].dictionary.amplitude,
-                              "float32")
+        self.assertDTypeEqual(
+            lm.backbone.blocks[0].dictionary.amplitude, "float32"
+        )
         history = lm.fit(x, y, sample_weight=sw, epochs=2, verbose=0)
         self.assertTrue(np.all(np.isfinite(history.history["loss"])))
 
@@ -190,12 +199,19 @@ class SDGMCausalLMTest(TestCase):
         results = []
         for lm in (float32_lm, mixed_lm):
             lm.compile()
-            results.append(lm.evaluate(x, y, sample_weight=sw, verbose=0,
-                                       return_dict=True))
-        for name in ("loss", "nll", "reconstruction_loss", "stft_loss",
-                     "prior_loss"):
-            self.assertAllClose(results[1][name], results[0][name],
-                                rtol=5e-3, atol=0, msg=name)
+            results.append(
+                lm.evaluate(x, y, sample_weight=sw, verbose=0, return_dict=True)
+            )
+        for name in (
+            "loss",
+            "nll",
+            "reconstruction_loss",
+            "stft_loss",
+            "prior_loss",
+        ):
+            self.assertAllClose(
+                results[1][name], results[0][name], rtol=5e-3, atol=0, msg=name
+            )
 
     def test_from_preset(self):
         lm = SDGMCausalLM.from_preset(
@@ -227,20 +243,29 @@ class CausalityTest(TestCase):
     def test_future_tokens_do_not_change_past_logits(
         self, num_layers, kernel_size, dilation_rates, residual
     ):
-        lm = tiny_lm(backbone={
-            "num_layers": num_layers, "kernel_size": kernel_size,
-            "dilation_rates": dilation_rates, "residual": residual,
-            "sequence_length": 16, "vocabulary_size": 20,
-        })
+        lm = tiny_lm(
+            backbone={
+                "num_layers": num_layers,
+                "kernel_size": kernel_size,
+                "dilation_rates": dilation_rates,
+                "residual": residual,
+                "sequence_length": 16,
+                "vocabulary_size": 20,
+            }
+        )
         rng = np.random.RandomState(num_layers * 10 + kernel_size)
-        x = {"token_ids": rng.randint(0, 20, (3, 16)).astype("int32"),
-             "padding_mask": np.ones((3, 16), "int32")}
+        x = {
+            "token_ids": rng.randint(0, 20, (3, 16)).astype("int32"),
+            "padding_mask": np.ones((3, 16), "int32"),
+        }
         base = ops.convert_to_numpy(lm(x))
         for t in (1, 5, 11, 15):
             perturbed = x["token_ids"].copy()
             perturbed[:, t:] = rng.randint(0, 20, perturbed[:, t:].shape)
             logits = ops.convert_to_numpy(lm({**x, "token_ids": perturbed}))
-            self.assertLessEqual(np.abs(logits[:, :t] - base[:, :t]).max(), 1e-5)
+            self.assertLessEqual(
+                np.abs(logits[:, :t] - base[:, :t]).max(), 1e-5
+            )
             # And the perturbation is visible from position t on.
             self.assertGreater(np.abs(logits[:, t:] - base[:, t:]).max(), 1e-4)
 
@@ -275,10 +300,20 @@ class CrossBackendTest(TestCase):
             out_path = os.path.join(tmp, f"logits_{backend}.npy")
             env = {**os.environ, "KERAS_BACKEND": backend}
             result = subprocess.run(
-                [sys.executable, "-c", CROSS_BACKEND_SCRIPT, model_path,
-                 inputs_path, out_path],
-                env=env, capture_output=True, text=True, timeout=300,
+                [
+                    sys.executable,
+                    "-c",
+                    CROSS_BACKEND_SCRIPT,
+                    model_path,
+                    inputs_path,
+                    out_path,
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
             self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
-            self.assertAllClose(np.load(out_path), expected, atol=1e-5,
-                                rtol=1e-5)
+            self.assertAllClose(
+                np.load(out_path), expected, atol=1e-5, rtol=1e-5
+            )

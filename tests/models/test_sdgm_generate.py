@@ -21,8 +21,12 @@ def random_lm(preprocessor=None, sampler="greedy"):
     so that generation runs past it.
     """
     backbone = SDGMBackbone(
-        vocabulary_size=VOCABULARY_SIZE, hidden_dim=16, num_atoms=8,
-        sequence_length=16, num_layers=2, intermediate_dim=32,
+        vocabulary_size=VOCABULARY_SIZE,
+        hidden_dim=16,
+        num_atoms=8,
+        sequence_length=16,
+        num_layers=2,
+        intermediate_dim=32,
     )
     for block in backbone.blocks:
         amplitude = block.dictionary.amplitude
@@ -82,24 +86,32 @@ class SDGMGenerateTest(TestCase):
         keras.utils.set_random_seed(2)
         lm = random_lm()
         steps = 4
-        token_ids = np.random.default_rng(0).integers(
-            0, VOCABULARY_SIZE, (2, position + steps)
-        ).astype("int32")
+        token_ids = (
+            np.random.default_rng(0)
+            .integers(0, VOCABULARY_SIZE, (2, position + steps))
+            .astype("int32")
+        )
         padding_mask = np.ones_like(token_ids)
         full = ops.convert_to_numpy(
             lm({"token_ids": token_ids, "padding_mask": padding_mask})
         )
         _, cache = lm._build_cache(token_ids, padding_mask, position)
         for t in range(position, position + steps):
-            logits, _, cache = lm.call_with_cache(token_ids[:, t : t + 1], cache, t)
+            logits, _, cache = lm.call_with_cache(
+                token_ids[:, t : t + 1], cache, t
+            )
             self.assertAllClose(logits[:, 0], full[:, t], atol=1e-4, rtol=0)
 
     def test_cache_size_does_not_grow_with_context(self):
         lm = random_lm()
         short = left_aligned_prompts([10], max_length=10)
         long = left_aligned_prompts([1000], max_length=1000)
-        _, short_cache = lm._build_cache(short["token_ids"], short["padding_mask"], 9)
-        _, long_cache = lm._build_cache(long["token_ids"], long["padding_mask"], 999)
+        _, short_cache = lm._build_cache(
+            short["token_ids"], short["padding_mask"], 9
+        )
+        _, long_cache = lm._build_cache(
+            long["token_ids"], long["padding_mask"], 999
+        )
         short_shapes = [tuple(s.shape) for b in short_cache for s in b]
         long_shapes = [tuple(s.shape) for b in long_cache for s in b]
         self.assertEqual(short_shapes, long_shapes)
@@ -109,7 +121,9 @@ class SDGMGenerateTest(TestCase):
         lm = random_lm()
         prompts = left_aligned_prompts([3, 5], max_length=30)
         free = ops.convert_to_numpy(
-            lm.generate(prompts, max_length=30, stop_token_ids=None)["token_ids"]
+            lm.generate(prompts, max_length=30, stop_token_ids=None)[
+                "token_ids"
+            ]
         )
         stop = int(free[0, 6])  # a token row 0 generates after its prompt
         outputs = lm.generate(prompts, max_length=30, stop_token_ids=(stop,))
@@ -126,15 +140,19 @@ class SDGMGenerateTest(TestCase):
             self.assertFalse(np.any(padding_mask[row, end + 1 :]))
 
     @parameterized.named_parameters(
-        ("top_k", "top_k"), ("top_p", "top_p"),
-        ("random", "random"), ("beam", "beam"),
+        ("top_k", "top_k"),
+        ("top_p", "top_p"),
+        ("random", "random"),
+        ("beam", "beam"),
     )
     def test_samplers_run_with_the_cache(self, sampler):
         keras.utils.set_random_seed(3)
         lm = random_lm(sampler=sampler)
         prompts = left_aligned_prompts([2, 4], max_length=20)
         outputs = ops.convert_to_numpy(
-            lm.generate(prompts, max_length=20, stop_token_ids=None)["token_ids"]
+            lm.generate(prompts, max_length=20, stop_token_ids=None)[
+                "token_ids"
+            ]
         )
         self.assertAllEqual(outputs[0, :2], prompts["token_ids"][0, :2])
         self.assertAllEqual(outputs[1, :4], prompts["token_ids"][1, :4])
@@ -143,11 +161,16 @@ class SDGMGenerateTest(TestCase):
     def test_generate_from_strings_and_after_reload(self):
         keras.utils.set_random_seed(4)
         words = "the cat sat on a mat and the dog ran to the park".split()
-        tokenizer = SDGMTokenizer(SDGMTokenizer.build_vocabulary([" ".join(words)]))
+        tokenizer = SDGMTokenizer(
+            SDGMTokenizer.build_vocabulary([" ".join(words)])
+        )
         preprocessor = SDGMCausalLMPreprocessor(tokenizer, sequence_length=16)
         backbone = SDGMBackbone(
-            vocabulary_size=tokenizer.vocabulary_size(), hidden_dim=16,
-            num_atoms=8, sequence_length=16, num_layers=1,
+            vocabulary_size=tokenizer.vocabulary_size(),
+            hidden_dim=16,
+            num_atoms=8,
+            sequence_length=16,
+            num_layers=1,
         )
         lm = SDGMCausalLM(backbone, preprocessor=preprocessor)
         lm.compile(sampler="greedy")
@@ -158,7 +181,9 @@ class SDGMGenerateTest(TestCase):
             # Generation stops at `<eos>`, which is also the pad id of the
             # positions to fill: it must not stop before the first token.
             self.assertTrue(text.startswith(prompt + " "), text)
-            self.assertTrue(set(text.split()) <= set(tokenizer.get_vocabulary()))
+            self.assertTrue(
+                set(text.split()) <= set(tokenizer.get_vocabulary())
+            )
 
         path = os.path.join(self.get_temp_dir(), "lm.keras")
         lm.save(path)
@@ -169,10 +194,13 @@ class SDGMGenerateTest(TestCase):
 
 class CoefficientSamplingTest(TestCase):
     def generate(self, lm, prompts, mode, seed):
-        lm.compile(sampler="greedy", coefficient_sampling=mode,
-                   coefficient_seed=seed)
+        lm.compile(
+            sampler="greedy", coefficient_sampling=mode, coefficient_seed=seed
+        )
         return ops.convert_to_numpy(
-            lm.generate(prompts, max_length=24, stop_token_ids=None)["token_ids"]
+            lm.generate(prompts, max_length=24, stop_token_ids=None)[
+                "token_ids"
+            ]
         )
 
     def test_prior_mode_ignores_the_context_in_the_paper_model(self):
@@ -180,9 +208,14 @@ class CoefficientSamplingTest(TestCase):
         # One non-residual block, no feed-forward: the next token depends
         # on the mixing coefficients (and the position) only.
         backbone = SDGMBackbone(
-            vocabulary_size=VOCABULARY_SIZE, hidden_dim=16, num_atoms=8,
-            sequence_length=16, num_layers=1, dilation_rates=[1],
-            intermediate_dim=0, residual=False,
+            vocabulary_size=VOCABULARY_SIZE,
+            hidden_dim=16,
+            num_atoms=8,
+            sequence_length=16,
+            num_layers=1,
+            dilation_rates=[1],
+            intermediate_dim=0,
+            residual=False,
         )
         lm = SDGMCausalLM(backbone)
         prompts_a = left_aligned_prompts([4, 4], max_length=24, seed=0)
@@ -194,8 +227,9 @@ class CoefficientSamplingTest(TestCase):
         encoder_b = self.generate(lm, prompts_b, "encoder", seed=7)
         self.assertNotAllEqual(encoder_a[:, 4:], encoder_b[:, 4:])
 
-    @parameterized.named_parameters(("prior", "prior"),
-                                    ("posterior", "posterior"))
+    @parameterized.named_parameters(
+        ("prior", "prior"), ("posterior", "posterior")
+    )
     def test_sampling_modes_are_reproducible_with_a_seed(self, mode):
         keras.utils.set_random_seed(6)
         lm = random_lm()

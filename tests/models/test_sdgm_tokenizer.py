@@ -28,9 +28,7 @@ class SDGMTokenizerTest(TestCase):
         self.assertEqual(self.tokenizer.detokenize(ids[0]), "the cat sat")
         unk = self.tokenizer.token_to_id("<unk>")
         self.assertEqual(list(ids[1])[1], unk)
-        self.assertEqual(
-            self.tokenizer.detokenize(ids[1]), "the <unk> @-@ sat"
-        )
+        self.assertEqual(self.tokenizer.detokenize(ids[1]), "the <unk> @-@ sat")
 
     def test_integer_input_passes_through(self):
         ids = np.array([[3, 4, 5]], "int32")
@@ -45,10 +43,14 @@ class SDGMTokenizerTest(TestCase):
         self.run_serialization_test(self.tokenizer)
 
     def test_saved_model_tokenizes_identically(self):
-        preprocessor = SDGMCausalLMPreprocessor(self.tokenizer, sequence_length=6)
+        preprocessor = SDGMCausalLMPreprocessor(
+            self.tokenizer, sequence_length=6
+        )
         backbone = SDGMBackbone(
-            vocabulary_size=self.tokenizer.vocabulary_size(), hidden_dim=8,
-            num_atoms=4, sequence_length=6,
+            vocabulary_size=self.tokenizer.vocabulary_size(),
+            hidden_dim=8,
+            num_atoms=4,
+            sequence_length=6,
         )
         lm = SDGMCausalLM(backbone, preprocessor=preprocessor)
         path = os.path.join(self.get_temp_dir(), "lm.keras")
@@ -61,5 +63,8 @@ class SDGMTokenizerTest(TestCase):
         original_x, _, _ = preprocessor(text)
         restored_x, _, _ = restored.preprocessor(text)
         self.assertAllEqual(original_x["token_ids"], restored_x["token_ids"])
-        self.assertAllClose(lm.predict(text, verbose=0),
-                            restored.predict(text, verbose=0), atol=1e-6)
+        self.assertAllClose(
+            lm.predict(text, verbose=0),
+            restored.predict(text, verbose=0),
+            atol=1e-6,
+        )

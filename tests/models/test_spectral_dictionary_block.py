@@ -10,10 +10,16 @@ class SpectralDictionaryBlockTest(TestCase):
     def test_layer_basics(self):
         self.run_layer_test(
             cls=SpectralDictionaryBlock,
-            init_kwargs={"num_atoms": 4, "sequence_length": 8,
-                         "dilation_rates": [1, 2], "intermediate_dim": 12},
-            input_data={"hidden": keras.random.normal((2, 8, 6)),
-                        "padding_mask": np.ones((2, 8), "int32")},
+            init_kwargs={
+                "num_atoms": 4,
+                "sequence_length": 8,
+                "dilation_rates": [1, 2],
+                "intermediate_dim": 12,
+            },
+            input_data={
+                "hidden": keras.random.normal((2, 8, 6)),
+                "padding_mask": np.ones((2, 8), "int32"),
+            },
             expected_output_shape=(2, 8, 6),
             # norm 2 + encoder 4 + dictionary 3 + prior 3 + ffn norm 2
             # + ffn dense 4.
@@ -21,8 +27,9 @@ class SpectralDictionaryBlockTest(TestCase):
         )
 
     def test_paper_block_outputs_the_reconstruction(self):
-        block = SpectralDictionaryBlock(num_atoms=4, sequence_length=8,
-                                        residual=False)
+        block = SpectralDictionaryBlock(
+            num_atoms=4, sequence_length=8, residual=False
+        )
         hidden = keras.random.normal((2, 8, 6))
         out, auxiliary_outputs = block(hidden, return_auxiliary_outputs=True)
         x = auxiliary_outputs["target"]
@@ -36,7 +43,8 @@ class SpectralDictionaryBlockTest(TestCase):
         block = SpectralDictionaryBlock(num_atoms=4, sequence_length=8)
         mask = np.array([[1, 1, 1, 0, 0, 0, 0, 0]], "int32")
         _, auxiliary_outputs = block(
-            keras.random.normal((1, 8, 6)), padding_mask=mask,
+            keras.random.normal((1, 8, 6)),
+            padding_mask=mask,
             return_auxiliary_outputs=True,
         )
         x = ops.convert_to_numpy(auxiliary_outputs["target"])
@@ -46,50 +54,58 @@ class SpectralDictionaryBlockTest(TestCase):
     def test_static_dictionary_is_the_same_at_every_position(self):
         self.run_layer_test(
             cls=SpectralDictionaryBlock,
-            init_kwargs={"num_atoms": 4, "sequence_length": 8,
-                         "dictionary_type": "static"},
+            init_kwargs={
+                "num_atoms": 4,
+                "sequence_length": 8,
+                "dictionary_type": "static",
+            },
             input_data=keras.random.normal((2, 8, 6)),
             expected_output_shape=(2, 8, 6),
             # norm 2 + encoder 2 + a (4, 6) matrix + prior 3.
             expected_num_trainable_weights=8,
         )
-        block = SpectralDictionaryBlock(num_atoms=4, sequence_length=8,
-                                        dictionary_type="static")
+        block = SpectralDictionaryBlock(
+            num_atoms=4, sequence_length=8, dictionary_type="static"
+        )
         block(keras.random.normal((1, 8, 6)))
         coefficients = keras.random.normal((1, 5, 4))
         for start in (0, 3, 1000):
-            hidden, _ = block._mix(ops.zeros((1, 5, 6)), coefficients, start,
-                                   False)
+            hidden, _ = block._mix(
+                ops.zeros((1, 5, 6)), coefficients, start, False
+            )
             self.assertAllClose(
                 hidden, ops.matmul(coefficients, block.dictionary.kernel)
             )
 
     def test_random_position_offsets_in_training_only(self):
-        block = SpectralDictionaryBlock(num_atoms=4, sequence_length=8,
-                                        max_position_offset=40, seed=3)
+        block = SpectralDictionaryBlock(
+            num_atoms=4, sequence_length=8, max_position_offset=40, seed=3
+        )
         hidden = keras.random.normal((2, 8, 6))
         inference, auxiliary_outputs = block(
             hidden, return_auxiliary_outputs=True
         )
         self.assertAllClose(block(hidden, training=False), inference)
         coefficients = auxiliary_outputs["coefficients"]
-        trained = [ops.convert_to_numpy(block(hidden, training=True))
-                   for _ in range(4)]
+        trained = [
+            ops.convert_to_numpy(block(hidden, training=True)) for _ in range(4)
+        ]
         # Each training call mixes the atoms at positions start..start+7
         # for one start in [0, 40]: exactly one of them matches.
         for output in trained:
             starts = [
-                start for start in range(41)
+                start
+                for start in range(41)
                 if np.allclose(
                     output,
                     ops.convert_to_numpy(
-                        block._mix(hidden, coefficients, start, False)[0]),
-                    atol=1e-6)
+                        block._mix(hidden, coefficients, start, False)[0]
+                    ),
+                    atol=1e-6,
+                )
             ]
             self.assertLen(starts, 1)
-        self.assertGreater(
-            len({np.round(o, 5).tobytes() for o in trained}), 1
-        )
+        self.assertGreater(len({np.round(o, 5).tobytes() for o in trained}), 1)
         config = block.get_config()
         self.assertEqual(config["max_position_offset"], 40)
         self.assertEqual(config["seed"], 3)
@@ -102,8 +118,9 @@ class SpectralDictionaryBlockTest(TestCase):
         with self.assertRaisesRegex(ValueError, "max_position_offset"):
             SpectralDictionaryBlock(4, 8, max_position_offset=-1)
         with self.assertRaisesRegex(ValueError, "static"):
-            SpectralDictionaryBlock(4, 8, dictionary_type="static",
-                                    max_position_offset=5)
+            SpectralDictionaryBlock(
+                4, 8, dictionary_type="static", max_position_offset=5
+            )
         with self.assertRaisesRegex(ValueError, "intermediate_dim"):
             SpectralDictionaryBlock(4, 8, intermediate_dim=-3)
         with self.assertRaisesRegex(ValueError, "dropout"):

@@ -31,21 +31,35 @@ class TrainingTest(TestCase):
         tokenizer = SDGMTokenizer(
             ["<eos>", "<unk>"] + [f"w{i}" for i in range(2, vocabulary_size)]
         )
-        preprocessor = SDGMCausalLMPreprocessor(tokenizer, sequence_length=length)
+        preprocessor = SDGMCausalLMPreprocessor(
+            tokenizer, sequence_length=length
+        )
         rng = np.random.RandomState(0)
 
         def uniform_batches(num_windows, shuffle):
             tokens = rng.randint(0, vocabulary_size, num_windows * length + 1)
             return datasets.language_model_dataset(
-                tokens, length, batch_size=32, preprocessor=preprocessor,
-                shuffle=shuffle, seed=0,
+                tokens,
+                length,
+                batch_size=32,
+                preprocessor=preprocessor,
+                shuffle=shuffle,
+                seed=0,
             )
 
-        train, validation = uniform_batches(256, True), uniform_batches(64, False)
-        lm = SDGMCausalLM(SDGMBackbone(
-            vocabulary_size=vocabulary_size, hidden_dim=32, num_atoms=16,
-            sequence_length=length, num_layers=2,
-        ))
+        train, validation = (
+            uniform_batches(256, True),
+            uniform_batches(64, False),
+        )
+        lm = SDGMCausalLM(
+            SDGMBackbone(
+                vocabulary_size=vocabulary_size,
+                hidden_dim=32,
+                num_atoms=16,
+                sequence_length=length,
+                num_layers=2,
+            )
+        )
         lm.compile(optimizer=keras.optimizers.Adam(3e-3))
         history = lm.fit(
             train, epochs=15, validation_data=validation, verbose=0
@@ -61,8 +75,12 @@ class TrainingTest(TestCase):
         # the unigram model of the same lines on 400 held-out validation
         # lines (measured: unigram 440, SDGM about 283 after 5 epochs).
         length = 32
-        train_lines = datasets.load_lines("ptb", "train", shared_data_dir())[:3000]
-        valid_lines = datasets.load_lines("ptb", "valid", shared_data_dir())[:400]
+        train_lines = datasets.load_lines("ptb", "train", shared_data_dir())[
+            :3000
+        ]
+        valid_lines = datasets.load_lines("ptb", "valid", shared_data_dir())[
+            :400
+        ]
         tokenizer = SDGMTokenizer(SDGMTokenizer.build_vocabulary(train_lines))
         train_ids = datasets.tokenize_corpus(tokenizer, train_lines)
         heldout_ids = datasets.tokenize_corpus(tokenizer, valid_lines)
@@ -70,18 +88,24 @@ class TrainingTest(TestCase):
             train_ids, heldout_ids, tokenizer.vocabulary_size()
         )
 
-        preprocessor = SDGMCausalLMPreprocessor(tokenizer, sequence_length=length)
+        preprocessor = SDGMCausalLMPreprocessor(
+            tokenizer, sequence_length=length
+        )
         lm = SDGMCausalLM(
             SDGMBackbone(
-                vocabulary_size=tokenizer.vocabulary_size(), hidden_dim=64,
-                num_atoms=32, sequence_length=length, num_layers=2,
+                vocabulary_size=tokenizer.vocabulary_size(),
+                hidden_dim=64,
+                num_atoms=32,
+                sequence_length=length,
+                num_layers=2,
             ),
             preprocessor=preprocessor,
         )
         lm.compile()  # the package defaults: Adam 1e-3, weight decay 1e-5
         lm.fit(
             datasets.language_model_dataset(train_ids, length, 32, seed=0),
-            epochs=5, verbose=0,
+            epochs=5,
+            verbose=0,
         )
         result = evaluate_perplexity(lm, heldout_ids, verbose=0)
         print(f"unigram {unigram:.1f}, SDGM {result['perplexity']:.1f}")

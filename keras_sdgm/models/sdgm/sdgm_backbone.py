@@ -143,9 +143,7 @@ class SDGMBackbone(Backbone):
         self.token_embedding = keras.layers.ReversibleEmbedding(
             input_dim=vocabulary_size,
             output_dim=hidden_dim,
-            embeddings_initializer=keras.initializers.RandomNormal(
-                stddev=0.02
-            ),
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02),
             dtype=dtype,
             name="token_embedding",
         )

@@ -57,8 +57,8 @@ class SDGMCausalLM(CausalLM):
     model computes them from the blocks' `auxiliary_outputs` (see
     `SDGMBackbone`) and records them with Keras's `add_loss` as the
     loss of its sublayer `auxiliary_loss` (an `AddLoss`), a vector
-    `(R, S, P)`; `compute_loss` weights that vector. A compiled `predict` drops the unused terms; an eager torch
-    call computes them.
+    `(R, S, P)`; `compute_loss` weights that vector. A compiled `predict`
+    drops the unused terms; an eager torch call computes them.
 
     The defaults weight the auxiliary terms at 0: the paper's weights
     raised validation perplexity in our ablations (docs/ABLATIONS.md). Set
@@ -246,6 +246,10 @@ class SDGMCausalLM(CausalLM):
         compiled loss is already divided by the number of replicas, and the
         replicas' gradients are summed); the other terms are divided the
         same way, and every term is logged whole.
+
+        Keras calls it after the forward pass of a step. Before the first
+        step Keras also traces it once without a forward pass, to build the
+        loss's state; the auxiliary terms are zeros there.
         """
         auxiliary, other_losses = _split_losses(self.losses)
         replicas = replica_count()
@@ -412,8 +416,11 @@ class SDGMCausalLM(CausalLM):
             if noise is not None:
                 step_noise = [
                     tuple(
-                        ops.slice(n, [0, cache_update_index, 0],
-                                  [batch_size, 1, ops.shape(n)[2]])
+                        ops.slice(
+                            n,
+                            [0, cache_update_index, 0],
+                            [batch_size, 1, ops.shape(n)[2]],
+                        )
                         for n in block_noise
                     )
                     for block_noise in noise
@@ -470,7 +477,9 @@ class SDGMCausalLM(CausalLM):
             seed = self.coefficient_seed + 2 * i
             uniform = keras.random.uniform(
                 (batch_size, max_length, block.num_mixture_components),
-                minval=1e-7, maxval=1.0, seed=seed,
+                minval=1e-7,
+                maxval=1.0,
+                seed=seed,
             )
             normal = keras.random.normal(
                 (batch_size, max_length, block.num_atoms), seed=seed + 1

@@ -151,7 +151,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
             raise ValueError(
                 "`max_position_offset` shifts the positions of the spectral "
                 "dictionary; a static dictionary has none. Use "
-                "`max_position_offset=0` with `dictionary_type=\"static\"`."
+                '`max_position_offset=0` with `dictionary_type="static"`.'
             )
         self.seed = seed
         if self.max_position_offset:
@@ -256,8 +256,11 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     def _training_start_index(self, training):
         if training and self.max_position_offset:
             return keras.random.randint(
-                (), 0, self.max_position_offset + 1,
-                seed=self.seed_generator, dtype="int32",
+                (),
+                0,
+                self.max_position_offset + 1,
+                seed=self.seed_generator,
+                dtype="int32",
             )
         return 0
 

@@ -1,0 +1,68 @@
+"""The tiny configs and inputs every model test shares."""
+
+import numpy as np
+
+from keras_sdgm.models import SDGMBackbone
+from keras_sdgm.models import SDGMCausalLM
+from keras_sdgm.models import SDGMCausalLMPreprocessor
+from keras_sdgm.models import SDGMTokenizer
+
+TINY_BACKBONE = {
+    "vocabulary_size": 10,
+    "hidden_dim": 8,
+    "num_atoms": 4,
+    "sequence_length": 8,
+    "num_layers": 2,
+    "intermediate_dim": 16,
+    "num_mixture_components": 2,
+}
+# Every auxiliary term on, at distinct weights.
+ALL_TERMS = {
+    "reconstruction_weight": 0.5,
+    "stft_weight": 0.25,
+    "prior_weight": 0.01,
+}
+TINY_TEXT = [
+    "the cat sat on the mat",
+    "the dog sat on the log",
+    "a cat and a dog",
+]
+
+
+def tiny_inputs(batch=2, length=8, vocabulary_size=10, seed=0):
+    """Random `{"token_ids", "padding_mask"}` with every position real."""
+    rng = np.random.RandomState(seed)
+    return {
+        "token_ids": rng.randint(0, vocabulary_size, (batch, length)).astype(
+            "int32"
+        ),
+        "padding_mask": np.ones((batch, length), "int32"),
+    }
+
+
+def lm_batch(batch=4, length=8, vocabulary_size=10, seed=0):
+    """`(x, y, sample_weight)` of random next-token windows."""
+    rng = np.random.RandomState(seed)
+    tokens = rng.randint(0, vocabulary_size, (batch, length + 1))
+    x = {
+        "token_ids": tokens[:, :-1].astype("int32"),
+        "padding_mask": np.ones((batch, length), "int32"),
+    }
+    return x, tokens[:, 1:].astype("int32"), np.ones((batch, length), "float32")
+
+
+def tiny_lm(**kwargs):
+    """An `SDGMCausalLM` on `TINY_BACKBONE`; `backbone={...}` overrides it."""
+    backbone = SDGMBackbone(**{**TINY_BACKBONE, **kwargs.pop("backbone", {})})
+    return SDGMCausalLM(backbone, **kwargs)
+
+
+def tiny_tokenizer():
+    """An `SDGMTokenizer` over `TINY_TEXT`."""
+    return SDGMTokenizer(SDGMTokenizer.build_vocabulary(TINY_TEXT))
+
+
+def tiny_preprocessor(sequence_length=8):
+    return SDGMCausalLMPreprocessor(
+        tiny_tokenizer(), sequence_length=sequence_length
+    )
