@@ -19,9 +19,7 @@ def logits_function(lm):
     """
 
     def logits(token_ids, padding_mask):
-        outputs = lm(
-            {TOKEN_IDS: token_ids, PADDING_MASK: padding_mask}, training=False
-        )
+        outputs = lm.logits({TOKEN_IDS: token_ids, PADDING_MASK: padding_mask})
         return {"logits": ops.cast(outputs, "float32")}
 
     return logits

@@ -157,6 +157,17 @@ class SDGMCausalLM(CausalLM):
             outputs["sequence_output"], reverse=True
         )
 
+    def logits(self, inputs, training=False):
+        """What `call` returns, without computing the objective's terms.
+
+        For inference and export, where the terms would be wasted work
+        (and the STFT needs a concrete length, which JAX's shape-polymorphic
+        export does not give).
+        """
+        check_token_inputs(inputs, self.backbone.vocabulary_size)
+        hidden_states = self.backbone(inputs, training=training)
+        return self.backbone.token_embedding(hidden_states, reverse=True)
+
     def compile(
         self,
         optimizer="auto",
@@ -226,9 +237,11 @@ class SDGMCausalLM(CausalLM):
                 keras_hub.metrics.Perplexity(from_logits=True),
                 keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
             ]
+        # `compute_loss` applies `self.nll_loss` itself: Keras gets no loss
+        # to compile (it would build one that nothing calls).
         super().compile(
             optimizer=optimizer,
-            loss=loss,
+            loss=None,
             weighted_metrics=weighted_metrics,
             sampler=sampler,
             **kwargs,
