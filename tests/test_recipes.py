@@ -24,11 +24,22 @@ from keras_sdgm.training import recipe
 from keras_sdgm.training.callbacks import StepAndEpochBackup
 from keras_sdgm.training.recipe import main
 from tests.conftest import shared_data_dir
+from tests.testing import END_TO_END
 from tests.testing import TestCase
 
 TINY = [
-    "--hidden-dim", "16", "--num-atoms", "8", "--sequence-length", "32",
-    "--num-layers", "1", "--batch-size", "64", "--num-heads", "2",
+    "--hidden-dim",
+    "16",
+    "--num-atoms",
+    "8",
+    "--sequence-length",
+    "32",
+    "--num-layers",
+    "1",
+    "--batch-size",
+    "64",
+    "--num-heads",
+    "2",
 ]
 RECIPE = os.path.join(os.path.dirname(__file__), os.pardir, "recipes", "ptb.py")
 
@@ -56,27 +67,27 @@ KILLED_AT_STEP = textwrap.dedent(
 )
 
 
-def only_under(backend, reason):
-    """Skips a test unless the suite runs under `backend`, saying why."""
-    return pytest.mark.skipif(
-        keras.config.backend() != backend,
-        reason=f"runs under {backend} only: {reason}",
+# Validation and test on the first 4,096 tokens of each split: what these
+# runs check does not depend on the splits' size, and scoring them whole
+# was most of the runs' time. `test_max_steps_run_writes_everything` scores
+# them whole.
+EVAL_SUBSET = ["--eval-tokens", "4096"]
+
+
+def run_args(output_dir, *extra, whole_splits=False):
+    return (
+        TINY
+        + ([] if whole_splits else EVAL_SUBSET)
+        + [
+            "--data-dir",
+            shared_data_dir(),
+            "--output-dir",
+            output_dir,
+            "--verbose",
+            "0",
+            *extra,
+        ]
     )
-
-
-# The end-to-end runs of the recipes and benchmarks: heavy, and their steps
-# are backend-independent Keras (`fit`, callbacks, saving) that the model
-# tests already cover under every backend, so they run once, under JAX.
-# Tests of a backend's own path (torch's generator in a resumed run,
-# TensorFlow's MirroredStrategy) are not marked.
-END_TO_END = only_under(
-    "jax", "an end-to-end run; the backend is not what it tests"
-)
-
-
-def run_args(output_dir, *extra):
-    return TINY + ["--data-dir", shared_data_dir(), "--output-dir",
-                   output_dir, "--verbose", "0", *extra]
 
 
 @pytest.mark.slow
@@ -84,10 +95,24 @@ def run_args(output_dir, *extra):
 class RecipeTest(TestCase):
     def test_max_steps_run_writes_everything(self):
         out = os.path.join(self.get_temp_dir(), "run")
-        result = main("ptb", run_args(out, "--max-steps", "20",
-                                      "--long-eval-lengths", "48,100"))
-        for name in ("best.keras", "metrics.json", "log.csv", "curves.png",
-                     "config.json"):
+        result = main(
+            "ptb",
+            run_args(
+                out,
+                "--max-steps",
+                "20",
+                "--long-eval-lengths",
+                "48,100",
+                whole_splits=True,
+            ),
+        )
+        for name in (
+            "best.keras",
+            "metrics.json",
+            "log.csv",
+            "curves.png",
+            "config.json",
+        ):
             self.assertTrue(os.path.exists(os.path.join(out, name)), name)
         with open(os.path.join(out, "metrics.json")) as f:
             metrics = json.load(f)
@@ -111,7 +136,7 @@ class RecipeTest(TestCase):
 
         # A finished run is kept unless --overwrite is given.
         with self.assertRaisesRegex(FileExistsError, "--overwrite"):
-            main("ptb", run_args(out, "--max-steps", "20"))
+            main("ptb", run_args(out, "--max-steps", "20", whole_splits=True))
         main("ptb", run_args(out, "--max-steps", "10", "--overwrite"))
         with open(os.path.join(out, "config.json")) as f:
             self.assertEqual(json.load(f)["max_steps"], 10)
@@ -120,9 +145,13 @@ class RecipeTest(TestCase):
         out = os.path.join(self.get_temp_dir(), "gpt2")
         with self.assertRaises(SystemExit):
             # GPT-2 has no positions beyond its window.
-            main("ptb", run_args(out, "--model", "gpt2",
-                                 "--long-eval-lengths", "64"))
-        result = main("ptb", run_args(out, "--model", "gpt2", "--max-steps", "5"))
+            main(
+                "ptb",
+                run_args(out, "--model", "gpt2", "--long-eval-lengths", "64"),
+            )
+        result = main(
+            "ptb", run_args(out, "--model", "gpt2", "--max-steps", "5")
+        )
         self.assertEqual(result["model"], "gpt2")
         # Token and position embeddings.
         self.assertEqual(
@@ -135,13 +164,28 @@ class RecipeTest(TestCase):
         with self.assertRaisesRegex(
             FloatingPointError, r"at step \d+ .*last good checkpoint"
         ):
-            main("ptb", run_args(out, "--learning-rate", "1e30",
-                                 "--max-steps", "20", "--checkpoint-every", "1"))
+            main(
+                "ptb",
+                run_args(
+                    out,
+                    "--learning-rate",
+                    "1e30",
+                    "--max-steps",
+                    "20",
+                    "--checkpoint-every",
+                    "1",
+                ),
+            )
         self.assertFalse(os.path.exists(os.path.join(out, "metrics.json")))
         with h5py.File(os.path.join(out, "backup", "latest.weights.h5")) as f:
             arrays = []
-            f.visititems(lambda name, item: arrays.append(item[()])
-                         if isinstance(item, h5py.Dataset) else None)
+            f.visititems(
+                lambda name, item: (
+                    arrays.append(item[()])
+                    if isinstance(item, h5py.Dataset)
+                    else None
+                )
+            )
         self.assertNotEmpty(arrays)
         for array in arrays:
             self.assertTrue(np.all(np.isfinite(array)))
@@ -166,23 +210,36 @@ class ResumeTest(TestCase):
         # "Recipes": torch's CPU dropout masks are not fixed by its
         # generator state), so there the mechanics are checked without it.
         dropout = "0.0" if keras.config.backend() == "torch" else "0.1"
-        arguments = ["--epochs", "2", "--steps-per-epoch", "5",
-                     "--checkpoint-every", "3", "--dropout", dropout]
+        arguments = [
+            "--epochs",
+            "2",
+            "--steps-per-epoch",
+            "5",
+            "--checkpoint-every",
+            "3",
+            "--dropout",
+            dropout,
+        ]
         # Each run in a fresh process, as a user runs the recipe.
         whole = os.path.join(self.get_temp_dir(), "whole")
         uninterrupted = subprocess.run(
             [sys.executable, RECIPE] + run_args(whole, *arguments),
-            capture_output=True, text=True, timeout=600,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
-        self.assertEqual(uninterrupted.returncode, 0,
-                         uninterrupted.stderr[-3000:])
+        self.assertEqual(
+            uninterrupted.returncode, 0, uninterrupted.stderr[-3000:]
+        )
 
         out = os.path.join(self.get_temp_dir(), "killed")
         # Killed at step 8 (epoch 2, batch 3); the last backup is step 6.
         killed = subprocess.run(
             [sys.executable, "-c", KILLED_AT_STEP, "8"]
             + run_args(out, *arguments),
-            capture_output=True, text=True, timeout=600,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         self.assertEqual(killed.returncode, 9, killed.stderr[-3000:])
         self.assertFalse(os.path.exists(os.path.join(out, "metrics.json")))
@@ -192,7 +249,9 @@ class ResumeTest(TestCase):
 
         resumed = subprocess.run(
             [sys.executable, RECIPE] + run_args(out, *arguments),
-            capture_output=True, text=True, timeout=600,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         self.assertEqual(resumed.returncode, 0, resumed.stderr[-3000:])
         self.assertIn("at epoch 2, step 2.", resumed.stdout)
@@ -224,10 +283,23 @@ class RecipeStepsTest(TestCase):
         for name in recipe.PRESET_SIZES:
             self.assertEqual(getattr(config, name), preset[name], name)
         self.assertEqual(config.output_dir, os.path.join("runs", "ptb-gpt2"))
-        self.assertEqual(config.backup_dir,
-                         os.path.join("runs", "ptb-gpt2", "backup"))
+        self.assertEqual(
+            config.backup_dir, os.path.join("runs", "ptb-gpt2", "backup")
+        )
         config = self.config("--hidden-dim", "24", "--dilation-rates", "1,2")
-        self.assertEqual((config.hidden_dim, config.dilation_rates), (24, [1, 2]))
+        self.assertEqual(
+            (config.hidden_dim, config.dilation_rates), (24, [1, 2])
+        )
+
+    def test_eval_tokens_must_cover_a_window(self):
+        self.assertEqual(self.config().eval_tokens, 4096)
+        self.assertIsNone(
+            recipe.parse_args(
+                "ptb", run_args("x", whole_splits=True)
+            ).eval_tokens
+        )
+        with self.assertRaises(SystemExit):
+            self.config("--eval-tokens", "32")  # the window is 32
 
     def test_config_fields_are_the_flags(self):
         parser = recipe.build_parser("ptb")
@@ -272,8 +344,10 @@ class RecipeStepsTest(TestCase):
         config = self.config()
         os.makedirs(config.output_dir)
         with open(config.path("log.csv"), "w") as f:
-            f.write("epoch,loss,val_perplexity\n0,5.0,300.0\n1,4.0,200.0\n"
-                    "2,3.0,100.0\n")
+            f.write(
+                "epoch,loss,val_perplexity\n0,5.0,300.0\n1,4.0,200.0\n"
+                "2,3.0,100.0\n"
+            )
         callbacks, throughput = recipe.make_callbacks(config, 1, 2)
         # The epoch after the backup is logged again: cut from the log.
         with open(config.path("log.csv")) as f:
@@ -282,8 +356,11 @@ class RecipeStepsTest(TestCase):
         self.assertIsInstance(callbacks[-1], callbacks_lib.StepAndEpochBackup)
         self.assertIn(throughput, callbacks)
         self.assertEqual(throughput.tokens_per_step, 64 * 32)
-        checkpoint = next(c for c in callbacks
-                          if isinstance(c, keras.callbacks.ModelCheckpoint))
+        checkpoint = next(
+            c
+            for c in callbacks
+            if isinstance(c, keras.callbacks.ModelCheckpoint)
+        )
         self.assertEqual(checkpoint.best, 200.0)  # the best kept epoch's
         callbacks, _ = recipe.make_callbacks(config, 2, 2)
         self.assertIsInstance(callbacks[-1], callbacks_lib.SynchronousBatchEnd)
@@ -291,24 +368,28 @@ class RecipeStepsTest(TestCase):
     def test_prepare_output_dir_resumes_the_same_config(self):
         config = self.config()
         saved = config.saved_config()
-        self.assertFalse(recipe.prepare_output_dir(config.output_dir, saved,
-                                                   False))
-        self.assertTrue(recipe.prepare_output_dir(config.output_dir, saved,
-                                                  False))
+        self.assertFalse(
+            recipe.prepare_output_dir(config.output_dir, saved, False)
+        )
+        self.assertTrue(
+            recipe.prepare_output_dir(config.output_dir, saved, False)
+        )
 
     def test_build_causal_lm_from_a_config(self):
         tokenizer = SDGMTokenizer(
-            SDGMTokenizer.build_vocabulary(["a b c d", "b c e"]))
-        preprocessor = SDGMCausalLMPreprocessor(
-            tokenizer, sequence_length=32)
+            SDGMTokenizer.build_vocabulary(["a b c d", "b c e"])
+        )
+        preprocessor = SDGMCausalLMPreprocessor(tokenizer, sequence_length=32)
         gpt2 = model_builders.build_causal_lm(
-            self.config("--model", "gpt2"), preprocessor)
+            self.config("--model", "gpt2"), preprocessor
+        )
         self.assertEqual(gpt2.backbone.intermediate_dim, 4 * 16)
         self.assertEqual(gpt2.backbone.num_heads, 2)
         self.assertEqual(gpt2.backbone.max_sequence_length, 32)
         sdgm = model_builders.build_causal_lm(
             self.config("--stft-weight", "0.5", "--intermediate-dim", "0"),
-            preprocessor)
+            preprocessor,
+        )
         self.assertEqual(sdgm.backbone.get_config()["num_atoms"], 8)
         self.assertEqual(sdgm.backbone.get_config()["intermediate_dim"], 0)
         self.assertEqual(sdgm.get_config()["stft_weight"], 0.5)
@@ -324,4 +405,3 @@ class RecipeStepsTest(TestCase):
             json.dump({"corpus": "ptb", "hidden_dim": 99}, f)
         with self.assertRaisesRegex(ValueError, "another config"):
             main("ptb", run_args(out, "--max-steps", "5"))
-

@@ -58,6 +58,7 @@ def language_model_dataset(
     preprocessor=None,
     shuffle=True,
     seed=None,
+    drop_remainder=False,
 ):
     """A `tf.data` pipeline of LM batches that feeds `fit()` on any backend.
 
@@ -72,6 +73,9 @@ def language_model_dataset(
             raw windows (for a model that has the preprocessor attached).
         shuffle: bool. Shuffle the windows each epoch.
         seed: int or `None`. Shuffle seed.
+        drop_remainder: bool. Leave out the last batch if it is smaller
+            than `batch_size` (data-parallel training splits every batch
+            evenly across devices).
     """
     windows = token_windows(token_ids, sequence_length)
     if len(windows) == 0:
@@ -84,7 +88,7 @@ def language_model_dataset(
         dataset = dataset.shuffle(
             len(windows), seed=seed, reshuffle_each_iteration=True
         )
-    dataset = dataset.batch(batch_size)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if preprocessor is not None:
         dataset = dataset.map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -81,7 +81,7 @@ class RecipeConfig:
     intermediate_dim: int | None
     residual: bool | None
     num_mixture_components: int | None
-    dictionary: str | None
+    dictionary_type: str | None
     max_position_offset: int | None
     num_heads: int
     dropout: float
@@ -100,6 +100,7 @@ class RecipeConfig:
     max_steps: int | None
     # Evaluation.
     eval_stride: int | None
+    eval_tokens: int | None
     long_eval_lengths: list
     # How to run.
     jit_compile: str
@@ -134,29 +135,66 @@ def build_parser(corpus):
     )
     add = parser.add_argument
     add("--model", choices=["sdgm", "gpt2"], default="sdgm")
-    add("--preset", choices=sorted(SDGMBackbone.presets), default="sdgm_base",
-        help="SDGM architecture; the size flags below override it.")
-    add("--hidden-dim", type=int, default=None,
-        help="Default: the preset's (sdgm_base: 512).")
-    add("--num-atoms", type=int, default=None,
-        help="SDGM dictionary size K. Default: the preset's (256).")
-    add("--sequence-length", type=int, default=None,
-        help="Training window L. Default: the preset's (128).")
-    add("--num-layers", type=int, default=None,
-        help="Blocks or Transformer layers. Default: the preset's.")
+    add(
+        "--preset",
+        choices=sorted(SDGMBackbone.presets),
+        default="sdgm_base",
+        help="SDGM architecture; the size flags below override it.",
+    )
+    add(
+        "--hidden-dim",
+        type=int,
+        default=None,
+        help="Default: the preset's (sdgm_base: 512).",
+    )
+    add(
+        "--num-atoms",
+        type=int,
+        default=None,
+        help="SDGM dictionary size K. Default: the preset's (256).",
+    )
+    add(
+        "--sequence-length",
+        type=int,
+        default=None,
+        help="Training window L. Default: the preset's (128).",
+    )
+    add(
+        "--num-layers",
+        type=int,
+        default=None,
+        help="Blocks or Transformer layers. Default: the preset's.",
+    )
     add("--kernel-size", type=int, default=None)
-    add("--dilation-rates", type=_int_list, default=None,
-        help="Comma-separated, e.g. 1,2,4 (SDGM).")
+    add(
+        "--dilation-rates",
+        type=_int_list,
+        default=None,
+        help="Comma-separated, e.g. 1,2,4 (SDGM).",
+    )
     add("--coefficient-activation", default=None)
-    add("--intermediate-dim", type=int, default=None,
-        help="Feed-forward width (0: none, SDGM); default 4 x hidden.")
+    add(
+        "--intermediate-dim",
+        type=int,
+        default=None,
+        help="Feed-forward width (0: none, SDGM); default 4 x hidden.",
+    )
     add("--residual", action=argparse.BooleanOptionalAction, default=None)
     add("--num-mixture-components", type=int, default=None)
-    add("--dictionary", choices=["spectral", "static"], default=None,
-        help="static: a position-independent (K, D) matrix (ablation).")
-    add("--max-position-offset", type=int, default=None,
+    add(
+        "--dictionary",
+        dest="dictionary_type",
+        choices=["spectral", "static"],
+        default=None,
+        help="static: a position-independent (K, D) matrix (ablation).",
+    )
+    add(
+        "--max-position-offset",
+        type=int,
+        default=None,
         help="Train the dictionaries at positions shifted by a random "
-        "offset up to this (SDGM).")
+        "offset up to this (SDGM).",
+    )
     add("--num-heads", type=int, default=8, help="GPT-2 attention heads.")
     add("--dropout", type=float, default=0.0)
     add("--nll-weight", type=float, default=1.0)
@@ -167,35 +205,75 @@ def build_parser(corpus):
     add("--weight-decay", type=float, default=1e-5)
     add("--batch-size", type=int, default=32)
     add("--epochs", type=int, default=10)
-    add("--patience", type=int, default=2,
-        help="Epochs without a better validation perplexity before stopping.")
-    add("--steps-per-epoch", type=int, default=None,
-        help="Steps between validations (default: one pass over the data).")
-    add("--max-steps", type=int, default=None,
-        help="Train at most this many steps (whole epochs when larger).")
-    add("--eval-stride", type=int, default=None,
-        help="Stride of the sliding-window evaluation (default L / 2).")
-    add("--long-eval-lengths", type=_int_list, default=[],
+    add(
+        "--patience",
+        type=int,
+        default=2,
+        help="Epochs without a better validation perplexity before stopping.",
+    )
+    add(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="Steps between validations (default: one pass over the data).",
+    )
+    add(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="Train at most this many steps (whole epochs when larger).",
+    )
+    add(
+        "--eval-stride",
+        type=int,
+        default=None,
+        help="Stride of the sliding-window evaluation (default L / 2).",
+    )
+    add(
+        "--eval-tokens",
+        type=int,
+        default=None,
+        help="Validate and test on the first N tokens of each split only "
+        "(a quick check: not comparable with full-split perplexities). "
+        "Default: the whole splits.",
+    )
+    add(
+        "--long-eval-lengths",
+        type=_int_list,
+        default=[],
         help="Also score the validation split in non-overlapping windows "
         "of these lengths, longer than the training window (SDGM only; "
-        "GPT-2's learned positions end at the window).")
+        "GPT-2's learned positions end at the window).",
+    )
     add("--jit-compile", choices=["auto", "true", "false"], default="auto")
-    add("--distribute", choices=["none", "data-parallel", "model-parallel"],
+    add(
+        "--distribute",
+        choices=["none", "data-parallel", "model-parallel"],
         default="none",
         help="data-parallel: split each batch across all devices (JAX's "
         "DataParallel, TensorFlow's MirroredStrategy; --batch-size is the "
         "global batch). model-parallel: split the token embedding by "
-        "vocabulary rows across all devices (JAX's ModelParallel).")
-    add("--checkpoint-every", type=int, default=200,
-        help="Steps between resumable checkpoints.")
+        "vocabulary rows across all devices (JAX's ModelParallel).",
+    )
+    add(
+        "--checkpoint-every",
+        type=int,
+        default=200,
+        help="Steps between resumable checkpoints.",
+    )
     add("--seed", type=int, default=0)
-    add("--data-dir", default=None,
+    add(
+        "--data-dir",
+        default=None,
         help="Folder with ptb/ and wikitext-2/ (else $KERAS_SDGM_DATA_DIR, "
-             "the Keras cache, then a download).")
-    add("--output-dir", default=None,
-        help=f"Default: runs/{corpus}-<model>.")
-    add("--overwrite", action="store_true",
-        help="Replace a finished run in --output-dir.")
+        "the Keras cache, then a download).",
+    )
+    add("--output-dir", default=None, help=f"Default: runs/{corpus}-<model>.")
+    add(
+        "--overwrite",
+        action="store_true",
+        help="Replace a finished run in --output-dir.",
+    )
     add("--verbose", type=int, choices=[0, 1, 2], default=1)
     return parser
 
@@ -210,14 +288,24 @@ def parse_args(corpus, argv=None):
     parser = build_parser(corpus)
     args = parser.parse_args(argv)
     if args.long_eval_lengths and args.model == "gpt2":
-        parser.error("--long-eval-lengths is for SDGM: GPT-2's learned "
-                     "positions end at its window.")
+        parser.error(
+            "--long-eval-lengths is for SDGM: GPT-2's learned "
+            "positions end at its window."
+        )
     if any(length < 2 for length in args.long_eval_lengths):
         parser.error("--long-eval-lengths must be at least 2.")
     preset = SDGMBackbone.presets[args.preset]["config"]
     for name in PRESET_SIZES:
         if getattr(args, name) is None:
             setattr(args, name, preset[name])
+    if (
+        args.eval_tokens is not None
+        and args.eval_tokens <= args.sequence_length
+    ):
+        parser.error(
+            "--eval-tokens must be more than --sequence-length (one "
+            f"window); received {args.eval_tokens}."
+        )
     if args.output_dir is None:
         args.output_dir = os.path.join("runs", f"{corpus}-{args.model}")
     return RecipeConfig(corpus=corpus, **vars(args))
@@ -246,24 +334,42 @@ def load_data(config):
     lines = {s: load_lines(config.corpus, s, config.data_dir) for s in SPLITS}
     tokenizer = SDGMTokenizer(SDGMTokenizer.build_vocabulary(lines["train"]))
     tokens = {s: tokenize_corpus(tokenizer, lines[s]) for s in lines}
+    for split in ("valid", "test"):
+        tokens[split] = tokens[split][: config.eval_tokens]
     preprocessor = SDGMCausalLMPreprocessor(
         tokenizer, sequence_length=config.sequence_length
     )
-    num_batches = math.ceil(
-        len(token_windows(tokens["train"], config.sequence_length))
-        / config.batch_size
-    )
+    # Data-parallel steps split every batch evenly across the devices: a
+    # smaller last batch of a pass is left out (of training and of the
+    # validation in `fit`; the final evaluation scores every window).
+    drop_remainder = config.distribute == "data-parallel"
+    num_windows = len(token_windows(tokens["train"], config.sequence_length))
+    round_batches = math.floor if drop_remainder else math.ceil
+    num_batches = round_batches(num_windows / config.batch_size)
     steps_per_epoch, epochs = training_plan(config, num_batches)
     train = language_model_dataset(
-        tokens["train"], config.sequence_length, config.batch_size,
+        tokens["train"],
+        config.sequence_length,
+        config.batch_size,
         seed=config.seed,
+        drop_remainder=drop_remainder,
     ).repeat()
     validation = language_model_dataset(
-        tokens["valid"], config.sequence_length, config.batch_size,
+        tokens["valid"],
+        config.sequence_length,
+        config.batch_size,
         shuffle=False,
+        drop_remainder=drop_remainder,
     )
-    return RecipeData(tokenizer, preprocessor, tokens, train, validation,
-                      steps_per_epoch, epochs)
+    return RecipeData(
+        tokenizer,
+        preprocessor,
+        tokens,
+        train,
+        validation,
+        steps_per_epoch,
+        epochs,
+    )
 
 
 def training_plan(config, num_batches):
@@ -326,7 +432,9 @@ def make_callbacks(config, num_devices, start_epoch):
         # First: a NaN step raises before any callback below saves it.
         callbacks_lib.StopOnNonFiniteLoss(config.backup_dir),
         keras.callbacks.ModelCheckpoint(
-            config.path("best.keras"), monitor="val_perplexity", mode="min",
+            config.path("best.keras"),
+            monitor="val_perplexity",
+            mode="min",
             save_best_only=True,
             initial_value_threshold=min(
                 (r["val_perplexity"] for r in past if "val_perplexity" in r),
@@ -373,19 +481,27 @@ def fit_resumable(lm, data, callbacks, start_epoch, done_steps, verbose=1):
     """
     steps_per_epoch = data.steps_per_epoch
     done_in_epoch = done_steps - start_epoch * steps_per_epoch
-    fit_arguments = dict(validation_data=data.validation, callbacks=callbacks,
-                         verbose=verbose)
+    fit_arguments = dict(
+        validation_data=data.validation, callbacks=callbacks, verbose=verbose
+    )
     if 0 < done_in_epoch < steps_per_epoch:
         # Killed mid-epoch: first the rest of that epoch (Keras's
         # `BackupAndRestore` restores the weights and the epoch, and would
         # repeat the whole epoch).
-        lm.fit(data.train.skip(done_steps), epochs=start_epoch + 1,
-               steps_per_epoch=steps_per_epoch - done_in_epoch,
-               **fit_arguments)
+        lm.fit(
+            data.train.skip(done_steps),
+            epochs=start_epoch + 1,
+            steps_per_epoch=steps_per_epoch - done_in_epoch,
+            **fit_arguments,
+        )
         done_steps = (start_epoch + 1) * steps_per_epoch
     if not lm.stop_training:
-        lm.fit(data.train.skip(done_steps), epochs=data.epochs,
-               steps_per_epoch=steps_per_epoch, **fit_arguments)
+        lm.fit(
+            data.train.skip(done_steps),
+            epochs=data.epochs,
+            steps_per_epoch=steps_per_epoch,
+            **fit_arguments,
+        )
 
 
 def load_best_model(config):
@@ -423,7 +539,9 @@ def evaluate(config, lm, tokens):
     if config.model == "sdgm":
         metrics["valid"]["long_windows"] = {
             str(length): evaluate_perplexity(
-                lm, tokens["valid"], sequence_length=length,
+                lm,
+                tokens["valid"],
+                sequence_length=length,
                 batch_size=max(1, 64 * config.sequence_length // length),
                 verbose=verbose,
             )
@@ -432,15 +550,24 @@ def evaluate(config, lm, tokens):
     return metrics
 
 
-def write_report(config, lm, perplexity, *, vocabulary_size,
-                 tokens_per_second, num_devices, started):
+def write_report(
+    config,
+    lm,
+    perplexity,
+    *,
+    vocabulary_size,
+    tokens_per_second,
+    num_devices,
+    started,
+):
     """Writes `curves.png` and `metrics.json`, then drops the backup.
 
     Returns what `metrics.json` holds.
     """
     csv_path = config.path("log.csv")
     reporting.plot_training_curves(
-        csv_path, config.path("curves.png"),
+        csv_path,
+        config.path("curves.png"),
         f"{config.model} on {config.corpus}",
     )
     result = {
@@ -480,19 +607,25 @@ def main(corpus, argv=None):
         config.backup_dir
     )
     callbacks, throughput = make_callbacks(config, num_devices, start_epoch)
-    done_steps = resume_step(config.backup_dir, start_epoch,
-                             data.steps_per_epoch)
+    done_steps = resume_step(
+        config.backup_dir, start_epoch, data.steps_per_epoch
+    )
     if resuming:
         done_in_epoch = done_steps - start_epoch * data.steps_per_epoch
-        print(f"Resuming the run in {config.output_dir} at epoch "
-              f"{start_epoch + 1}"
-              + (f", step {done_in_epoch + 1}." if done_in_epoch else "."))
-    fit_resumable(lm, data, callbacks, start_epoch, done_steps,
-                  verbose=config.verbose)
+        print(
+            f"Resuming the run in {config.output_dir} at epoch "
+            f"{start_epoch + 1}"
+            + (f", step {done_in_epoch + 1}." if done_in_epoch else ".")
+        )
+    fit_resumable(
+        lm, data, callbacks, start_epoch, done_steps, verbose=config.verbose
+    )
 
     best = load_best_model(config)
     return write_report(
-        config, best, evaluate(config, best, data.tokens),
+        config,
+        best,
+        evaluate(config, best, data.tokens),
         vocabulary_size=data.tokenizer.vocabulary_size(),
         tokens_per_second=throughput.tokens_per_second(),
         num_devices=num_devices,
@@ -521,7 +654,8 @@ def prepare_output_dir(output_dir, config, overwrite):
             previous = json.load(f)
         if previous != config:
             changed = sorted(
-                k for k in set(previous) | set(config)
+                k
+                for k in set(previous) | set(config)
                 if previous.get(k) != config.get(k)
             )
             raise ValueError(

@@ -43,6 +43,18 @@ class PipelineTest(TestCase):
         self.assertAllEqual(x["token_ids"][1], ids[4:8])
         self.assertTrue(np.all(sample_weight))
 
+    def test_drop_remainder_leaves_out_the_smaller_last_batch(self):
+        ids = np.arange(40, dtype="int32")  # 9 windows of 4 + 1
+        for drop_remainder, sizes in ((False, [4, 4, 1]), (True, [4, 4])):
+            dataset = datasets.language_model_dataset(
+                ids,
+                4,
+                batch_size=4,
+                shuffle=False,
+                drop_remainder=drop_remainder,
+            )
+            self.assertEqual([len(batch) for batch in dataset], sizes)
+
     def test_too_short_corpus(self):
         with self.assertRaisesRegex(ValueError, "fewer than one window"):
             datasets.language_model_dataset(np.arange(3), 8, batch_size=2)
