@@ -51,12 +51,16 @@ from keras_sdgm.utils import timing  # noqa: E402
 
 def build_models(args, max_context):
     sdgm = model_builders.sdgm_causal_lm(
-        args.preset, args.vocabulary_size, hidden_dim=args.hidden_dim,
+        args.preset,
+        args.vocabulary_size,
+        hidden_dim=args.hidden_dim,
         num_layers=args.num_layers,
     )
     gpt2 = model_builders.gpt2_causal_lm(
-        args.vocabulary_size, num_layers=args.num_layers,
-        num_heads=args.num_heads, hidden_dim=args.hidden_dim,
+        args.vocabulary_size,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        hidden_dim=args.hidden_dim,
         max_sequence_length=max_context + 1,
     )
     return {"sdgm": sdgm, "gpt2": gpt2}
@@ -64,12 +68,22 @@ def build_models(args, max_context):
 
 def empty_cache(name, lm, batch_size, context):
     if name == "sdgm":
-        return [block.encoder.initial_states(batch_size)
-                for block in lm.backbone.blocks]
+        return [
+            block.encoder.initial_cache(batch_size)
+            for block in lm.backbone.blocks
+        ]
     backbone = lm.backbone
     head_dim = backbone.hidden_dim // backbone.num_heads
-    return ops.zeros((batch_size, backbone.num_layers, 2, context + 1,
-                      backbone.num_heads, head_dim))
+    return ops.zeros(
+        (
+            batch_size,
+            backbone.num_layers,
+            2,
+            context + 1,
+            backbone.num_heads,
+            head_dim,
+        )
+    )
 
 
 def step_latency(name, lm, batch_size, context, steps):
@@ -92,22 +106,30 @@ def latency_benchmark(args):
     rows = []
     for context in args.contexts:
         for name, lm in models.items():
-            seconds = step_latency(name, lm, args.batch_size, context, args.steps)
-            rows.append({
-                "model": name, "context": context,
-                "latency_ms": 1e3 * seconds,
-                "tokens_per_second": args.batch_size / seconds,
-            })
-            print(f"{name:5s} context {context:6d}: {1e3 * seconds:8.2f} ms/token",
-                  flush=True)
+            seconds = step_latency(
+                name, lm, args.batch_size, context, args.steps
+            )
+            rows.append(
+                {
+                    "model": name,
+                    "context": context,
+                    "latency_ms": 1e3 * seconds,
+                    "tokens_per_second": args.batch_size / seconds,
+                }
+            )
+            print(
+                f"{name:5s} context {context:6d}: {1e3 * seconds:8.2f} ms/token",
+                flush=True,
+            )
     parameters = {name: lm.count_params() for name, lm in models.items()}
     return rows, parameters
 
 
 def text_quality(samples):
     """distinct-1/2 over all samples, and the within-sample 4-gram repetition."""
+
     def ngrams(tokens, n):
-        return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+        return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
 
     result = {}
     for n in (1, 2):
@@ -125,46 +147,68 @@ def text_quality(samples):
 def quality_benchmark(args):
     lm = keras.saving.load_model(args.quality_model, compile=False)
     tokenizer = lm.preprocessor.tokenizer
-    train = tokenize_corpus(tokenizer, load_lines(args.corpus, "train", args.data_dir))
+    train = tokenize_corpus(
+        tokenizer, load_lines(args.corpus, "train", args.data_dir)
+    )
     windows = token_windows(train, lm.backbone.sequence_length)[:, :-1]
     rng = np.random.default_rng(args.seed)
-    windows = windows[rng.permutation(len(windows))[:args.gmm_windows]]
-    keras_sdgm.fit_coefficient_gmm(lm, np.array_split(windows, 8),
-                                   seed=args.seed)
+    windows = windows[rng.permutation(len(windows))[: args.gmm_windows]]
+    keras_sdgm.fit_coefficient_gmm(
+        lm, np.array_split(windows, 8), seed=args.seed
+    )
     judge = None
     if args.judge_model:
         judge = keras.saving.load_model(args.judge_model, compile=False)
-        if judge.preprocessor.tokenizer.get_vocabulary() != tokenizer.get_vocabulary():
+        if (
+            judge.preprocessor.tokenizer.get_vocabulary()
+            != tokenizer.get_vocabulary()
+        ):
             raise ValueError(
                 f"{args.judge_model} has another vocabulary than "
                 f"{args.quality_model}; the judge must share it."
             )
     valid = load_lines(args.corpus, "valid", args.data_dir)
-    prompts = [" ".join(line.split()[:args.prompt_words])
-               for line in valid if len(line.split()) > args.prompt_words]
-    prompts = prompts[:args.samples]
+    prompts = [
+        " ".join(line.split()[: args.prompt_words])
+        for line in valid
+        if len(line.split()) > args.prompt_words
+    ]
+    prompts = prompts[: args.samples]
     results = {}
     for mode in ("encoder", "prior", "posterior"):
-        lm.compile(sampler=keras_hub.samplers.TopKSampler(k=args.top_k, seed=args.seed),
-                   coefficient_sampling=mode, coefficient_seed=args.seed)
-        texts = lm.generate(prompts, max_length=args.length, stop_token_ids=None)
+        lm.compile(
+            sampler=keras_hub.samplers.TopKSampler(
+                k=args.top_k, seed=args.seed
+            ),
+            coefficient_sampling=mode,
+            coefficient_seed=args.seed,
+        )
+        texts = lm.generate(
+            prompts, max_length=args.length, stop_token_ids=None
+        )
         samples = [
-            [int(t) for t in tokenizer(text)][args.prompt_words:]
+            [int(t) for t in tokenizer(text)][args.prompt_words :]
             for text in texts
         ]
         scores = text_quality(samples)
         if judge is not None:
             # One <eos> after each sample, as in the corpus.
-            stream = np.concatenate([
-                np.asarray(tokenizer(text), "int32").tolist() + [0]
-                for text in texts
-            ])
+            stream = np.concatenate(
+                [
+                    np.asarray(tokenizer(text), "int32").tolist() + [0]
+                    for text in texts
+                ]
+            )
             scores["judge_perplexity"] = keras_sdgm.evaluate_perplexity(
-                judge, stream, verbose=0)["perplexity"]
+                judge, stream, verbose=0
+            )["perplexity"]
         scores["example"] = texts[0]
         results[mode] = scores
-        print(mode, {k: v for k, v in scores.items() if k != "example"},
-              flush=True)
+        print(
+            mode,
+            {k: v for k, v in scores.items() if k != "example"},
+            flush=True,
+        )
     return results
 
 
@@ -185,16 +229,32 @@ def write_outputs(args, rows, parameters, quality):
         lines += latency_table(args, rows)
         plot_latency(args, rows)
     if quality:
-        lines.append(reporting.markdown_table(
-            ["mode", "distinct-1", "distinct-2", "4-gram repetition",
-             "judge perplexity"],
-            [[mode, f"{q['distinct_1']:.3f}", f"{q['distinct_2']:.3f}",
-              f"{q['repetition_4gram']:.3f}",
-              "-" if q.get("judge_perplexity") is None
-              else f"{q['judge_perplexity']:.1f}"]
-             for mode, q in quality.items()]))
+        lines.append(
+            reporting.markdown_table(
+                [
+                    "mode",
+                    "distinct-1",
+                    "distinct-2",
+                    "4-gram repetition",
+                    "judge perplexity",
+                ],
+                [
+                    [
+                        mode,
+                        f"{q['distinct_1']:.3f}",
+                        f"{q['distinct_2']:.3f}",
+                        f"{q['repetition_4gram']:.3f}",
+                        "-"
+                        if q.get("judge_perplexity") is None
+                        else f"{q['judge_perplexity']:.1f}",
+                    ]
+                    for mode, q in quality.items()
+                ],
+            )
+        )
     reporting.write_markdown(
-        os.path.join(args.output_dir, "generate.md"), "\n".join(lines))
+        os.path.join(args.output_dir, "generate.md"), "\n".join(lines)
+    )
 
 
 def latency_table(args, rows):
@@ -202,12 +262,29 @@ def latency_table(args, rows):
     base = by[("sdgm", args.contexts[0])]["latency_ms"]
     cells = []
     for context in args.contexts:
-        s, g = by[("sdgm", context)]["latency_ms"], by[("gpt2", context)]["latency_ms"]
-        cells.append([str(context), f"{s:.2f}", f"{g:.2f}", f"{g / s:.2f}x",
-                      f"{s / base:.2f}x"])
+        s, g = (
+            by[("sdgm", context)]["latency_ms"],
+            by[("gpt2", context)]["latency_ms"],
+        )
+        cells.append(
+            [
+                str(context),
+                f"{s:.2f}",
+                f"{g:.2f}",
+                f"{g / s:.2f}x",
+                f"{s / base:.2f}x",
+            ]
+        )
     table = reporting.markdown_table(
-        ["context", "SDGM ms/token", "GPT-2 ms/token", "GPT-2 / SDGM",
-         "SDGM vs its own at the shortest"], cells)
+        [
+            "context",
+            "SDGM ms/token",
+            "GPT-2 ms/token",
+            "GPT-2 / SDGM",
+            "SDGM vs its own at the shortest",
+        ],
+        cells,
+    )
     return [table, ""]
 
 
@@ -215,25 +292,38 @@ def plot_latency(args, rows):
     by = {(r["model"], r["context"]): r for r in rows}
     figure, axis = plt.subplots(figsize=(6, 4))
     for name, label in (("sdgm", "SDGM"), ("gpt2", "GPT-2 (KV cache)")):
-        axis.plot(args.contexts, [by[(name, c)]["latency_ms"] for c in args.contexts],
-                  marker="o", label=label)
+        axis.plot(
+            args.contexts,
+            [by[(name, c)]["latency_ms"] for c in args.contexts],
+            marker="o",
+            label=label,
+        )
     axis.set_xscale("log")
     axis.set_yscale("log")
     axis.set_xlabel("context (tokens)")
     axis.set_ylabel("ms per generated token")
-    axis.set_title(f"Cached decoding step, {keras.config.backend()}, "
-                   f"batch {args.batch_size}")
+    axis.set_title(
+        f"Cached decoding step, {keras.config.backend()}, "
+        f"batch {args.batch_size}"
+    )
     axis.legend()
     figure.tight_layout()
-    figure.savefig(os.path.join(args.output_dir, "generate_latency.png"), dpi=100)
+    figure.savefig(
+        os.path.join(args.output_dir, "generate_latency.png"), dpi=100
+    )
     plt.close(figure)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add = parser.add_argument
-    add("--contexts", type=int, nargs="*", default=[128, 1024, 4096, 8192],
-        help="Contexts of the latency benchmark; none to skip it.")
+    add(
+        "--contexts",
+        type=int,
+        nargs="*",
+        default=[128, 1024, 4096, 8192],
+        help="Contexts of the latency benchmark; none to skip it.",
+    )
     add("--preset", default="sdgm_base")
     add("--hidden-dim", type=int, default=512)
     add("--num-layers", type=int, default=2)

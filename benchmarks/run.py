@@ -57,37 +57,66 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add = parser.add_argument
     add("--lengths", type=int, nargs="+", default=[128, 512, 2048, 8192])
-    add("--models", nargs="+", default=["sdgm", "gpt2"],
-        choices=["sdgm", "gpt2"])
+    add(
+        "--models",
+        nargs="+",
+        default=["sdgm", "gpt2"],
+        choices=["sdgm", "gpt2"],
+    )
     add("--preset", default="sdgm_base")
     add("--hidden-dim", type=int, default=512)
     add("--num-layers", type=int, default=4)
-    add("--num-atoms", type=int, default=None,
-        help="SDGM atoms per dictionary; default: the preset's.")
+    add(
+        "--num-atoms",
+        type=int,
+        default=None,
+        help="SDGM atoms per dictionary; default: the preset's.",
+    )
     add("--num-heads", type=int, default=8)
     add("--vocabulary-size", type=int, default=10000)
     add("--batch-size", type=int, default=8)
     add("--steps", type=int, default=5)
     add("--warmup", type=int, default=2)
-    add("--jit-compile", default="auto", choices=["auto", "true", "false"],
+    add(
+        "--jit-compile",
+        default="auto",
+        choices=["auto", "true", "false"],
         help="Keras `jit_compile` for both models; auto: Keras's default "
-             "(XLA on JAX and TensorFlow where it compiles, eager torch).")
-    add("--dtype-policy", default="float32",
-        help="Keras dtype policy, e.g. mixed_bfloat16.")
-    add("--memory-limit-gb", type=float, default=None,
+        "(XLA on JAX and TensorFlow where it compiles, eager torch).",
+    )
+    add(
+        "--dtype-policy",
+        default="float32",
+        help="Keras dtype policy, e.g. mixed_bfloat16.",
+    )
+    add(
+        "--memory-limit-gb",
+        type=float,
+        default=None,
         help="Stop a configuration above this resident memory (CPU); "
-             "default: 90%% of the machine's memory.")
+        "default: 90%% of the machine's memory.",
+    )
     add("--config-timeout", type=float, default=3600)
     add("--seed", type=int, default=0)
-    add("--output-dir", default=None,
-        help="Default: benchmarks/results/run_<backend>.")
-    add("--resume", action="store_true",
+    add(
+        "--output-dir",
+        default=None,
+        help="Default: benchmarks/results/run_<backend>.",
+    )
+    add(
+        "--resume",
+        action="store_true",
         help="Keep the finished configurations of an interrupted run with "
-             "the same settings in --output-dir and run the rest.")
-    add("--overwrite", action="store_true",
-        help="Replace the results already in --output-dir.")
-    add("--worker", nargs=2, metavar=("MODEL", "LENGTH"),
-        help=argparse.SUPPRESS)
+        "the same settings in --output-dir and run the rest.",
+    )
+    add(
+        "--overwrite",
+        action="store_true",
+        help="Replace the results already in --output-dir.",
+    )
+    add(
+        "--worker", nargs=2, metavar=("MODEL", "LENGTH"), help=argparse.SUPPRESS
+    )
     return parser.parse_args(argv)
 
 
@@ -101,13 +130,19 @@ def build_model(args, name, length):
 
     if name == "sdgm":
         lm = model_builders.sdgm_causal_lm(
-            args.preset, args.vocabulary_size, hidden_dim=args.hidden_dim,
-            num_layers=args.num_layers, dropout=0.0, num_atoms=args.num_atoms,
+            args.preset,
+            args.vocabulary_size,
+            hidden_dim=args.hidden_dim,
+            num_layers=args.num_layers,
+            dropout=0.0,
+            num_atoms=args.num_atoms,
         )
     else:
         lm = model_builders.gpt2_causal_lm(
-            args.vocabulary_size, num_layers=args.num_layers,
-            num_heads=args.num_heads, hidden_dim=args.hidden_dim,
+            args.vocabulary_size,
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+            hidden_dim=args.hidden_dim,
             max_sequence_length=length,
         )
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
@@ -126,9 +161,9 @@ def flops_per_token(name, backbone, length, vocabulary_size):
     embedding = 2 * d * vocabulary_size
     if name == "gpt2":
         i = backbone.intermediate_dim
-        return backbone.num_layers * (8 * d * d + 4 * d * i + 4 * length * d) + (
-            embedding
-        )
+        return backbone.num_layers * (
+            8 * d * d + 4 * d * i + 4 * length * d
+        ) + (embedding)
     total = embedding
     for block in backbone.blocks:
         encoder = block.encoder
@@ -185,15 +220,23 @@ def run_worker(args, name, length):
     # and a step that failed (e.g. out of memory) raises only when read.
     losses = []
     train = median_seconds(
-        lambda: losses.append(float(lm.train_on_batch(
-            x, y, weights, return_dict=True)["loss"])),
-        args.steps, args.warmup, label="train")
+        lambda: losses.append(
+            float(lm.train_on_batch(x, y, weights, return_dict=True)["loss"])
+        ),
+        args.steps,
+        args.warmup,
+        label="train",
+    )
     if not np.all(np.isfinite(losses)):
         raise FloatingPointError(f"Training loss not finite: {losses}")
     forward = median_seconds(
-        lambda: float(lm.test_on_batch(
-            x, y, weights, return_dict=True)["loss"]),
-        args.steps, args.warmup, label="forward")
+        lambda: float(
+            lm.test_on_batch(x, y, weights, return_dict=True)["loss"]
+        ),
+        args.steps,
+        args.warmup,
+        label="forward",
+    )
     tokens = args.batch_size * length
     memory, memory_kind = peak_memory_bytes()
     return {
@@ -207,7 +250,8 @@ def run_worker(args, name, length):
         "memory_kind": memory_kind,
         "parameters": lm.count_params(),
         "forward_flops_per_token": flops_per_token(
-            name, lm.backbone, length, args.vocabulary_size),
+            name, lm.backbone, length, args.vocabulary_size
+        ),
     }
 
 
@@ -219,11 +263,17 @@ def worker_main(args):
         text = f"{type(error).__name__}: {error}"
         out_of_memory = isinstance(error, MemoryError) or any(
             marker in text
-            for marker in ("RESOURCE_EXHAUSTED", "out of memory",
-                           "Out of memory", "OOM")
+            for marker in (
+                "RESOURCE_EXHAUSTED",
+                "out of memory",
+                "Out of memory",
+                "OOM",
+            )
         )
-        result = {"status": "out of memory" if out_of_memory else "error",
-                  "error": text[:2000]}
+        result = {
+            "status": "out of memory" if out_of_memory else "error",
+            "error": text[:2000],
+        }
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
@@ -247,10 +297,19 @@ def machine_memory_bytes():
 
 def run_config(args, name, length, argv):
     """Runs one configuration in a child process; returns its result."""
-    limit = (args.memory_limit_gb * 2**30 if args.memory_limit_gb
-             else 0.9 * machine_memory_bytes())
-    command = [sys.executable, os.path.abspath(__file__), *argv,
-               "--worker", name, str(length)]
+    limit = (
+        args.memory_limit_gb * 2**30
+        if args.memory_limit_gb
+        else 0.9 * machine_memory_bytes()
+    )
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        *argv,
+        "--worker",
+        name,
+        str(length),
+    ]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     started = time.monotonic()
     peak_seen, stopped = 0, None
@@ -270,10 +329,12 @@ def run_config(args, name, length, argv):
         return {"status": stopped, "peak_memory_bytes": peak_seen}
     for line in output.splitlines():
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
-    status = ("out of memory (killed by the system)"
-              if child.returncode in (-9, 137) else
-              f"error (exit status {child.returncode})")
+            return json.loads(line[len(RESULT_PREFIX) :])
+    status = (
+        "out of memory (killed by the system)"
+        if child.returncode in (-9, 137)
+        else f"error (exit status {child.returncode})"
+    )
     return {"status": status, "peak_memory_bytes": peak_seen}
 
 
@@ -286,8 +347,10 @@ def matmul_peak_flops(size=4096, repeats=3):
     a = np.random.default_rng(0).standard_normal((size, size), dtype="float32")
     tensor = keras.ops.convert_to_tensor(a)
     matmul = timing.compiled(lambda m: m @ m)
-    calls = {"numpy": lambda: a @ a,
-             keras.config.backend(): lambda: matmul(tensor)[0, 0]}
+    calls = {
+        "numpy": lambda: a @ a,
+        keras.config.backend(): lambda: matmul(tensor)[0, 0],
+    }
     return {
         name: 2 * size**3 / min(timing.call_seconds(call, repeats, warmup=1))
         for name, call in calls.items()
@@ -297,9 +360,11 @@ def matmul_peak_flops(size=4096, repeats=3):
 def machine_description():
     import platform
 
-    description = {"processor": platform.processor() or platform.machine(),
-                   "cpus": os.cpu_count(),
-                   "memory_gib": round(machine_memory_bytes() / 2**30, 1)}
+    description = {
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(machine_memory_bytes() / 2**30, 1),
+    }
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -323,18 +388,25 @@ def main(argv=None):
 
     backend = keras.config.backend()
     output_dir = args.output_dir or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "results", f"run_{backend}")
+        os.path.dirname(os.path.abspath(__file__)), "results", f"run_{backend}"
+    )
     os.makedirs(output_dir, exist_ok=True)
-    config = {k: v for k, v in vars(args).items()
-              if k not in ("worker", "resume", "overwrite", "output_dir")}
+    config = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("worker", "resume", "overwrite", "output_dir")
+    }
     config["backend"] = backend
     json_path = os.path.join(output_dir, "run.json")
     done = previous_results(json_path, config, args)
     print("Measuring the float32 matmul peak...", flush=True)
     peaks = matmul_peak_flops()
     peak = max(peaks.values())
-    print(f"  {', '.join(f'{k} {v / 1e9:.0f}' for k, v in peaks.items())} "
-          "GFLOP/s", flush=True)
+    print(
+        f"  {', '.join(f'{k} {v / 1e9:.0f}' for k, v in peaks.items())} "
+        "GFLOP/s",
+        flush=True,
+    )
     report = {
         "backend": backend,
         "machine": machine_description(),
@@ -344,11 +416,14 @@ def main(argv=None):
         "complete": False,
         "versions": reporting.library_versions(),
     }
-    configs = [(length, name) for length in args.lengths
-               for name in args.models]
+    configs = [
+        (length, name) for length in args.lengths for name in args.models
+    ]
     for index, (length, name) in enumerate(configs):
-        print(f"[{index + 1}/{len(configs)}] {name} length {length}...",
-              flush=True)
+        print(
+            f"[{index + 1}/{len(configs)}] {name} length {length}...",
+            flush=True,
+        )
         if (name, length) in done:
             result = done[(name, length)]
             print("  (from the interrupted run)", flush=True)
@@ -357,16 +432,20 @@ def main(argv=None):
             result.update({"model": name, "length": length})
         if result["status"] == "ok":
             result["achieved_fraction_of_peak"] = (
-                3 * result["forward_flops_per_token"]
-                * result["train_tokens_per_second"] / peak)
+                3
+                * result["forward_flops_per_token"]
+                * result["train_tokens_per_second"]
+                / peak
+            )
         report["results"].append(result)
         print(f"  {summary(result)}", flush=True)
         reporting.write_json(json_path, report)
     report["complete"] = True
     reporting.write_json(json_path, report)
     plot(report, output_dir)
-    reporting.write_markdown(os.path.join(output_dir, "run.md"),
-                             markdown_table(report))
+    reporting.write_markdown(
+        os.path.join(output_dir, "run.md"), markdown_table(report)
+    )
 
 
 def previous_results(json_path, config, args):
@@ -379,23 +458,27 @@ def previous_results(json_path, config, args):
         raise FileExistsError(
             f"{json_path} already holds benchmark results. Pass --resume to "
             "finish an interrupted run with the same settings, --overwrite "
-            "to replace them, or another --output-dir.")
+            "to replace them, or another --output-dir."
+        )
     with open(json_path) as f:
         previous = json.load(f)
     if previous["config"] != json.loads(json.dumps(config)):
         raise ValueError(
             f"{json_path} was written with other settings "
             f"({previous['config']}); --resume needs the same ones. Use "
-            "--overwrite or another --output-dir.")
+            "--overwrite or another --output-dir."
+        )
     return {(r["model"], r["length"]): r for r in previous["results"]}
 
 
 def summary(result):
     if result["status"] != "ok":
         return result["status"]
-    return (f"train {result['train_tokens_per_second']:.0f} tok/s, forward "
-            f"{result['forward_tokens_per_second']:.0f} tok/s, peak memory "
-            f"{result['peak_memory_bytes'] / 2**30:.2f} GiB")
+    return (
+        f"train {result['train_tokens_per_second']:.0f} tok/s, forward "
+        f"{result['forward_tokens_per_second']:.0f} tok/s, peak memory "
+        f"{result['peak_memory_bytes'] / 2**30:.2f} GiB"
+    )
 
 
 def markdown_table(report):
@@ -410,32 +493,55 @@ def markdown_table(report):
         for name in models:
             r = by[(name, length)]
             if r["status"] != "ok":
-                rows.append([str(length), names[name], r["status"]]
-                            + [""] * 5)
+                rows.append([str(length), names[name], r["status"]] + [""] * 5)
                 continue
-            rows.append([
-                str(length), names[name],
-                f"{r['train_tokens_per_second']:.0f}",
-                f"{r['forward_tokens_per_second']:.0f}",
-                f"{r['peak_memory_bytes'] / 2**30:.2f}",
-                f"{r['parameters'] / 1e6:.1f}",
-                f"{3 * r['forward_flops_per_token'] / 1e9:.3f}",
-                f"{100 * r['achieved_fraction_of_peak']:.0f}%"])
+            rows.append(
+                [
+                    str(length),
+                    names[name],
+                    f"{r['train_tokens_per_second']:.0f}",
+                    f"{r['forward_tokens_per_second']:.0f}",
+                    f"{r['peak_memory_bytes'] / 2**30:.2f}",
+                    f"{r['parameters'] / 1e6:.1f}",
+                    f"{3 * r['forward_flops_per_token'] / 1e9:.3f}",
+                    f"{100 * r['achieved_fraction_of_peak']:.0f}%",
+                ]
+            )
     text = reporting.markdown_table(
-        ["L", "model", "train tok/s", "forward tok/s", "peak memory (GiB)",
-         "params (M)", "train GFLOP/token", "% of matmul peak"], rows)
+        [
+            "L",
+            "model",
+            "train tok/s",
+            "forward tok/s",
+            "peak memory (GiB)",
+            "params (M)",
+            "train GFLOP/token",
+            "% of matmul peak",
+        ],
+        rows,
+    )
     if set(models) == {"sdgm", "gpt2"}:
         ratios = [
-            [str(length)] + [
+            [str(length)]
+            + [
                 ratio(by[("sdgm", length)], by[("gpt2", length)], key)
-                for key in ("train_tokens_per_second",
-                            "forward_tokens_per_second", "peak_memory_bytes")
+                for key in (
+                    "train_tokens_per_second",
+                    "forward_tokens_per_second",
+                    "peak_memory_bytes",
+                )
             ]
             for length in lengths
         ]
         text += "\n\n" + reporting.markdown_table(
-            ["L", "SDGM / GPT-2 train tok/s", "SDGM / GPT-2 forward tok/s",
-             "SDGM / GPT-2 peak memory"], ratios)
+            [
+                "L",
+                "SDGM / GPT-2 train tok/s",
+                "SDGM / GPT-2 forward tok/s",
+                "SDGM / GPT-2 peak memory",
+            ],
+            ratios,
+        )
     return text
 
 
@@ -455,29 +561,45 @@ def plot(report, output_dir):
     import matplotlib.ticker
 
     names = {"sdgm": "SDGM", "gpt2": "GPT-2"}
-    title = (f"{report['backend']}, D={report['config']['hidden_dim']}, "
-             f"{report['config']['num_layers']} layers, batch "
-             f"{report['config']['batch_size']}")
+    title = (
+        f"{report['backend']}, D={report['config']['hidden_dim']}, "
+        f"{report['config']['num_layers']} layers, batch "
+        f"{report['config']['batch_size']}"
+    )
     for key, ylabel, filename in (
         ("train_tokens_per_second", "training tokens/s", "run_throughput.png"),
         ("peak_memory_bytes", "peak memory (GiB)", "run_memory.png"),
     ):
         figure, axis = plt.subplots(figsize=(6, 4))
         for name in report["config"]["models"]:
-            points = [(r["length"], r[key]) for r in report["results"]
-                      if r["model"] == name and r["status"] == "ok"]
+            points = [
+                (r["length"], r[key])
+                for r in report["results"]
+                if r["model"] == name and r["status"] == "ok"
+            ]
             scale = 2**30 if key == "peak_memory_bytes" else 1
             if points:
-                axis.plot([p[0] for p in points],
-                          [p[1] / scale for p in points], marker="o",
-                          label=names[name])
-            failed = [r["length"] for r in report["results"]
-                      if r["model"] == name and r["status"] != "ok"]
+                axis.plot(
+                    [p[0] for p in points],
+                    [p[1] / scale for p in points],
+                    marker="o",
+                    label=names[name],
+                )
+            failed = [
+                r["length"]
+                for r in report["results"]
+                if r["model"] == name and r["status"] != "ok"
+            ]
             for length in failed:
                 axis.axvline(length, linestyle=":", color="gray")
-                axis.annotate(f"{names[name]}: {report_status(report, name, length)}",
-                              (length, 0.5), xycoords=("data", "axes fraction"),
-                              rotation=90, fontsize=7, ha="right")
+                axis.annotate(
+                    f"{names[name]}: {report_status(report, name, length)}",
+                    (length, 0.5),
+                    xycoords=("data", "axes fraction"),
+                    rotation=90,
+                    fontsize=7,
+                    ha="right",
+                )
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xticks(report["config"]["lengths"])

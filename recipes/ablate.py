@@ -79,8 +79,14 @@ VARIANTS = {
     "prior-0.001": ("+ 0.001 x GMM prior (delta)", ["--prior-weight", "0.001"]),
     "paper-objective": (
         "the paper's objective, alpha = beta = gamma = delta = 1",
-        ["--reconstruction-weight", "1", "--stft-weight", "1",
-         "--prior-weight", "1"],
+        [
+            "--reconstruction-weight",
+            "1",
+            "--stft-weight",
+            "1",
+            "--prior-weight",
+            "1",
+        ],
     ),
     "position-offsets": (
         "base + dictionaries trained at random position offsets in "
@@ -104,25 +110,44 @@ def build_parser():
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--corpus", choices=["ptb", "wikitext2"],
-                        default="ptb")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
-                        help=f"Any of: {', '.join(VARIANTS)}.")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="Seed of every variant's first run.")
-    parser.add_argument("--close", type=float, default=0.05,
-                        help="Relative gap to the reference below which a "
-                        "variant gets more seeds.")
-    parser.add_argument("--close-seeds", type=int, default=2,
-                        help="Seeds for the close variants and the reference.")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="Runs at a time. With more than one, runs share "
-                        "the CPU and ms/step is only roughly comparable.")
-    parser.add_argument("--output-dir", default=None,
-                        help="Default: runs/ablate-<corpus>.")
-    parser.add_argument("--results-dir", default=None,
-                        help="Where ablations.md/json go (default: "
-                        "--output-dir).")
+    parser.add_argument("--corpus", choices=["ptb", "wikitext2"], default="ptb")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        help=f"Any of: {', '.join(VARIANTS)}.",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="Seed of every variant's first run."
+    )
+    parser.add_argument(
+        "--close",
+        type=float,
+        default=0.05,
+        help="Relative gap to the reference below which a "
+        "variant gets more seeds.",
+    )
+    parser.add_argument(
+        "--close-seeds",
+        type=int,
+        default=2,
+        help="Seeds for the close variants and the reference.",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="Runs at a time. With more than one, runs share "
+        "the CPU and ms/step is only roughly comparable.",
+    )
+    parser.add_argument(
+        "--output-dir", default=None, help="Default: runs/ablate-<corpus>."
+    )
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        help="Where ablations.md/json go (default: --output-dir).",
+    )
     return parser
 
 
@@ -130,7 +155,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     split = argv.index("--") if "--" in argv else len(argv)
     args = build_parser().parse_args(argv[:split])
-    shared = argv[split + 1:]
+    shared = argv[split + 1 :]
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(
@@ -138,7 +163,9 @@ def main(argv=None):
         )
     if REFERENCE not in args.variants:
         args.variants.insert(0, REFERENCE)
-    output_dir = args.output_dir or os.path.join("runs", f"ablate-{args.corpus}")
+    output_dir = args.output_dir or os.path.join(
+        "runs", f"ablate-{args.corpus}"
+    )
     results_dir = args.results_dir or output_dir
     os.makedirs(results_dir, exist_ok=True)
     command = " ".join(["python recipes/ablate.py"] + argv)
@@ -154,7 +181,9 @@ def main(argv=None):
             write_table(args, output_dir, results_dir, command, shared)
 
     def run_all(seeds_of):
-        todo = [(name, seed) for name in args.variants for seed in seeds_of(name)]
+        todo = [
+            (name, seed) for name in args.variants for seed in seeds_of(name)
+        ]
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             # list(): re-raises the first failed run's error.
             list(pool.map(run_one, todo))
@@ -162,8 +191,10 @@ def main(argv=None):
     run_all(lambda name: [args.seed])
     close = close_variants(args, output_dir)
     if close and args.close_seeds > 1:
-        print(f"Within {args.close:.0%} of {REFERENCE}: {', '.join(close)}; "
-              f"running {args.close_seeds} seeds of them and of {REFERENCE}.")
+        print(
+            f"Within {args.close:.0%} of {REFERENCE}: {', '.join(close)}; "
+            f"running {args.close_seeds} seeds of them and of {REFERENCE}."
+        )
         extra = range(args.seed, args.seed + args.close_seeds)
         run_all(lambda name: extra if name in close + [REFERENCE] else [])
     write_table(args, output_dir, results_dir, command, shared)
@@ -176,15 +207,31 @@ def run_dir(output_dir, name, seed):
 def run_variant(corpus, name, seed, shared, output_dir):
     """One recipe run in its own process (which resumes an unfinished one)."""
     folder = run_dir(output_dir, name, seed)
-    recipe_args = [*shared, *BASE_FLAGS, *VARIANTS[name][1],
-                   "--seed", str(seed),
-                   "--output-dir", folder, "--verbose", "2"]
-    print(f"=== {time.strftime('%H:%M:%S')} {name}, seed {seed}: "
-          f"{' '.join(recipe_args)}", flush=True)
+    recipe_args = [
+        *shared,
+        *BASE_FLAGS,
+        *VARIANTS[name][1],
+        "--seed",
+        str(seed),
+        "--output-dir",
+        folder,
+        "--verbose",
+        "2",
+    ]
+    print(
+        f"=== {time.strftime('%H:%M:%S')} {name}, seed {seed}: "
+        f"{' '.join(recipe_args)}",
+        flush=True,
+    )
     subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from keras_sdgm.training.recipe import main; "
-         "main(sys.argv[1], sys.argv[2:])", corpus, *recipe_args],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from keras_sdgm.training.recipe import main; "
+            "main(sys.argv[1], sys.argv[2:])",
+            corpus,
+            *recipe_args,
+        ],
         check=True,
     )
 
@@ -201,48 +248,64 @@ def valid_perplexity(metrics):
 
 
 def close_variants(args, output_dir):
-    reference = [valid_perplexity(m) for m in finished_runs(output_dir, REFERENCE)]
+    reference = [
+        valid_perplexity(m) for m in finished_runs(output_dir, REFERENCE)
+    ]
     if not reference:
         return []
     ref = np.mean(reference)
     return [
-        name for name in args.variants
+        name
+        for name in args.variants
         if name != REFERENCE
         and finished_runs(output_dir, name)
-        and abs(np.mean([valid_perplexity(m)
-                         for m in finished_runs(output_dir, name)]) - ref)
+        and abs(
+            np.mean(
+                [valid_perplexity(m) for m in finished_runs(output_dir, name)]
+            )
+            - ref
+        )
         < args.close * ref
     ]
 
 
 def summarize(runs):
     """Mean and half-range over seeds of every number in the table."""
+
     def stat(values):
         values = np.asarray(values, "float64")
-        return {"mean": float(values.mean()),
-                "spread": float((values.max() - values.min()) / 2)}
+        return {
+            "mean": float(values.mean()),
+            "spread": float((values.max() - values.min()) / 2),
+        }
 
     first = runs[0]
     row = {
         "seeds": [m["config"]["seed"] for m in runs],
         "parameters": first["parameters"],
-        "ms_per_step": stat([
-            1000 * m["config"]["batch_size"] * m["config"]["sequence_length"]
-            / (m["training_tokens_per_second"] or float("nan"))
-            for m in runs
-        ]),
+        "ms_per_step": stat(
+            [
+                1000
+                * m["config"]["batch_size"]
+                * m["config"]["sequence_length"]
+                / (m["training_tokens_per_second"] or float("nan"))
+                for m in runs
+            ]
+        ),
         "config": first["config"],
     }
     for split in ("valid", "test"):
         for protocol in ("non_overlapping", "sliding"):
-            row[f"{split}_{protocol}"] = stat([
-                m["perplexity"][split][protocol]["perplexity"] for m in runs
-            ])
+            row[f"{split}_{protocol}"] = stat(
+                [m["perplexity"][split][protocol]["perplexity"] for m in runs]
+            )
     for length in first["perplexity"]["valid"].get("long_windows", {}):
-        row[f"valid_window_{length}"] = stat([
-            m["perplexity"]["valid"]["long_windows"][length]["perplexity"]
-            for m in runs
-        ])
+        row[f"valid_window_{length}"] = stat(
+            [
+                m["perplexity"]["valid"]["long_windows"][length]["perplexity"]
+                for m in runs
+            ]
+        )
     return row
 
 
@@ -253,13 +316,23 @@ def write_table(args, output_dir, results_dir, command, shared):
         if (runs := finished_runs(output_dir, name))
     }
     long_columns = sorted(
-        {k for row in rows.values() for k in row if k.startswith("valid_window_")},
+        {
+            k
+            for row in rows.values()
+            for k in row
+            if k.startswith("valid_window_")
+        },
         key=lambda k: int(k.rsplit("_", 1)[1]),
     )
     reporting.write_json(
         os.path.join(results_dir, "ablations.json"),
-        {"command": command, "corpus": args.corpus, "shared_arguments": shared,
-         "reference": REFERENCE, "variants": rows},
+        {
+            "command": command,
+            "corpus": args.corpus,
+            "shared_arguments": shared,
+            "reference": REFERENCE,
+            "variants": rows,
+        },
     )
     reference = rows.get(REFERENCE)
 
@@ -267,29 +340,45 @@ def write_table(args, output_dir, results_dir, command, shared):
         if stat is None:
             return "—"
         text = f"{stat['mean']:.{digits}f}"
-        return text + (f" ± {stat['spread']:.{digits}f}" if stat["spread"] else "")
+        return text + (
+            f" ± {stat['spread']:.{digits}f}" if stat["spread"] else ""
+        )
 
-    header = ["variant", "what it changes", "seeds", "params (total / non-emb)",
-              "ms/step", "valid ppl (non-overlap / sliding)",
-              "test ppl (non-overlap / sliding)", f"vs {REFERENCE} (valid)"]
+    header = [
+        "variant",
+        "what it changes",
+        "seeds",
+        "params (total / non-emb)",
+        "ms/step",
+        "valid ppl (non-overlap / sliding)",
+        "test ppl (non-overlap / sliding)",
+        f"vs {REFERENCE} (valid)",
+    ]
     header += [f"valid ppl, window {k.rsplit('_', 1)[1]}" for k in long_columns]
     table = []
     for name, row in rows.items():
         params = row["parameters"]
         change = "—"
         if reference is not None and name != REFERENCE:
-            ratio = (row["valid_non_overlapping"]["mean"]
-                     / reference["valid_non_overlapping"]["mean"])
+            ratio = (
+                row["valid_non_overlapping"]["mean"]
+                / reference["valid_non_overlapping"]["mean"]
+            )
             change = f"{100 * (ratio - 1):+.1f}%"
-        table.append([
-            f"`{name}`", VARIANTS[name][0], str(len(row["seeds"])),
-            f"{reporting.millions(params['total'])} / "
-            f"{reporting.millions(params['non_embedding'])}",
-            cell(row["ms_per_step"], 0),
-            f"{cell(row['valid_non_overlapping'])} / {cell(row['valid_sliding'])}",
-            f"{cell(row['test_non_overlapping'])} / {cell(row['test_sliding'])}",
-            change,
-        ] + [cell(row.get(k)) for k in long_columns])
+        table.append(
+            [
+                f"`{name}`",
+                VARIANTS[name][0],
+                str(len(row["seeds"])),
+                f"{reporting.millions(params['total'])} / "
+                f"{reporting.millions(params['non_embedding'])}",
+                cell(row["ms_per_step"], 0),
+                f"{cell(row['valid_non_overlapping'])} / {cell(row['valid_sliding'])}",
+                f"{cell(row['test_non_overlapping'])} / {cell(row['test_sliding'])}",
+                change,
+            ]
+            + [cell(row.get(k)) for k in long_columns]
+        )
     reporting.write_markdown(
         os.path.join(results_dir, "ablations.md"),
         f"`{command}`\n\n" + reporting.markdown_table(header, table),

@@ -13,9 +13,14 @@ import os
 from keras_sdgm.training import reporting
 
 HEADER = [
-    "run", "model", "params (emb / non-emb)", "epochs",
-    "valid ppl (non-overlap / sliding)", "test ppl (non-overlap / sliding)",
-    "train tok/s", "wall",
+    "run",
+    "model",
+    "params (emb / non-emb)",
+    "epochs",
+    "valid ppl (non-overlap / sliding)",
+    "test ppl (non-overlap / sliding)",
+    "train tok/s",
+    "wall",
 ]
 
 
@@ -23,8 +28,13 @@ def describe(config):
     if config["model"] == "gpt2":
         return f"GPT-2, {config['num_layers']} layers"
     weights = "/".join(
-        f"{config[k]:g}" for k in ("reconstruction_weight", "stft_weight",
-                                   "nll_weight", "prior_weight")
+        f"{config[k]:g}"
+        for k in (
+            "reconstruction_weight",
+            "stft_weight",
+            "nll_weight",
+            "prior_weight",
+        )
     )
     return f"SDGM `{config['preset']}`, α/β/γ/δ = {weights}"
 

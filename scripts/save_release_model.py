@@ -31,8 +31,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", help="A finished recipe run folder.")
     parser.add_argument("out_dir", help="e.g. saved_models/ptb_sdgm_tiny")
-    parser.add_argument("--command", required=True,
-                        help="The command that trained the run.")
+    parser.add_argument(
+        "--command", required=True, help="The command that trained the run."
+    )
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
@@ -72,9 +73,17 @@ def main():
         "training_command": args.command,
         "run_metrics": {
             k: run_metrics[k]
-            for k in ("perplexity", "parameters", "vocabulary_size",
-                      "training_tokens_per_second", "epochs_logged",
-                      "wall_time_seconds", "backend", "versions", "config")
+            for k in (
+                "perplexity",
+                "parameters",
+                "vocabulary_size",
+                "training_tokens_per_second",
+                "epochs_logged",
+                "wall_time_seconds",
+                "backend",
+                "versions",
+                "config",
+            )
         },
         "evaluated_with": {
             "backend": keras.config.backend(),
@@ -82,8 +91,12 @@ def main():
         },
     }
     reporting.write_json(os.path.join(args.out_dir, METADATA_FILE), metadata)
-    print(json.dumps({k: metadata[k] for k in
-                      ("perplexity", "protocol", "model_bytes")}, indent=2))
+    print(
+        json.dumps(
+            {k: metadata[k] for k in ("perplexity", "protocol", "model_bytes")},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,16 @@ TINY_BACKBONE = {
     "intermediate_dim": 16,
     "num_mixture_components": 2,
 }
+# Wide enough for generation and export tests whose argmax must vary: a
+# window of 16 so that generation runs past it.
+SMALL_BACKBONE = {
+    "vocabulary_size": 50,
+    "hidden_dim": 16,
+    "num_atoms": 8,
+    "sequence_length": 16,
+    "num_layers": 2,
+    "intermediate_dim": 32,
+}
 # Every auxiliary term on, at distinct weights.
 ALL_TERMS = {
     "reconstruction_weight": 0.5,

@@ -13,8 +13,10 @@ from tests.testing import TestCase
 
 # Validation perplexity of each (variant, seed) the fake runs produce.
 PERPLEXITY = {
-    ("base", 0): 100.0, ("base", 1): 104.0,
-    ("no-feedforward", 0): 103.0, ("no-feedforward", 1): 99.0,
+    ("base", 0): 100.0,
+    ("base", 1): 104.0,
+    ("no-feedforward", 0): 103.0,
+    ("no-feedforward", 1): 99.0,
     ("gpt2", 0): 150.0,
 }
 
@@ -25,23 +27,37 @@ def fake_run(corpus, name, seed, shared, output_dir):
     ppl = PERPLEXITY[name, seed]
     entry = {"perplexity": ppl}
     with open(os.path.join(folder, "metrics.json"), "w") as f:
-        json.dump({
-            "config": {"seed": seed, "batch_size": 4, "sequence_length": 8},
-            "parameters": {"total": 3_000_000, "non_embedding": 1_000_000},
-            "training_tokens_per_second": 320.0,
-            "perplexity": {
-                "valid": {"non_overlapping": entry, "sliding": entry},
-                "test": {"non_overlapping": entry, "sliding": entry},
+        json.dump(
+            {
+                "config": {"seed": seed, "batch_size": 4, "sequence_length": 8},
+                "parameters": {"total": 3_000_000, "non_embedding": 1_000_000},
+                "training_tokens_per_second": 320.0,
+                "perplexity": {
+                    "valid": {"non_overlapping": entry, "sliding": entry},
+                    "test": {"non_overlapping": entry, "sliding": entry},
+                },
             },
-        }, f)
+            f,
+        )
 
 
 class AblateTest(TestCase):
     def run_ablations(self, *variants):
         out = self.get_temp_dir()
-        with mock.patch.object(ablate, "run_variant", side_effect=fake_run) as run:
-            ablate.main(["--output-dir", out, "--variants", *variants,
-                         "--", "--max-steps", "5"])
+        with mock.patch.object(
+            ablate, "run_variant", side_effect=fake_run
+        ) as run:
+            ablate.main(
+                [
+                    "--output-dir",
+                    out,
+                    "--variants",
+                    *variants,
+                    "--",
+                    "--max-steps",
+                    "5",
+                ]
+            )
         with open(os.path.join(out, "ablations.json")) as f:
             return run, json.load(f), out
 
@@ -50,15 +66,26 @@ class AblateTest(TestCase):
         started = sorted((c.args[1], c.args[2]) for c in run.call_args_list)
         # no-feedforward (103) is within 5% of base (100): both get seed 1;
         # gpt2 (150) is not.
-        self.assertEqual(started, [("base", 0), ("base", 1), ("gpt2", 0),
-                                   ("no-feedforward", 0), ("no-feedforward", 1)])
+        self.assertEqual(
+            started,
+            [
+                ("base", 0),
+                ("base", 1),
+                ("gpt2", 0),
+                ("no-feedforward", 0),
+                ("no-feedforward", 1),
+            ],
+        )
         self.assertEqual(run.call_args_list[0].args[3], ["--max-steps", "5"])
         rows = table["variants"]
         self.assertEqual(rows["base"]["seeds"], [0, 1])
-        self.assertEqual(rows["base"]["valid_non_overlapping"],
-                         {"mean": 102.0, "spread": 2.0})
-        self.assertEqual(rows["gpt2"]["valid_sliding"],
-                         {"mean": 150.0, "spread": 0.0})
+        self.assertEqual(
+            rows["base"]["valid_non_overlapping"],
+            {"mean": 102.0, "spread": 2.0},
+        )
+        self.assertEqual(
+            rows["gpt2"]["valid_sliding"], {"mean": 150.0, "spread": 0.0}
+        )
         # 4 x 8 tokens a step at 320 tokens/s.
         self.assertEqual(rows["gpt2"]["ms_per_step"]["mean"], 100.0)
         with open(os.path.join(out, "ablations.md")) as f:

@@ -8,18 +8,17 @@ import keras_sdgm
 from keras_sdgm.coefficient_gmm import collect_coefficients
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
+from tests.fixtures import TINY_BACKBONE
 from tests.testing import TestCase
 
 
 def tiny_lm():
     backbone = SDGMBackbone(
-        vocabulary_size=30,
-        hidden_dim=8,
-        num_atoms=4,
-        sequence_length=8,
-        num_layers=2,
-        intermediate_dim=16,
-        num_mixture_components=3,
+        **{
+            **TINY_BACKBONE,
+            "vocabulary_size": 30,
+            "num_mixture_components": 3,
+        }
     )
     return SDGMCausalLM(backbone)
 

@@ -13,9 +13,9 @@ import pytest
 
 from keras_sdgm.training.distribution import configure_distribution
 from tests.test_recipes import RECIPE
-from tests.test_recipes import only_under
 from tests.test_recipes import run_args
 from tests.testing import TestCase
+from tests.testing import only_under
 
 # Two fake devices on the host CPU.
 TWO_HOST_DEVICES = {
@@ -129,9 +129,12 @@ def check_equivalence(test, report, placement):
 def check_recipe_runs(test, command, env):
     out = os.path.join(test.get_temp_dir(), "data-parallel")
     result = subprocess.run(
-        command + run_args(out, "--max-steps", "4",
-                           "--distribute", "data-parallel"),
-        env=env, capture_output=True, text=True, timeout=600,
+        command
+        + run_args(out, "--max-steps", "4", "--distribute", "data-parallel"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     test.assertEqual(result.returncode, 0, result.stderr[-3000:])
     with open(os.path.join(out, "metrics.json")) as f:
@@ -142,8 +145,11 @@ def check_recipe_runs(test, command, env):
 
 def run_equivalence(backend, env, mode="data-parallel"):
     result = subprocess.run(
-        [sys.executable, "-c", EQUIVALENCE, backend, mode], env=env,
-        capture_output=True, text=True, timeout=600,
+        [sys.executable, "-c", EQUIVALENCE, backend, mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -174,7 +180,8 @@ class MirroredStrategyTest(TestCase):
 
     def test_recipe_runs_data_parallel(self):
         check_recipe_runs(
-            self, [sys.executable, "-c", TENSORFLOW_RECIPE],
+            self,
+            [sys.executable, "-c", TENSORFLOW_RECIPE],
             TWO_TENSORFLOW_DEVICES,
         )
 
@@ -200,8 +207,11 @@ class ConfigureDistributionTest(TestCase):
             "configure_distribution\nconfigure_distribution('data-parallel', 7)"
         )
         result = subprocess.run(
-            [sys.executable, "-c", script], env=TWO_HOST_DEVICES,
-            capture_output=True, text=True, timeout=300,
+            [sys.executable, "-c", script],
+            env=TWO_HOST_DEVICES,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("does not split evenly", result.stderr)

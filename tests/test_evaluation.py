@@ -6,6 +6,7 @@ from keras_sdgm import evaluate_perplexity
 from keras_sdgm.evaluation import scoring_windows
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
+from tests.fixtures import TINY_BACKBONE
 from tests.testing import TestCase
 
 
@@ -37,6 +38,15 @@ def direct_perplexity(lm, token_ids, length, stride):
     return float(np.exp(np.mean(nll)))
 
 
+def window_6_lm():
+    """A tiny model whose default scoring window is 6 positions."""
+    return SDGMCausalLM(
+        SDGMBackbone(
+            **{**TINY_BACKBONE, "vocabulary_size": 12, "sequence_length": 6}
+        )
+    )
+
+
 class EvaluatePerplexityTest(TestCase):
     @parameterized.named_parameters(("non_overlapping", 8), ("sliding", 3))
     def test_scores_every_token_once(self, stride):
@@ -51,14 +61,7 @@ class EvaluatePerplexityTest(TestCase):
         ("sliding_small_batches", 2, 3),
     )
     def test_matches_token_by_token_reference(self, stride, batch_size):
-        lm = SDGMCausalLM(
-            SDGMBackbone(
-                vocabulary_size=12,
-                hidden_dim=8,
-                num_atoms=4,
-                sequence_length=6,
-            )
-        )
+        lm = window_6_lm()
         token_ids = np.random.RandomState(0).randint(0, 12, 23).astype("int32")
         result = evaluate_perplexity(
             lm, token_ids, stride=stride, batch_size=batch_size, verbose=0
@@ -68,14 +71,7 @@ class EvaluatePerplexityTest(TestCase):
         self.assertAllClose(result["perplexity"], expected, rtol=1e-4)
 
     def test_invalid_arguments(self):
-        lm = SDGMCausalLM(
-            SDGMBackbone(
-                vocabulary_size=12,
-                hidden_dim=8,
-                num_atoms=4,
-                sequence_length=6,
-            )
-        )
+        lm = window_6_lm()
         with self.assertRaisesRegex(ValueError, "stride"):
             evaluate_perplexity(lm, np.arange(10), stride=7)
         with self.assertRaisesRegex(ValueError, "preprocessor"):

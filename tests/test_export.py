@@ -18,10 +18,11 @@ from keras_sdgm import export_saved_model
 from keras_sdgm.export.cli import main as export_main
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
+from tests.fixtures import SMALL_BACKBONE
 from tests.serving import rest_predict
 from tests.testing import TestCase
 
-VOCABULARY_SIZE = 50
+VOCABULARY_SIZE = SMALL_BACKBONE["vocabulary_size"]
 RELEASE = os.path.join(
     os.path.dirname(__file__), os.pardir, "saved_models", "ptb_sdgm_tiny"
 )
@@ -29,14 +30,7 @@ RELEASE = os.path.join(
 
 def trained_tiny_lm():
     """A tiny SDGM trained for a few steps under the current backend."""
-    backbone = SDGMBackbone(
-        vocabulary_size=VOCABULARY_SIZE,
-        hidden_dim=16,
-        num_atoms=8,
-        sequence_length=16,
-        num_layers=2,
-        intermediate_dim=32,
-    )
+    backbone = SDGMBackbone(**SMALL_BACKBONE)
     lm = SDGMCausalLM(backbone)
     lm.compile(optimizer=keras.optimizers.Adam(1e-2))
     rng = np.random.default_rng(0)

@@ -9,6 +9,7 @@ from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
 from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
+from tests.fixtures import TINY_BACKBONE
 from tests.testing import TestCase
 
 LINES = [
@@ -21,12 +22,11 @@ LINES = [
 def tiny_lm():
     tokenizer = SDGMTokenizer(SDGMTokenizer.build_vocabulary(LINES))
     backbone = SDGMBackbone(
-        vocabulary_size=tokenizer.vocabulary_size(),
-        hidden_dim=8,
-        num_atoms=6,
-        sequence_length=8,
-        num_layers=2,
-        intermediate_dim=16,
+        **{
+            **TINY_BACKBONE,
+            "vocabulary_size": tokenizer.vocabulary_size(),
+            "num_atoms": 6,
+        }
     )
     preprocessor = SDGMCausalLMPreprocessor(tokenizer, sequence_length=8)
     return SDGMCausalLM(backbone, preprocessor=preprocessor)

@@ -3,6 +3,7 @@
 
 import keras
 import numpy as np
+import pytest
 from keras_hub.src.tests.test_case import TestCase as KerasHubTestCase
 
 
@@ -39,3 +40,21 @@ def gradients(fn, variables):
     value = fn()
     grads = torch.autograd.grad(value, [v.value for v in variables])
     return [g.numpy() for g in grads]
+
+
+def only_under(backend, reason):
+    """Skips a test unless the suite runs under `backend`, saying why."""
+    return pytest.mark.skipif(
+        keras.config.backend() != backend,
+        reason=f"runs under {backend} only: {reason}",
+    )
+
+
+# The end-to-end runs of the recipes and benchmarks: heavy, and their steps
+# are backend-independent Keras (`fit`, callbacks, saving) that the model
+# tests already cover under every backend, so they run once, under JAX.
+# Tests of a backend's own path (torch's generator in a resumed run,
+# TensorFlow's MirroredStrategy) are not marked.
+END_TO_END = only_under(
+    "jax", "an end-to-end run; the backend is not what it tests"
+)

@@ -67,7 +67,9 @@ class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
     @staticmethod
     def restored_epoch(backup_dir):
         """The epoch a resumed run will start at (0 without a backup)."""
-        metadata = _read_json(os.path.join(backup_dir, "training_metadata.json"))
+        metadata = _read_json(
+            os.path.join(backup_dir, "training_metadata.json")
+        )
         return int((metadata or {}).get("epoch", 0))
 
     @staticmethod
@@ -77,7 +79,9 @@ class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
         `None` without a backup, or for one written before steps were
         recorded.
         """
-        metadata = _read_json(os.path.join(backup_dir, "training_metadata.json"))
+        metadata = _read_json(
+            os.path.join(backup_dir, "training_metadata.json")
+        )
         step = (metadata or {}).get("step")
         return None if step is None else int(step)
 

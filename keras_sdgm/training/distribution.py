@@ -53,7 +53,8 @@ def configure_distribution(mode, batch_size):
             )
         devices = keras.distribution.list_devices()
         mesh = keras.distribution.DeviceMesh(
-            shape=(1, len(devices)), axis_names=("batch", "model"),
+            shape=(1, len(devices)),
+            axis_names=("batch", "model"),
             devices=devices,
         )
         layout_map = keras.distribution.LayoutMap(mesh)

@@ -24,17 +24,28 @@ SDGM_OVERRIDES = (
     "intermediate_dim",
     "residual",
     "num_mixture_components",
-    "dictionary",
+    "dictionary_type",
     "max_position_offset",
     "dropout",
 )
-LOSS_WEIGHTS = ("nll_weight", "reconstruction_weight", "stft_weight",
-                "prior_weight")
+LOSS_WEIGHTS = (
+    "nll_weight",
+    "reconstruction_weight",
+    "stft_weight",
+    "prior_weight",
+)
 
 
-def gpt2_causal_lm(vocabulary_size, num_layers, num_heads, hidden_dim,
-                   max_sequence_length, intermediate_dim=None, dropout=0.0,
-                   preprocessor=None):
+def gpt2_causal_lm(
+    vocabulary_size,
+    num_layers,
+    num_heads,
+    hidden_dim,
+    max_sequence_length,
+    intermediate_dim=None,
+    dropout=0.0,
+    preprocessor=None,
+):
     """keras-hub's `GPT2CausalLM`, the baseline SDGM is compared with.
 
     Args:
@@ -60,8 +71,9 @@ def gpt2_causal_lm(vocabulary_size, num_layers, num_heads, hidden_dim,
     return keras_hub.models.GPT2CausalLM(backbone, preprocessor=preprocessor)
 
 
-def sdgm_causal_lm(preset, vocabulary_size, preprocessor=None,
-                   loss_weights=None, **overrides):
+def sdgm_causal_lm(
+    preset, vocabulary_size, preprocessor=None, loss_weights=None, **overrides
+):
     """An `SDGMCausalLM` of the named `preset`.
 
     Args:
@@ -78,8 +90,9 @@ def sdgm_causal_lm(preset, vocabulary_size, preprocessor=None,
         vocabulary_size=vocabulary_size,
         **{k: v for k, v in overrides.items() if v is not None},
     )
-    return SDGMCausalLM(backbone, preprocessor=preprocessor,
-                        **(loss_weights or {}))
+    return SDGMCausalLM(
+        backbone, preprocessor=preprocessor, **(loss_weights or {})
+    )
 
 
 def build_causal_lm(args, preprocessor):
@@ -117,9 +130,7 @@ def parameter_counts(lm):
     position = getattr(lm.backbone, "position_embedding", None)
     if position is not None:
         embedding += position.count_params()
-    total = sum(
-        int(keras.ops.size(v)) for v in lm.backbone.trainable_variables
-    )
+    total = sum(int(keras.ops.size(v)) for v in lm.backbone.trainable_variables)
     return {
         "total": total,
         "embedding": embedding,

@@ -35,9 +35,12 @@ def call_seconds(fn, steps, warmup=2, label=None):
         if i >= warmup:
             times.append(elapsed)
         if label is not None:
-            print(f"  {label} step {i + 1}/{warmup + steps}: {elapsed:.2f} s"
-                  f"{' (warm-up)' if i < warmup else ''}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"  {label} step {i + 1}/{warmup + steps}: {elapsed:.2f} s"
+                f"{' (warm-up)' if i < warmup else ''}",
+                file=sys.stderr,
+                flush=True,
+            )
     return times
 
 
@@ -113,8 +116,9 @@ def compiled_gradients(fn, variables):
 
     def torch_gradients(x):
         x = x.detach().requires_grad_(True)
-        return list(torch.autograd.grad(
-            fn(x), [x] + [v.value for v in variables]))
+        return list(
+            torch.autograd.grad(fn(x), [x] + [v.value for v in variables])
+        )
 
     return torch_gradients
 

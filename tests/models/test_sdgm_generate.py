@@ -9,9 +9,10 @@ from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
 from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
+from tests.fixtures import SMALL_BACKBONE
 from tests.testing import TestCase
 
-VOCABULARY_SIZE = 50
+VOCABULARY_SIZE = SMALL_BACKBONE["vocabulary_size"]
 
 
 def random_lm(preprocessor=None, sampler="greedy"):
@@ -20,14 +21,7 @@ def random_lm(preprocessor=None, sampler="greedy"):
     Dilated encoder (states of several widths), two blocks, a window of 16
     so that generation runs past it.
     """
-    backbone = SDGMBackbone(
-        vocabulary_size=VOCABULARY_SIZE,
-        hidden_dim=16,
-        num_atoms=8,
-        sequence_length=16,
-        num_layers=2,
-        intermediate_dim=32,
-    )
+    backbone = SDGMBackbone(**SMALL_BACKBONE)
     for block in backbone.blocks:
         amplitude = block.dictionary.amplitude
         amplitude.assign(amplitude * 20.0)
