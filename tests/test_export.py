@@ -96,6 +96,27 @@ FRESH_PROCESS = textwrap.dedent(
 )
 
 
+def saved_model_cli_show(path, signature):
+    """TensorFlow's `saved_model_cli show` of one signature, in a subprocess."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tensorflow.python.tools.saved_model_cli",
+            "show",
+            "--dir",
+            path,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            signature,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 @pytest.mark.slow
 class ExportSavedModelTest(TestCase):
     @classmethod
@@ -191,23 +212,7 @@ class ExportSavedModelTest(TestCase):
         )
 
     def test_saved_model_cli_lists_both_signatures(self):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tensorflow.python.tools.saved_model_cli",
-                "show",
-                "--dir",
-                self.path,
-                "--tag_set",
-                "serve",
-                "--signature_def",
-                "next_token",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        result = saved_model_cli_show(self.path, "next_token")
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         shown = " ".join(result.stdout.split())
         for name in ("token_ids", "padding_mask"):
@@ -220,23 +225,7 @@ class ExportSavedModelTest(TestCase):
             f"shape: (-1, {VOCABULARY_SIZE})",
             shown,
         )
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tensorflow.python.tools.saved_model_cli",
-                "show",
-                "--dir",
-                self.path,
-                "--tag_set",
-                "serve",
-                "--signature_def",
-                "serving_default",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        result = saved_model_cli_show(self.path, "serving_default")
         self.assertIn(
             "outputs['logits'] tensor_info: dtype: DT_FLOAT "
             f"shape: (-1, -1, {VOCABULARY_SIZE})",
