@@ -176,3 +176,10 @@ class GaussianMixturePrior(keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "num_components" in config:  # the key of earlier releases
+            config["num_mixture_components"] = config.pop("num_components")
+        return super().from_config(config)

@@ -9,6 +9,12 @@ from tests.testing import TestCase
 
 
 class GaussianMixturePriorTest(TestCase):
+    def test_config_of_the_older_key_loads(self):
+        config = GaussianMixturePrior(num_mixture_components=3).get_config()
+        config["num_components"] = config.pop("num_mixture_components")
+        prior = GaussianMixturePrior.from_config(config)
+        self.assertEqual(prior.num_mixture_components, 3)
+
     def test_layer_basics(self):
         self.run_layer_test(
             cls=GaussianMixturePrior,

@@ -25,6 +25,15 @@ class SDGMBackboneTest(TestCase):
             input_data=tiny_inputs(),
         )
 
+    def test_config_of_the_older_dictionary_key_loads(self):
+        config = SDGMBackbone(
+            **{**TINY_BACKBONE, "dictionary_type": "static"}
+        ).get_config()
+        config["dictionary"] = config.pop("dictionary_type")
+        backbone = SDGMBackbone.from_config(config)
+        self.assertEqual(backbone.dictionary_type, "static")
+        self.assertEqual(backbone.blocks[0].dictionary_type, "static")
+
     def test_default_encoder_covers_the_window(self):
         backbone = SDGMBackbone(
             vocabulary_size=10, hidden_dim=8, num_atoms=4, sequence_length=128
