@@ -1,4 +1,5 @@
 import inspect
+import warnings
 
 import keras
 import keras_hub
@@ -156,6 +157,41 @@ class SDGMCausalLM(CausalLM):
         return self.backbone.token_embedding(
             outputs["sequence_output"], reverse=True
         )
+
+    def fit(self, x=None, *args, **kwargs):
+        """keras-hub's `fit`; a dict of token ids is checked first.
+
+        A `{"token_ids", "padding_mask"}` dict passes the preprocessor
+        unchanged (see `SDGMCausalLMPreprocessor`); pass `y` and
+        `sample_weight` with it, as without a preprocessor.
+        """
+        self._check_input_dict(x)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """keras-hub's `evaluate`; a dict of token ids is checked first."""
+        self._check_input_dict(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x=None, *args, **kwargs):
+        """keras-hub's `predict`; a dict of token ids is checked first."""
+        self._check_input_dict(x)
+        return super().predict(x, *args, **kwargs)
+
+    def _check_input_dict(self, x):
+        """Checks a dict of model inputs once, on the host, before batching.
+
+        Its ids are concrete here; once batched into a compiled step they
+        are not, and an out-of-range id would give NaN instead of an error
+        (see `check_token_inputs`).
+        """
+        if not isinstance(x, dict):
+            return
+        if self.preprocessor is not None and hasattr(
+            self.preprocessor, "check_model_inputs"
+        ):
+            self.preprocessor.check_model_inputs(x)
+        check_token_inputs(x, self.backbone.vocabulary_size)
 
     def logits(self, inputs, training=False):
         """What `call` returns, without computing the objective's terms.
@@ -474,6 +510,103 @@ class SDGMCausalLM(CausalLM):
             padding_mask = ops.ones_like(token_ids, dtype="bool")
         return {"token_ids": token_ids, "padding_mask": padding_mask}
 
+    def generate(
+        self,
+        inputs,
+        max_length=None,
+        stop_token_ids="auto",
+        strip_prompt=False,
+    ):
+        """Generates text (or token ids) after each prompt of `inputs`.
+
+        keras-hub's `CausalLM.generate`, with its inputs checked first.
+
+        Args:
+            inputs: with a preprocessor: a string, a non-empty list of
+                strings, an integer array of token ids, or an
+                already-preprocessed dict (see `SDGMCausalLMPreprocessor`);
+                without one: a dict of `"token_ids"` and `"padding_mask"`
+                `(batch, max_length)`, prompts left-aligned. A
+                `tf.data.Dataset` of either is also accepted (checked batch
+                by batch as it is preprocessed).
+            max_length: positive int or `None` (the preprocessor's
+                `sequence_length`). Without a preprocessor, the dict's
+                length is the generation length: leave it `None`.
+            stop_token_ids: `"auto"`, `None` or a tuple of ids, as in
+                keras-hub.
+            strip_prompt: bool. Return only the generated continuation.
+
+        Raises:
+            ValueError: naming the argument: no prompts, a `max_length`
+                that is not a positive int, ids outside the vocabulary, or
+                inputs of another structure.
+
+        A prompt whose words are all outside the vocabulary reads as
+        `<unk>` only; it is generated from, with a `UserWarning`.
+        """
+        if max_length is not None:
+            require_positive_int("max_length", max_length)
+        if not _is_dataset(inputs):
+            if self.preprocessor is None:
+                self._check_unprocessed_prompts(inputs, max_length)
+            else:
+                self._check_prompts(inputs)
+        return super().generate(
+            inputs,
+            max_length=max_length,
+            stop_token_ids=stop_token_ids,
+            strip_prompt=strip_prompt,
+        )
+
+    def _check_unprocessed_prompts(self, inputs, max_length):
+        """Checks `generate`'s inputs for a model without a preprocessor."""
+        check_token_inputs(inputs, self.backbone.vocabulary_size)
+        if "padding_mask" not in inputs:
+            raise ValueError(
+                "`inputs` needs a 'padding_mask' marking each row's prompt "
+                "(1) and the positions to generate (0)."
+            )
+        batch_size, length = tuple(inputs["token_ids"].shape)
+        if batch_size == 0:
+            raise ValueError("`inputs` holds no prompts (a batch of 0 rows).")
+        if max_length is not None and max_length != length:
+            raise ValueError(
+                "Without a preprocessor the length of `inputs` is the "
+                "generation length: pad the prompts to it and leave "
+                f"`max_length=None`. Received: max_length={max_length}, "
+                f"token_ids of length {length}."
+            )
+
+    def _check_prompts(self, inputs):
+        """Checks `generate`'s prompts for a model with a preprocessor.
+
+        The preprocessor checks dicts and token ids; here, an empty batch
+        raises and a text prompt of only unknown words warns.
+        """
+        if isinstance(inputs, dict):
+            return
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not hasattr(inputs, "__len__") or len(inputs) == 0:
+            raise ValueError(
+                "`inputs` must hold at least one prompt (a string, a list of "
+                "strings, token ids or a dict of 'token_ids' and "
+                f"'padding_mask'). Received: {inputs!r}"
+            )
+        texts = [text for text in inputs if isinstance(text, str)]
+        tokenizer = self.preprocessor.tokenizer
+        unknown_id = tokenizer.token_to_id(tokenizer.oov_token)
+        for text in texts:
+            ids = np.asarray(tokenizer.tokenize(text))
+            if ids.size and np.all(ids == unknown_id):
+                warnings.warn(
+                    f"Every word of the prompt {text!r} is outside the "
+                    f"vocabulary: the model sees only {tokenizer.oov_token} "
+                    "and generates from that alone. The vocabulary is the "
+                    "training corpus's words (e.g. PTB's are lowercase).",
+                    stacklevel=3,
+                )
+
     def _coefficient_noise(self, shape):
         """Noise of every position for the GMM sampling modes, or `None`.
 
@@ -531,6 +664,13 @@ class SDGMCausalLM(CausalLM):
             }
         )
         return config
+
+
+def _is_dataset(inputs):
+    """Whether `inputs` is a `tf.data.Dataset` (checked as it is read)."""
+    return type(inputs).__module__.startswith("tensorflow") and hasattr(
+        inputs, "element_spec"
+    )
 
 
 def _with_gradient_if(weight, x):

@@ -26,7 +26,9 @@ class SDGMTokenizer(WordPieceTokenizer):
 
     Integer input is taken as token ids already and returned unchanged, so
     the windows of a tokenized corpus pass through `SDGMCausalLMPreprocessor`
-    untouched but for the next-token shift.
+    untouched but for the next-token shift. Anything that is neither text
+    nor an integer array (floats, a list of numbers, `None`) raises
+    `TypeError` rather than being read as the text of its digits.
 
     It is keras-hub's `WordPieceTokenizer` with a vocabulary of whole words
     and no sub-word pieces: it runs in `tf.data` and in Python (grain)
@@ -91,7 +93,14 @@ class SDGMTokenizer(WordPieceTokenizer):
         if _is_integer(inputs):
             return inputs
         if self._use_tf_workflow():
-            words = tf.strings.split(tf.convert_to_tensor(inputs))
+            inputs = tf.convert_to_tensor(inputs)
+            if inputs.dtype != tf.string:
+                raise TypeError(
+                    "`inputs` must be text or integer token ids: "
+                    "`SDGMTokenizer` received a tensor of dtype "
+                    f"{inputs.dtype.name}."
+                )
+            words = tf.strings.split(inputs)
         elif isinstance(inputs, str):
             words = inputs.split()
         else:
@@ -110,7 +119,16 @@ def _is_integer(inputs):
 
 def _to_python_strings(inputs):
     array = np.asarray(inputs, dtype=object)
-    return [
-        text.decode("utf-8") if isinstance(text, bytes) else text
-        for text in array.reshape(-1)
-    ]
+    texts = []
+    for text in array.reshape(-1):
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if not isinstance(text, str):
+            raise TypeError(
+                "`inputs` must be text (a string, or a list or array of "
+                "strings) or an integer array of token ids: `SDGMTokenizer` "
+                f"received an element of type {type(text).__name__}: "
+                f"{text!r}"
+            )
+        texts.append(text)
+    return texts
