@@ -14,15 +14,20 @@ and writes to the output folder:
 
 Running the same command again resumes an interrupted run from its last
 checkpoint (`keras.callbacks.BackupAndRestore`); a finished run is never
-overwritten without `--overwrite`.
+overwritten without `--overwrite`, and with it is kept aside
+(`<output-dir>.previous`) until the new run finishes (restored if the new
+run fails). Every flag is checked before anything is read or written, and
+`config.json` is written only once the data and the model are ready.
 
 `main(corpus, argv)` is the whole run, one step per function, each usable
-alone: `parse_args` (flags to a `RecipeConfig`), `prepare_output_dir`,
+alone: `parse_args` (flags to a `RecipeConfig`), `check_output_dir`,
+`prepare_output_dir`,
 `load_data`, `build_model`, `make_callbacks`, `fit_resumable`, `evaluate`
 and `write_report`.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -38,6 +43,7 @@ from keras_sdgm.datasets import load_lines
 from keras_sdgm.datasets import token_windows
 from keras_sdgm.datasets import tokenize_corpus
 from keras_sdgm.evaluation import evaluate_perplexity
+from keras_sdgm.export.export_utils import load_keras_file
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
@@ -143,29 +149,29 @@ def build_parser(corpus):
     )
     add(
         "--hidden-dim",
-        type=int,
+        type=_positive_int,
         default=None,
         help="Default: the preset's (sdgm_base: 512).",
     )
     add(
         "--num-atoms",
-        type=int,
+        type=_positive_int,
         default=None,
         help="SDGM dictionary size K. Default: the preset's (256).",
     )
     add(
         "--sequence-length",
-        type=int,
+        type=_positive_int,
         default=None,
         help="Training window L. Default: the preset's (128).",
     )
     add(
         "--num-layers",
-        type=int,
+        type=_positive_int,
         default=None,
         help="Blocks or Transformer layers. Default: the preset's.",
     )
-    add("--kernel-size", type=int, default=None)
+    add("--kernel-size", type=_positive_int, default=None)
     add(
         "--dilation-rates",
         type=_int_list,
@@ -175,12 +181,12 @@ def build_parser(corpus):
     add("--coefficient-activation", default=None)
     add(
         "--intermediate-dim",
-        type=int,
+        type=_non_negative_int,
         default=None,
         help="Feed-forward width (0: none, SDGM); default 4 x hidden.",
     )
     add("--residual", action=argparse.BooleanOptionalAction, default=None)
-    add("--num-mixture-components", type=int, default=None)
+    add("--num-mixture-components", type=_positive_int, default=None)
     add(
         "--dictionary",
         dest="dictionary_type",
@@ -190,48 +196,53 @@ def build_parser(corpus):
     )
     add(
         "--max-position-offset",
-        type=int,
+        type=_non_negative_int,
         default=None,
         help="Train the dictionaries at positions shifted by a random "
         "offset up to this (SDGM).",
     )
-    add("--num-heads", type=int, default=8, help="GPT-2 attention heads.")
-    add("--dropout", type=float, default=0.0)
-    add("--nll-weight", type=float, default=1.0)
-    add("--reconstruction-weight", type=float, default=0.0)
-    add("--stft-weight", type=float, default=0.0)
-    add("--prior-weight", type=float, default=0.0)
-    add("--learning-rate", type=float, default=1e-3)
-    add("--weight-decay", type=float, default=1e-5)
-    add("--batch-size", type=int, default=32)
-    add("--epochs", type=int, default=10)
+    add(
+        "--num-heads",
+        type=_positive_int,
+        default=8,
+        help="GPT-2 attention heads.",
+    )
+    add("--dropout", type=_dropout_rate, default=0.0)
+    add("--nll-weight", type=_non_negative_float, default=1.0)
+    add("--reconstruction-weight", type=_non_negative_float, default=0.0)
+    add("--stft-weight", type=_non_negative_float, default=0.0)
+    add("--prior-weight", type=_non_negative_float, default=0.0)
+    add("--learning-rate", type=_positive_float, default=1e-3)
+    add("--weight-decay", type=_non_negative_float, default=1e-5)
+    add("--batch-size", type=_positive_int, default=32)
+    add("--epochs", type=_positive_int, default=10)
     add(
         "--patience",
-        type=int,
+        type=_non_negative_int,
         default=2,
         help="Epochs without a better validation perplexity before stopping.",
     )
     add(
         "--steps-per-epoch",
-        type=int,
+        type=_positive_int,
         default=None,
         help="Steps between validations (default: one pass over the data).",
     )
     add(
         "--max-steps",
-        type=int,
+        type=_positive_int,
         default=None,
         help="Train at most this many steps (whole epochs when larger).",
     )
     add(
         "--eval-stride",
-        type=int,
+        type=_positive_int,
         default=None,
         help="Stride of the sliding-window evaluation (default L / 2).",
     )
     add(
         "--eval-tokens",
-        type=int,
+        type=_positive_int,
         default=None,
         help="Validate and test on the first N tokens of each split only "
         "(a quick check: not comparable with full-split perplexities). "
@@ -257,11 +268,11 @@ def build_parser(corpus):
     )
     add(
         "--checkpoint-every",
-        type=int,
+        type=_positive_int,
         default=200,
         help="Steps between resumable checkpoints.",
     )
-    add("--seed", type=int, default=0)
+    add("--seed", type=_non_negative_int, default=0)
     add(
         "--data-dir",
         default=None,
@@ -294,10 +305,27 @@ def parse_args(corpus, argv=None):
         )
     if any(length < 2 for length in args.long_eval_lengths):
         parser.error("--long-eval-lengths must be at least 2.")
+    if args.dilation_rates is not None and (
+        not args.dilation_rates or min(args.dilation_rates) < 1
+    ):
+        parser.error(
+            "--dilation-rates must be positive integers, e.g. 1,2,4; "
+            f"received {args.dilation_rates}."
+        )
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        parser.error(
+            f"--data-dir {args.data_dir} is not a folder (it should hold "
+            "ptb/ and/or wikitext-2/)."
+        )
     preset = SDGMBackbone.presets[args.preset]["config"]
     for name in PRESET_SIZES:
         if getattr(args, name) is None:
             setattr(args, name, preset[name])
+    if args.eval_stride is not None and args.eval_stride > args.sequence_length:
+        parser.error(
+            "--eval-stride must be at most --sequence-length "
+            f"({args.sequence_length}); received {args.eval_stride}."
+        )
     if (
         args.eval_tokens is not None
         and args.eval_tokens <= args.sequence_length
@@ -513,7 +541,7 @@ def load_best_model(config):
             f"best model in {config.output_dir}; see "
             f"{config.path('log.csv')}."
         )
-    return keras.models.load_model(best_path)
+    return load_keras_file(best_path)
 
 
 def evaluate(config, lm, tokens):
@@ -592,64 +620,91 @@ def write_report(
 
 
 def main(corpus, argv=None):
-    """Runs the recipe for `corpus` (`"ptb"` or `"wikitext2"`)."""
+    """Runs the recipe for `corpus` (`"ptb"` or `"wikitext2"`).
+
+    Nothing is written until the flags, the output folder, the data, the
+    model and the free disk space have all been checked: a failed start
+    leaves the output folder as it was. A finished run replaced with
+    `--overwrite` is kept aside until the new run finishes, and restored
+    if it fails (see `prepare_output_dir`).
+    """
     config = parse_args(corpus, argv)
-    resuming = prepare_output_dir(
-        config.output_dir, config.saved_config(), config.overwrite
-    )
+    check_output_dir(config.output_dir, config.saved_config(), config.overwrite)
     keras.utils.set_random_seed(config.seed)
     started = time.time()
     data = load_data(config)
     lm, num_devices = build_model(config, data)
     require_free_space(config.output_dir, lm)
 
-    start_epoch = callbacks_lib.StepAndEpochBackup.restored_epoch(
-        config.backup_dir
+    resuming = prepare_output_dir(
+        config.output_dir, config.saved_config(), config.overwrite
     )
-    callbacks, throughput = make_callbacks(config, num_devices, start_epoch)
-    done_steps = resume_step(
-        config.backup_dir, start_epoch, data.steps_per_epoch
-    )
-    if resuming:
-        done_in_epoch = done_steps - start_epoch * data.steps_per_epoch
-        print(
-            f"Resuming the run in {config.output_dir} at epoch "
-            f"{start_epoch + 1}"
-            + (f", step {done_in_epoch + 1}." if done_in_epoch else ".")
+    with previous_run_kept_until_done(config.output_dir):
+        start_epoch = callbacks_lib.StepAndEpochBackup.restored_epoch(
+            config.backup_dir
         )
-    fit_resumable(
-        lm, data, callbacks, start_epoch, done_steps, verbose=config.verbose
-    )
+        callbacks, throughput = make_callbacks(config, num_devices, start_epoch)
+        done_steps = resume_step(
+            config.backup_dir, start_epoch, data.steps_per_epoch
+        )
+        if resuming:
+            done_in_epoch = done_steps - start_epoch * data.steps_per_epoch
+            print(
+                f"Resuming the run in {config.output_dir} at epoch "
+                f"{start_epoch + 1}"
+                + (f", step {done_in_epoch + 1}." if done_in_epoch else ".")
+            )
+        fit_resumable(
+            lm, data, callbacks, start_epoch, done_steps, verbose=config.verbose
+        )
 
-    best = load_best_model(config)
-    return write_report(
-        config,
-        best,
-        evaluate(config, best, data.tokens),
-        vocabulary_size=data.tokenizer.vocabulary_size(),
-        tokens_per_second=throughput.tokens_per_second(),
-        num_devices=num_devices,
-        started=started,
-    )
+        best = load_best_model(config)
+        return write_report(
+            config,
+            best,
+            evaluate(config, best, data.tokens),
+            vocabulary_size=data.tokenizer.vocabulary_size(),
+            tokens_per_second=throughput.tokens_per_second(),
+            num_devices=num_devices,
+            started=started,
+        )
 
 
-def prepare_output_dir(output_dir, config, overwrite):
-    """Checks the output folder before any work; returns True to resume.
+def previous_run_dir(output_dir):
+    """Where a finished run replaced with `--overwrite` waits: beside it."""
+    return os.path.normpath(output_dir) + ".previous"
 
-    A finished run (with `metrics.json`) is replaced only with `overwrite`;
-    an unfinished one is resumed if its config matches. The folder must be
-    writable, which is checked now rather than after hours of training.
+
+def check_output_dir(output_dir, config, overwrite):
+    """Checks the output folder, writing nothing; returns True to resume.
+
+    A finished run (with `metrics.json`) may be replaced only with
+    `overwrite`; an unfinished one (with `config.json`) is resumed only if
+    its config matches; the folder (or the nearest folder above it that
+    exists) must be writable.
+
+    Raises:
+        FileExistsError: a finished run without `overwrite`, or a replaced
+            run still waiting in `previous_run_dir(output_dir)`.
+        ValueError: an unfinished run with another config.
+        OSError: the folder cannot be written.
     """
-    config_path = os.path.join(output_dir, CONFIG_FILE)
     if os.path.exists(os.path.join(output_dir, METRICS_FILE)):
         if not overwrite:
             raise FileExistsError(
                 f"{output_dir} holds a finished run. Pass --overwrite to "
                 "replace it, or choose another --output-dir."
             )
-        shutil.rmtree(output_dir)
-    resuming = os.path.exists(config_path)
-    if resuming:
+        previous = previous_run_dir(output_dir)
+        if os.path.exists(previous):
+            raise FileExistsError(
+                f"{previous} holds an earlier run replaced by --overwrite "
+                "whose replacement never finished. Move or delete it "
+                "first; nothing was changed."
+            )
+        return False
+    config_path = os.path.join(output_dir, CONFIG_FILE)
+    if os.path.exists(config_path):
         with open(config_path) as f:
             previous = json.load(f)
         if previous != config:
@@ -663,14 +718,68 @@ def prepare_output_dir(output_dir, config, overwrite):
                 f"(differs in {changed}). Rerun it with the same arguments "
                 "to resume it, or choose another --output-dir."
             )
+    existing = _nearest_existing(output_dir)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+        raise OSError(
+            f"Cannot write to the output folder {output_dir}: {existing} "
+            "is not a writable folder."
+        )
+    return os.path.exists(config_path)
+
+
+def prepare_output_dir(output_dir, config, overwrite):
+    """Starts the run in the output folder; returns True to resume.
+
+    Checks it as `check_output_dir` does, then moves a finished run being
+    replaced (`overwrite`) to `previous_run_dir(output_dir)` (kept there
+    until the new run has written `metrics.json`; see
+    `previous_run_kept_until_done`) and writes `config.json`. `main` calls
+    it only once the data and the model are ready, so a run that cannot
+    start leaves no `config.json` behind.
+    """
+    resuming = check_output_dir(output_dir, config, overwrite)
+    if os.path.exists(os.path.join(output_dir, METRICS_FILE)):
+        os.replace(output_dir, previous_run_dir(output_dir))
     try:
         os.makedirs(output_dir, exist_ok=True)
-        reporting.write_json(config_path, config)
+        reporting.write_json(os.path.join(output_dir, CONFIG_FILE), config)
     except OSError as error:
         raise OSError(
             f"Cannot write to the output folder {output_dir}: {error}"
         ) from error
     return resuming
+
+
+@contextlib.contextmanager
+def previous_run_kept_until_done(output_dir):
+    """Deletes the replaced run once the new one finishes; else restores it.
+
+    If the body raises before the new run has written `metrics.json`, the
+    new run's folder is removed and the replaced run (if any, see
+    `prepare_output_dir`) moved back, so a failed `--overwrite` loses
+    nothing. A process killed outright leaves the replaced run in
+    `previous_run_dir(output_dir)`; the same command resumes the new run,
+    and deletes it when that one finishes.
+    """
+    previous = previous_run_dir(output_dir)
+    try:
+        yield
+    except BaseException:
+        finished = os.path.exists(os.path.join(output_dir, METRICS_FILE))
+        if os.path.isdir(previous) and not finished:
+            shutil.rmtree(output_dir, ignore_errors=True)
+            os.replace(previous, output_dir)
+            print(f"Restored the earlier run in {output_dir}.")
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _nearest_existing(path):
+    """`path`, or the nearest folder above it that exists."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
 
 
 def require_free_space(output_dir, lm):
@@ -680,7 +789,7 @@ def require_free_space(output_dir, lm):
     Adam moments: the best model and three backup files.
     """
     needed = 4 * 3 * 4 * lm.count_params()
-    free = shutil.disk_usage(output_dir).free
+    free = shutil.disk_usage(_nearest_existing(output_dir)).free
     if free < needed:
         raise OSError(
             f"{output_dir} has {free / 2**20:.0f} MiB free, but this run's "
@@ -690,4 +799,52 @@ def require_free_space(output_dir, lm):
 
 
 def _int_list(text):
-    return [int(x) for x in text.split(",") if x.strip()]
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated integers, e.g. 1,2,4; received {text!r}"
+        ) from None
+
+
+def _number(kind, text, accept, accepted):
+    """`kind(text)` if `accept` takes it, else an argparse error saying why.
+
+    argparse prefixes the message with the flag's name.
+    """
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError(
+            f"must be {accepted}; received {text!r}"
+        )
+    return value
+
+
+def _positive_int(text):
+    return _number(int, text, lambda v: v > 0, "a positive integer")
+
+
+def _non_negative_int(text):
+    return _number(int, text, lambda v: v >= 0, "a non-negative integer")
+
+
+def _positive_float(text):
+    return _number(
+        float, text, lambda v: 0 < v < math.inf, "a positive finite number"
+    )
+
+
+def _non_negative_float(text):
+    return _number(
+        float,
+        text,
+        lambda v: 0 <= v < math.inf,
+        "a non-negative finite number",
+    )
+
+
+def _dropout_rate(text):
+    return _number(float, text, lambda v: 0 <= v < 1, "a number in [0, 1)")
