@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from sklearn.mixture import GaussianMixture
 
+from keras_sdgm.utils.validation import check_token_inputs
 from keras_sdgm.utils.validation import require_positive_int
 
 
@@ -39,6 +40,8 @@ def fit_coefficient_gmm(
         covariance_type: `"diag"` or `"spherical"`; the prior holds
             diagonal covariances.
         max_samples: int. Coefficient vectors collected per block.
+            Batches are checked as they are read: integer ids of rank 2 in
+            `[0, vocabulary_size)`, else `ValueError`.
         seed: int. Seed of the mixture fit.
         verbose: 0 or 1. Show a progress bar while collecting.
 
@@ -50,10 +53,21 @@ def fit_coefficient_gmm(
     >>> keras_sdgm.fit_coefficient_gmm(lm, np.array_split(windows, 100))
     """
     backbone = getattr(lm, "backbone", lm)
-    priors = [block.prior for block in backbone.blocks]
-    num_mixture_components = (
-        num_mixture_components or priors[0].num_mixture_components
-    )
+    blocks = getattr(backbone, "blocks", None)
+    if not blocks or not all(hasattr(b, "prior") for b in blocks):
+        raise TypeError(
+            "`lm` must be an `SDGMCausalLM` or an `SDGMBackbone` (blocks with "
+            f"a coefficient prior). Received: {type(lm).__name__}"
+        )
+    if dataset is None or isinstance(dataset, (str, bytes, dict)):
+        raise TypeError(
+            "`dataset` must be an iterable of batches of token ids (arrays "
+            "`(batch, length)`, dicts of 'token_ids' and 'padding_mask', or "
+            f"`(x, y)` tuples). Received: {type(dataset).__name__}"
+        )
+    priors = [block.prior for block in blocks]
+    if num_mixture_components is None:
+        num_mixture_components = priors[0].num_mixture_components
     require_positive_int("num_mixture_components", num_mixture_components)
     if num_mixture_components != priors[0].num_mixture_components:
         raise ValueError(
@@ -100,6 +114,7 @@ def collect_coefficients(backbone, dataset, max_samples, verbose=1):
     )
     for batch in dataset:
         inputs = _as_inputs(batch)
+        check_token_inputs(inputs, backbone.vocabulary_size)
         mask = keras.ops.convert_to_numpy(inputs["padding_mask"]).astype(bool)
         take = min(int(mask.sum()), max_samples - count)
         outputs = backbone(inputs, return_auxiliary_outputs=True)
@@ -131,10 +146,11 @@ def _as_inputs(batch):
     else:
         token_ids = keras.ops.convert_to_numpy(batch)
         padding_mask = np.ones_like(token_ids)
-    if token_ids.ndim != 2:
+    if token_ids.ndim != 2 or token_ids.dtype.kind not in "iu":
         raise ValueError(
-            "Expected batches of token ids of shape (batch, length); "
-            f"received shape {token_ids.shape}."
+            "`dataset` must yield batches of integer token ids of shape "
+            f"(batch, length); received {token_ids.dtype} of shape "
+            f"{token_ids.shape}."
         )
     return {
         "token_ids": token_ids.astype("int32"),

@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from keras_sdgm.datasets.pipeline import tokenize_corpus
+from keras_sdgm.utils.validation import require_positive_int
 
 
 def evaluate_perplexity(
@@ -35,29 +36,45 @@ def evaluate_perplexity(
         model: a causal LM taking `{"token_ids", "padding_mask"}` and
             returning logits, e.g. `SDGMCausalLM` or keras-hub's
             `GPT2CausalLM`.
-        tokens: int array of token ids (a tokenized split), or a list of
-            text lines, tokenized with `model.preprocessor.tokenizer` and
-            one `<eos>` per line.
-        stride: int or `None`. See above.
-        sequence_length: int. Window length; defaults to the backbone's
-            `sequence_length` (SDGM) or `max_sequence_length` (GPT-2).
-        batch_size: int. Windows per forward pass.
+        tokens: a 1-D int array of token ids in `[0, vocabulary_size)` (a
+            tokenized split), or a non-empty list of text lines, tokenized
+            with `model.preprocessor.tokenizer` and one `<eos>` per line.
+            The ids are checked here, on the host, before any scoring.
+        stride: positive int or `None`. See above.
+        sequence_length: positive int. Window length; defaults to the
+            backbone's `sequence_length` (SDGM) or `max_sequence_length`
+            (GPT-2).
+        batch_size: positive int. Windows per forward pass.
         verbose: 0 or 1. Show a progress bar.
 
     Returns:
         dict with `perplexity`, `nll` (mean, in nats), `num_predicted`, and
         `protocol` (`"non-overlapping"` or `"sliding, stride S"`).
+
+    Raises:
+        ValueError: naming the argument, for token ids that are not 1-D or
+            outside the vocabulary, fewer than two tokens, or a `stride`,
+            `sequence_length` or `batch_size` that is not a positive int in
+            range.
     """
-    sequence_length = sequence_length or _model_window(model)
-    stride = stride or sequence_length
-    if not 0 < stride <= sequence_length:
+    if sequence_length is None:
+        sequence_length = _model_window(model)
+    sequence_length = require_positive_int("sequence_length", sequence_length)
+    stride = sequence_length if stride is None else stride
+    stride = require_positive_int("stride", stride)
+    if stride > sequence_length:
         raise ValueError(
             f"`stride` must be in [1, sequence_length={sequence_length}]. "
             f"Received: stride={stride}"
         )
+    batch_size = require_positive_int("batch_size", batch_size)
     token_ids = _as_token_ids(model, tokens)
     if len(token_ids) < 2:
-        raise ValueError("Need at least two tokens to predict one.")
+        raise ValueError(
+            "`tokens` must hold at least two tokens to predict one. "
+            f"Received {len(token_ids)}."
+        )
+    _check_vocabulary_range(model, token_ids)
     inputs, padding_mask, targets, weights = scoring_windows(
         token_ids, sequence_length, stride
     )
@@ -178,12 +195,24 @@ def _model_window(model):
 
 
 def _as_token_ids(model, tokens):
+    """`tokens` as a 1-D array of ids: checked ids, or tokenized lines."""
+    if not isinstance(tokens, (list, tuple, str)) and hasattr(
+        tokens, "__array__"
+    ):
+        tokens = np.asarray(tokens)
     if isinstance(tokens, np.ndarray) and tokens.dtype.kind in "iu":
-        return tokens.reshape(-1)
+        if tokens.ndim != 1:
+            raise ValueError(
+                "`tokens` must be a 1-D stream of token ids (one split, "
+                "e.g. from `keras_sdgm.datasets.tokenize_corpus`). Received "
+                f"shape {tokens.shape}; pass `ids.reshape(-1)` only if the "
+                "rows really are consecutive."
+            )
+        return tokens
     if (
         isinstance(tokens, (list, tuple))
         and tokens
-        and isinstance(tokens[0], str)
+        and all(isinstance(line, str) for line in tokens)
     ):
         preprocessor = getattr(model, "preprocessor", None)
         if preprocessor is None:
@@ -193,6 +222,30 @@ def _as_token_ids(model, tokens):
             )
         return tokenize_corpus(preprocessor.tokenizer, tokens)
     raise ValueError(
-        "`tokens` must be an int array of token ids or a list of text lines. "
-        f"Received: {type(tokens).__name__}"
+        "`tokens` must be a 1-D int array of token ids or a non-empty list of "
+        f"text lines. Received: {type(tokens).__name__}"
+        + (
+            f" of dtype {tokens.dtype}"
+            if isinstance(tokens, np.ndarray)
+            else ""
+        )
     )
+
+
+def _check_vocabulary_range(model, token_ids):
+    """Raises if an id is outside the model's vocabulary.
+
+    Checked on the host once, so every backend gives this error (inside
+    the compiled scoring an out-of-range id gives NaN under JAX and a
+    backend error under TensorFlow).
+    """
+    backbone = getattr(model, "backbone", model)
+    vocabulary_size = getattr(backbone, "vocabulary_size", None)
+    if not vocabulary_size:
+        return
+    low, high = int(token_ids.min()), int(token_ids.max())
+    if low < 0 or high >= vocabulary_size:
+        raise ValueError(
+            f"`tokens` must be ids in [0, {vocabulary_size}) (the model's "
+            f"vocabulary size). Received ids from {low} to {high}."
+        )

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 
 import keras
 
@@ -24,21 +25,7 @@ def resolve_model(model_or_path):
             built, or it is not an `SDGMCausalLM`; the message says which.
     """
     if isinstance(model_or_path, (str, os.PathLike)):
-        path = os.fspath(model_or_path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"No saved model at {path!r}. Pass the path of a `.keras` "
-                "file written by `model.save()` or by a recipe "
-                "(`best.keras` in its output folder)."
-            )
-        try:
-            model = keras.saving.load_model(path, compile=False)
-        except Exception as error:
-            raise ValueError(
-                f"Could not load {path!r} as a Keras model ({error}). Export "
-                "takes a `.keras` file saved from an `SDGMCausalLM`; if it "
-                "is one, the file may be truncated or corrupt: save it again."
-            ) from error
+        model = load_keras_file(model_or_path, compile=False)
     else:
         model = model_or_path
     if isinstance(model, keras.Model) and not model.built:
@@ -49,10 +36,60 @@ def resolve_model(model_or_path):
     if not isinstance(model, SDGMCausalLM):
         raise ValueError(
             "Export takes an `SDGMCausalLM` (or the path of one saved as "
-            f"`.keras`). Received: {type(model).__name__}. For a backbone, "
-            "wrap it: `SDGMCausalLM(backbone)`."
+            "`.keras`) as `model_or_path`. Received: "
+            f"{type(model).__name__}. For a backbone, wrap it: "
+            "`SDGMCausalLM(backbone)`."
         )
     return model
+
+
+def require_path(name, value):
+    """Returns `value` as a `str` path, or raises naming the argument."""
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise TypeError(
+            f"`{name}` must be a path (a non-empty `str` or `os.PathLike`). "
+            f"Received: {name}={value!r}"
+        )
+    return os.fspath(value)
+
+
+def load_keras_file(path, compile=True):
+    """Loads a `.keras` file, saying plainly what is wrong with a bad one.
+
+    Keras reports a truncated or corrupt `.keras` file (an incomplete zip
+    archive, e.g. from a save that was killed) as "File not found"; this
+    says the file is there but broken.
+
+    Args:
+        path: the `.keras` file.
+        compile: bool. Compile the model as it was saved.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: the file is truncated, corrupt or not a Keras model.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No saved model at {path!r}. Pass the path of a `.keras` "
+            "file written by `model.save()` or by a recipe "
+            "(`best.keras` in its output folder)."
+        )
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path!r} is truncated or corrupt: a `.keras` file is a zip "
+            f"archive, and this one ({os.path.getsize(path)} bytes) is not a "
+            "complete one. Save the model again (a save that was "
+            "interrupted leaves such a file)."
+        )
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except Exception as error:
+        raise ValueError(
+            f"Could not load {path!r} as a Keras model ({error}). It must "
+            "be a `.keras` file saved from an `SDGMCausalLM`; if it is one, "
+            "the file may be truncated or corrupt: save it again."
+        ) from error
 
 
 def check_destination(path, overwrite):
@@ -65,17 +102,31 @@ def check_destination(path, overwrite):
         )
 
 
-def write_replacing(path, write, overwrite):
+STAGING_PREFIX = ".export-"
+
+
+def write_replacing(path, write, overwrite, staging_parent=None):
     """Runs `write(temporary_path)` and moves the result to `path`.
 
-    The new export is written beside `path` first, so a failed export
+    The new export is written to a staging folder first, so a failed export
     leaves an existing one untouched; it replaces `path` only when complete
     (and only with `overwrite=True`).
+
+    Args:
+        path: the file or folder to write.
+        write: function of the path to write to.
+        overwrite: bool. Replace an existing `path`.
+        staging_parent: the folder to stage in (on the same file system as
+            `path`); default: beside `path`. A SavedModel is staged outside
+            its TF Serving base path, where a killed export would otherwise
+            leave a half-written folder among the versions TF Serving scans.
     """
     check_destination(path, overwrite)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    staging_parent = staging_parent or parent
+    prefix = f".{os.path.basename(parent)}{STAGING_PREFIX}"
+    staging = tempfile.mkdtemp(prefix=prefix, dir=staging_parent)
     try:
         written = os.path.join(staging, os.path.basename(path))
         write(written)
@@ -86,6 +137,20 @@ def write_replacing(path, write, overwrite):
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def remove_stale_staging(base_path):
+    """Deletes `.export-*` folders in `base_path` left by killed exports.
+
+    Earlier versions staged SavedModels inside the TF Serving base path;
+    a killed export left its staging folder there.
+    """
+    if not os.path.isdir(base_path):
+        return
+    for name in os.listdir(base_path):
+        stale = os.path.join(base_path, name)
+        if name.startswith(STAGING_PREFIX) and os.path.isdir(stale):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def export_under_tensorflow(lm, model_or_path, cli_arguments, overwrite):

@@ -1,16 +1,16 @@
 """ONNX export of an SDGM language model's logits."""
 
-import os
-
 import keras
 import numpy as np
 
 from keras_sdgm.export.export_utils import check_destination
 from keras_sdgm.export.export_utils import export_under_tensorflow
+from keras_sdgm.export.export_utils import require_path
 from keras_sdgm.export.export_utils import resolve_model
 from keras_sdgm.export.export_utils import write_replacing
 from keras_sdgm.export.signatures import INPUT_NAMES
 from keras_sdgm.export.signatures import logits_function
+from keras_sdgm.utils.validation import require_positive_int
 
 DEFAULT_OPSET = 17
 
@@ -49,7 +49,8 @@ def export_onnx(model_or_path, filepath, overwrite=False, opset=DEFAULT_OPSET):
     logits = session.run(None, {"token_ids": ids, "padding_mask": mask})[0]
     ```
     """
-    filepath = os.fspath(filepath)
+    filepath = require_path("filepath", filepath)
+    opset = require_positive_int("opset", opset)
     check_destination(filepath, overwrite)
     lm = resolve_model(model_or_path)
     if keras.config.backend() != "tensorflow":

@@ -6,6 +6,8 @@ import keras
 
 from keras_sdgm.export.export_utils import check_destination
 from keras_sdgm.export.export_utils import export_under_tensorflow
+from keras_sdgm.export.export_utils import remove_stale_staging
+from keras_sdgm.export.export_utils import require_path
 from keras_sdgm.export.export_utils import resolve_model
 from keras_sdgm.export.export_utils import write_replacing
 from keras_sdgm.export.signatures import INPUT_NAMES
@@ -33,6 +35,11 @@ def export_saved_model(model_or_path, export_dir, version=1, overwrite=False):
       last non-padding position of each row (NaN for a row that is all
       padding).
 
+    The version is written to a staging folder beside `export_dir` (not in
+    it, where TF Serving looks for versions) and moved into place when
+    complete; staging folders that killed exports of earlier releases left
+    in `export_dir` (`.export-*`) are deleted.
+
     Batch and length are dynamic. Under TensorFlow and JAX the model is
     exported in this process with `keras.export.ExportArchive`. Keras cannot
     export a SavedModel from torch, so under torch the model is saved as
@@ -58,10 +65,12 @@ def export_saved_model(model_or_path, export_dir, version=1, overwrite=False):
     #   source=$PWD/saved_models/ptb,target=/models/ptb tensorflow/serving
     ```
     """
+    export_dir = require_path("export_dir", export_dir)
     version = require_positive_int("version", version)
-    target = os.path.join(os.fspath(export_dir), str(version))
+    target = os.path.join(export_dir, str(version))
     check_destination(target, overwrite)
     lm = resolve_model(model_or_path)
+    remove_stale_staging(export_dir)
     if keras.config.backend() == "torch":
         export_under_tensorflow(
             lm,
@@ -71,7 +80,10 @@ def export_saved_model(model_or_path, export_dir, version=1, overwrite=False):
         )
         return target
     return write_replacing(
-        target, lambda path: _write_saved_model(lm, path), overwrite
+        target,
+        lambda path: _write_saved_model(lm, path),
+        overwrite,
+        staging_parent=os.path.dirname(os.path.abspath(export_dir)),
     )
 
 
