@@ -4,8 +4,12 @@ Each check was run against the code before its fix; what that code gave
 is in a comment beside it.
 """
 
+import os
+
+import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_sdgm.models import SDGMCausalLM
 from tests.fixtures import tiny_lm
@@ -109,6 +113,26 @@ class PreprocessedDictTest(TestCase):
             self.lm.predict(
                 {**self.x, "token_ids": self.x["token_ids"] * 1.0}, verbose=0
             )
+
+
+class ShippedModelTest(TestCase):
+    def test_predict_on_a_dict_of_the_shipped_model(self):
+        path = os.path.join(
+            os.path.dirname(__file__),
+            os.pardir,
+            os.pardir,
+            "saved_models",
+            "ptb_sdgm_tiny",
+            "model.keras",
+        )
+        lm = keras.saving.load_model(path, compile=False)
+        x = model_inputs(batch=5, length=64, high=10000)
+        # Before: shape (1, 64, 10000), the dict read as one line of text.
+        logits = lm.predict(x, verbose=0)
+        self.assertEqual(logits.shape, (5, 64, 10000))
+        self.assertAllClose(
+            logits, ops.convert_to_numpy(lm.logits(x)), atol=1e-4
+        )
 
 
 class GenerateArgumentsTest(TestCase):
