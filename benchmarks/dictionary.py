@@ -82,7 +82,7 @@ def main(argv=None):
             layer = SpectralDictionary(
                 atoms,
                 hidden,
-                sequence_length=128,
+                window_length=128,
                 **({"chunk_size": chunk_size} if chunk_size else {}),
             )
             layer.build((batch, length, atoms))

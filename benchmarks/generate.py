@@ -150,7 +150,7 @@ def quality_benchmark(args):
     train = tokenize_corpus(
         tokenizer, load_lines(args.corpus, "train", args.data_dir)
     )
-    windows = token_windows(train, lm.backbone.sequence_length)[:, :-1]
+    windows = token_windows(train, lm.backbone.window_length)[:, :-1]
     rng = np.random.default_rng(args.seed)
     windows = windows[rng.permutation(len(windows))[: args.gmm_windows]]
     keras_sdgm.fit_coefficient_gmm(

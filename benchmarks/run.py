@@ -30,7 +30,7 @@ side in one run, each configuration in its own process:
 
 Both models train with dropout 0, Adam and the cross-entropy of the next
 token (SDGM's auxiliary loss weights at their default, 0). The SDGM keeps
-its preset's window (`sequence_length`, 128 for `sdgm_base`) at every
+its preset's window (`window_length`, 128 for `sdgm_base`) at every
 input length: its encoder sees that many positions and the dictionary
 continues past them, which is what makes its cost per token independent of
 the length; GPT-2 attends to the whole input. Inputs are deterministic

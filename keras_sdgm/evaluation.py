@@ -188,7 +188,7 @@ def _full_batch(arrays, start, batch_size):
 
 def _model_window(model):
     backbone = getattr(model, "backbone", model)
-    for name in ("sequence_length", "max_sequence_length"):
+    for name in ("window_length", "max_sequence_length"):
         if getattr(backbone, name, None):
             return getattr(backbone, name)
     raise ValueError("Cannot tell the model's window: pass `sequence_length`.")

@@ -11,7 +11,7 @@ TINY_BACKBONE = {
     "vocabulary_size": 10,
     "hidden_dim": 8,
     "num_atoms": 4,
-    "sequence_length": 8,
+    "window_length": 8,
     "num_layers": 2,
     "intermediate_dim": 16,
     "num_mixture_components": 2,
@@ -22,7 +22,7 @@ SMALL_BACKBONE = {
     "vocabulary_size": 50,
     "hidden_dim": 16,
     "num_atoms": 8,
-    "sequence_length": 16,
+    "window_length": 16,
     "num_layers": 2,
     "intermediate_dim": 32,
 }

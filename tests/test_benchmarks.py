@@ -218,7 +218,7 @@ class FlopsPerTokenTest(TestCase):
             vocabulary_size=10,
             hidden_dim=8,
             num_atoms=4,
-            sequence_length=8,
+            window_length=8,
             num_layers=1,
             dilation_rates=[1, 2],
             intermediate_dim=16,

@@ -53,7 +53,7 @@ EQUIVALENCE = textwrap.dedent(
     def train(initial_weights=None):
         keras.utils.set_random_seed(0)
         backbone = SDGMBackbone(vocabulary_size=50, hidden_dim=16,
-            num_atoms=8, sequence_length=16, num_layers=2,
+            num_atoms=8, window_length=16, num_layers=2,
             intermediate_dim=32)
         lm = SDGMCausalLM(backbone, reconstruction_weight=0.5,
                           stft_weight=0.1, prior_weight=0.01)

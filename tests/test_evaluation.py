@@ -42,7 +42,7 @@ def window_6_lm():
     """A tiny model whose default scoring window is 6 positions."""
     return SDGMCausalLM(
         SDGMBackbone(
-            **{**TINY_BACKBONE, "vocabulary_size": 12, "sequence_length": 6}
+            **{**TINY_BACKBONE, "vocabulary_size": 12, "window_length": 6}
         )
     )
 

@@ -52,7 +52,7 @@ class InterpretTest(TestCase):
             vocabulary_size=20,
             hidden_dim=8,
             num_atoms=6,
-            sequence_length=8,
+            window_length=8,
             dictionary_type="static",
         )
         with self.assertRaisesRegex(ValueError, "no atoms"):

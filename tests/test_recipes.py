@@ -280,8 +280,8 @@ class RecipeStepsTest(TestCase):
     def test_parse_args_fills_the_preset_and_the_output_dir(self):
         config = recipe.parse_args("ptb", ["--model", "gpt2"])
         preset = SDGMBackbone.presets["sdgm_base"]["config"]
-        for name in recipe.PRESET_SIZES:
-            self.assertEqual(getattr(config, name), preset[name], name)
+        for name, key in recipe.PRESET_SIZES.items():
+            self.assertEqual(getattr(config, name), preset[key], name)
         self.assertEqual(config.output_dir, os.path.join("runs", "ptb-gpt2"))
         self.assertEqual(
             config.backup_dir, os.path.join("runs", "ptb-gpt2", "backup")

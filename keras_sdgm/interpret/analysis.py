@@ -12,7 +12,7 @@ from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
 def atom_table(lm, block=0):
     """Frequency, amplitude and phase summaries of every atom of a block.
 
-    Frequencies are in cycles per `sequence_length` positions (the
+    Frequencies are in cycles per `window_length` positions (the
     training window), so `f = 1` is one period per window; each atom has
     one frequency, amplitude and phase per feature, summarized here.
 
@@ -32,7 +32,7 @@ def atom_table(lm, block=0):
     frequency = np.abs(keras.ops.convert_to_numpy(dictionary.frequency))
     amplitude = keras.ops.convert_to_numpy(dictionary.amplitude)
     phasor = np.exp(1j * keras.ops.convert_to_numpy(dictionary.phase))
-    sequence_length = dictionary.sequence_length
+    window_length = dictionary.window_length
     rows = []
     for k in range(dictionary.num_atoms):
         resultant = phasor[k].mean()
@@ -43,7 +43,7 @@ def atom_table(lm, block=0):
                 "frequency_min": float(frequency[k].min()),
                 "frequency_max": float(frequency[k].max()),
                 "period_median": float(
-                    np.median(sequence_length / np.maximum(frequency[k], 1e-9))
+                    np.median(window_length / np.maximum(frequency[k], 1e-9))
                 ),
                 "amplitude_rms": float(np.sqrt(np.mean(amplitude[k] ** 2))),
                 "amplitude_max": float(np.abs(amplitude[k]).max()),
@@ -62,12 +62,12 @@ def auxiliary_outputs_over(lm, token_ids, batch_size=32, max_windows=None):
     them, converted to NumPy.
     """
     backbone = _backbone(lm)
-    windows = token_windows(token_ids, backbone.sequence_length)[:, :-1]
+    windows = token_windows(token_ids, backbone.window_length)[:, :-1]
     if max_windows is not None:
         windows = windows[:max_windows]
     if len(windows) == 0:
         raise ValueError(
-            f"Need more than {backbone.sequence_length} tokens (one window); "
+            f"Need more than {backbone.window_length} tokens (one window); "
             f"received {len(token_ids)}."
         )
     for start in range(0, len(windows), batch_size):

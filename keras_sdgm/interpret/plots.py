@@ -41,10 +41,10 @@ def plot_atom_waveforms(lm, atoms, path, block=0, num_features=3):
     """Waveforms `S[k, t, d]` over one window for a few atoms.
 
     For each atom, the `num_features` features with the largest amplitude,
-    evaluated at positions `0 .. sequence_length - 1`.
+    evaluated at positions `0 .. window_length - 1`.
     """
     dictionary = spectral_dictionary(lm, block)
-    length = dictionary.sequence_length
+    length = dictionary.window_length
     waves = keras.ops.convert_to_numpy(dictionary.atoms(0, length))  # (L, K, D)
     amplitude = np.abs(keras.ops.convert_to_numpy(dictionary.amplitude))
     columns = min(4, len(atoms))

@@ -55,7 +55,7 @@ def write_report(
     sections = [
         "# SDGM interpretability report\n",
         f"{backbone.num_layers} block(s), K={backbone.num_atoms} atoms, "
-        f"D={backbone.hidden_dim}, training window L0={backbone.sequence_length}. "
+        f"D={backbone.hidden_dim}, training window L0={backbone.window_length}. "
         "Frequencies are in cycles per training window.\n",
     ]
     summary = {"blocks": []}

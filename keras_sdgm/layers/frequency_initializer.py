@@ -12,8 +12,8 @@ class FrequencyBandInitializer(keras.initializers.RandomUniform):
     Atom 0 holds the slowest waves, the last atom the fastest, and together
     the atoms tile the band evenly.
 
-    Frequencies are in cycles per `sequence_length` positions (the unit of
-    `SpectralDictionary`), so `max_frequency = sequence_length / 2` ends the
+    Frequencies are in cycles per `window_length` positions (the unit of
+    `SpectralDictionary`), so `max_frequency = window_length / 2` ends the
     band at the Nyquist frequency of integer positions: anything faster
     would alias onto a slower wave.
 

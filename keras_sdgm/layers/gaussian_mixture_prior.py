@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_sdgm.utils.config_keys import renamed_config
 from keras_sdgm.utils.validation import require_positive_int
 
 
@@ -179,7 +180,6 @@ class GaussianMixturePrior(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if "num_components" in config:  # the key of earlier releases
-            config["num_mixture_components"] = config.pop("num_components")
-        return super().from_config(config)
+        return super().from_config(
+            renamed_config(config, {"num_components": "num_mixture_components"})
+        )

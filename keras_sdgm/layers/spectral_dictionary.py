@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_sdgm.layers.frequency_initializer import FrequencyBandInitializer
+from keras_sdgm.utils.config_keys import renamed_config
 from keras_sdgm.utils.validation import require_positive_int
 
 
@@ -35,18 +36,18 @@ class SpectralDictionary(keras.layers.Layer):
 
     Atom `k` at absolute position `t` and feature `d` is
 
-    `S[k, t, d] = a[k, d] * sin(2 pi f[k, d] t / sequence_length + phi[k, d])`
+    `S[k, t, d] = a[k, d] * sin(2 pi f[k, d] t / window_length + phi[k, d])`
 
     with learnable amplitude `a`, frequency `f` and phase `phi`, each of shape
     `(num_atoms, hidden_dim)`. Frequencies are in cycles per
-    `sequence_length` positions. Called on coefficients `C` of shape
+    `window_length` positions. Called on coefficients `C` of shape
     `(batch, length, num_atoms)`, the layer returns the reconstruction
     `X_hat[b, t, d] = sum_k C[b, t, k] S[k, start_index + t, d]`.
 
     Positions are absolute: `start_index` shifts them, so a prefix and the
     same prefix extended see the same atoms, and one cached decoding step
     evaluates the dictionary at its own position only. `t` is always divided
-    by the fixed `sequence_length` (the training window), never by the
+    by the fixed `window_length` (the training window), never by the
     current input length; positions beyond it are allowed.
 
     The atoms are evaluated in float32 whatever the dtype policy (a float16
@@ -54,9 +55,9 @@ class SpectralDictionary(keras.layers.Layer):
     the mixing product.
 
     Initializers (used when the argument is `None`):
-    - frequency: `FrequencyBandInitializer(sequence_length / 2)`: atom `k`
+    - frequency: `FrequencyBandInitializer(window_length / 2)`: atom `k`
       draws its per-feature frequencies from the `k`-th of `num_atoms` equal
-      slices of `[0, sequence_length / 2)`, so the atoms tile the band that
+      slices of `[0, window_length / 2)`, so the atoms tile the band that
       a window of integer positions resolves, up to its Nyquist frequency.
     - phase: uniform on `[0, 2 pi)`.
     - amplitude: normal with standard deviation 0.02 (GPT-2's scale), so a
@@ -68,7 +69,7 @@ class SpectralDictionary(keras.layers.Layer):
     Args:
         num_atoms: int. Number of atoms `K`.
         hidden_dim: int. Feature dimension `D` of the reconstruction.
-        sequence_length: int. The window length `L0` positions are divided
+        window_length: int. The window length `L0` positions are divided
             by (the training window).
         amplitude_initializer: initializer for `a`, or `None` (see above).
         frequency_initializer: initializer for `f`, or `None` (see above).
@@ -84,7 +85,7 @@ class SpectralDictionary(keras.layers.Layer):
 
     Example:
     >>> dictionary = SpectralDictionary(
-    ...     num_atoms=16, hidden_dim=32, sequence_length=128)
+    ...     num_atoms=16, hidden_dim=32, window_length=128)
     >>> coefficients = keras.random.normal((2, 10, 16))
     >>> dictionary(coefficients).shape
     (2, 10, 32)
@@ -97,7 +98,7 @@ class SpectralDictionary(keras.layers.Layer):
         self,
         num_atoms,
         hidden_dim,
-        sequence_length,
+        window_length,
         amplitude_initializer=None,
         frequency_initializer=None,
         phase_initializer=None,
@@ -107,8 +108,8 @@ class SpectralDictionary(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_atoms = require_positive_int("num_atoms", num_atoms)
         self.hidden_dim = require_positive_int("hidden_dim", hidden_dim)
-        self.sequence_length = require_positive_int(
-            "sequence_length", sequence_length
+        self.window_length = require_positive_int(
+            "window_length", window_length
         )
         self.chunk_size = require_positive_int("chunk_size", chunk_size)
         self.amplitude_initializer = keras.initializers.get(
@@ -117,7 +118,7 @@ class SpectralDictionary(keras.layers.Layer):
         )
         self.frequency_initializer = keras.initializers.get(
             frequency_initializer
-            or FrequencyBandInitializer(self.sequence_length / 2)
+            or FrequencyBandInitializer(self.window_length / 2)
         )
         self.phase_initializer = keras.initializers.get(
             phase_initializer
@@ -170,16 +171,16 @@ class SpectralDictionary(keras.layers.Layer):
         of each term are dropped exactly. `f q` is computed exactly by
         splitting `f` into a part on a grid of `2**-grid_bits` cycles and a
         small remainder, so the angle stays accurate to about 1e-5 rad at
-        any position below `2**12 * sequence_length` (524,288 for L0 = 128)
-        while `|f|` is below `sequence_length` (twice the initial band),
+        any position below `2**12 * window_length` (524,288 for L0 = 128)
+        while `|f|` is below `window_length` (twice the initial band),
         instead of losing ~1e-3 rad per 4,000 cycles as a plain float32
         product does.
 
         Returns:
             A tensor of shape `(len(positions), num_atoms, hidden_dim)`.
         """
-        windows = ops.cast(positions // self.sequence_length, "float32")
-        offsets = ops.cast(positions % self.sequence_length, "float32")
+        windows = ops.cast(positions // self.window_length, "float32")
+        offsets = ops.cast(positions % self.window_length, "float32")
         frequency = ops.cast(frequency, "float32")
         # f = f_grid + f_rest with f_grid a multiple of 2**-grid_bits: for
         # |f| < L0 it has at most 12 significant bits, so q * f_grid is
@@ -189,7 +190,7 @@ class SpectralDictionary(keras.layers.Layer):
         f_rest = frequency - f_grid
         whole = _outer(windows, f_grid)
         rest = _outer(windows, f_rest)
-        within = _outer(offsets / self.sequence_length, frequency)
+        within = _outer(offsets / self.window_length, frequency)
         cycles = (
             (whole - ops.round(whole))
             + (rest - ops.round(rest))
@@ -201,7 +202,7 @@ class SpectralDictionary(keras.layers.Layer):
 
     def _grid_bits(self):
         """Fraction bits of the frequency grid: 12 significant bits below L0."""
-        return max(0, 12 - math.ceil(math.log2(self.sequence_length)))
+        return max(0, 12 - math.ceil(math.log2(self.window_length)))
 
     def call(self, coefficients, start_index=0):
         length = coefficients.shape[-2]
@@ -252,7 +253,7 @@ class SpectralDictionary(keras.layers.Layer):
         start_angles = self._angles(chunk_starts, self.frequency, self.phase)
         offset_angles = _outer(
             ops.arange(chunk_size, dtype="float32")
-            * (2.0 * math.pi / self.sequence_length),
+            * (2.0 * math.pi / self.window_length),
             ops.cast(self.frequency, "float32"),
         )
         ones = ops.ones((chunk_size,), "float32")
@@ -292,7 +293,7 @@ class SpectralDictionary(keras.layers.Layer):
             {
                 "num_atoms": self.num_atoms,
                 "hidden_dim": self.hidden_dim,
-                "sequence_length": self.sequence_length,
+                "window_length": self.window_length,
                 "chunk_size": self.chunk_size,
                 "amplitude_initializer": keras.initializers.serialize(
                     self.amplitude_initializer
@@ -306,3 +307,10 @@ class SpectralDictionary(keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # `window_length` was `sequence_length` in earlier releases.
+        return super().from_config(
+            renamed_config(config, {"sequence_length": "window_length"})
+        )

@@ -16,7 +16,6 @@ from keras_sdgm.models import SDGMCausalLM
 SDGM_OVERRIDES = (
     "hidden_dim",
     "num_atoms",
-    "sequence_length",
     "num_layers",
     "kernel_size",
     "dilation_rates",
@@ -120,6 +119,7 @@ def build_causal_lm(args, preprocessor):
         vocabulary_size,
         preprocessor=preprocessor,
         loss_weights={name: getattr(args, name) for name in LOSS_WEIGHTS},
+        window_length=args.sequence_length,  # the dictionary's L0
         **{name: getattr(args, name) for name in SDGM_OVERRIDES},
     )
 

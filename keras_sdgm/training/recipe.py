@@ -57,7 +57,13 @@ METRICS_FILE = reporting.METRICS_FILE
 SPLITS = ("train", "valid", "test")
 # Sizes that, when not given, come from the preset (for GPT-2 too: the
 # baseline has the same size).
-PRESET_SIZES = ("hidden_dim", "num_atoms", "sequence_length", "num_layers")
+# Recipe field -> preset key: the training window is the dictionary's L0.
+PRESET_SIZES = {
+    "hidden_dim": "hidden_dim",
+    "num_atoms": "num_atoms",
+    "sequence_length": "window_length",
+    "num_layers": "num_layers",
+}
 # Fields of a `RecipeConfig` that say how to run, not what: left out of
 # `config.json`, so changing them does not stop a run from resuming.
 RUN_ONLY_FIELDS = ("output_dir", "overwrite", "verbose")
@@ -318,9 +324,9 @@ def parse_args(corpus, argv=None):
             "ptb/ and/or wikitext-2/)."
         )
     preset = SDGMBackbone.presets[args.preset]["config"]
-    for name in PRESET_SIZES:
+    for name, key in PRESET_SIZES.items():
         if getattr(args, name) is None:
-            setattr(args, name, preset[name])
+            setattr(args, name, preset[key])
     if args.eval_stride is not None and args.eval_stride > args.sequence_length:
         parser.error(
             "--eval-stride must be at most --sequence-length "

@@ -110,3 +110,31 @@ def require_one_of(name, value, choices):
             f"Received: {name}={value!r}"
         )
     return value
+
+
+# The keyword arguments a keras-hub backbone or task passes on to Keras;
+# Keras's functional models drop any other without a word.
+MODEL_KWARGS = ("name", "trainable", "dtype", "compile")
+
+
+def require_model_kwargs(cls_name, kwargs, renamed=None):
+    """Raises `TypeError` for keyword arguments that Keras would drop.
+
+    Args:
+        cls_name: str. The class, for the message.
+        kwargs: dict. The `**kwargs` a model constructor received.
+        renamed: dict mapping an old argument name to its new one, named in
+            the message.
+    """
+    unknown = sorted(set(kwargs) - set(MODEL_KWARGS))
+    if not unknown:
+        return
+    renamed = renamed or {}
+    hints = [
+        f"`{name}` (now `{renamed[name]}`)" if name in renamed else f"`{name}`"
+        for name in unknown
+    ]
+    raise TypeError(
+        f"{cls_name} got unexpected keyword arguments: {', '.join(hints)}. "
+        "Check their spelling against the class's Args."
+    )

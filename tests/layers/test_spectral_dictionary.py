@@ -17,23 +17,29 @@ def numpy_atoms(layer, positions):
     f = ops.convert_to_numpy(layer.frequency).astype("float64")
     phi = ops.convert_to_numpy(layer.phase).astype("float64")
     t = np.asarray(positions, "float64")[:, None, None]
-    return a * np.sin(2 * np.pi * f * t / layer.sequence_length + phi)
+    return a * np.sin(2 * np.pi * f * t / layer.window_length + phi)
 
 
 class SpectralDictionaryTest(TestCase):
     def test_layer_basics(self):
         self.run_layer_test(
             cls=SpectralDictionary,
-            init_kwargs={"num_atoms": 4, "hidden_dim": 6, "sequence_length": 8},
+            init_kwargs={"num_atoms": 4, "hidden_dim": 6, "window_length": 8},
             input_data=keras.random.normal((2, 5, 4)),
             expected_output_shape=(2, 5, 6),
             expected_num_trainable_weights=3,
         )
 
+    def test_config_of_the_older_key_loads(self):
+        config = SpectralDictionary(
+            num_atoms=3, hidden_dim=5, window_length=16
+        ).get_config()
+        config["sequence_length"] = config.pop("window_length")
+        layer = SpectralDictionary.from_config(config)
+        self.assertEqual(layer.window_length, 16)
+
     def test_reconstruction_matches_formula(self):
-        layer = SpectralDictionary(
-            num_atoms=3, hidden_dim=5, sequence_length=16
-        )
+        layer = SpectralDictionary(num_atoms=3, hidden_dim=5, window_length=16)
         coefficients = np.random.RandomState(0).randn(2, 7, 3).astype("float32")
         output = ops.convert_to_numpy(layer(coefficients, start_index=4))
         atoms = numpy_atoms(layer, np.arange(4, 11))  # (L, K, D)
@@ -43,7 +49,7 @@ class SpectralDictionaryTest(TestCase):
     def test_positions_are_absolute(self):
         # A prefix and the same prefix extended see the same atoms, and a
         # single step at position t equals row t of the full evaluation.
-        layer = SpectralDictionary(num_atoms=4, hidden_dim=3, sequence_length=8)
+        layer = SpectralDictionary(num_atoms=4, hidden_dim=3, window_length=8)
         coefficients = keras.random.normal((1, 20, 4))
         full = ops.convert_to_numpy(layer(coefficients))
         prefix = ops.convert_to_numpy(layer(coefficients[:, :9]))
@@ -72,7 +78,7 @@ class SpectralDictionaryTest(TestCase):
             layer = SpectralDictionary(
                 num_atoms=6,
                 hidden_dim=10,
-                sequence_length=32,
+                window_length=32,
                 amplitude_initializer="random_normal",
                 chunk_size=chunk_size,
             )
@@ -114,7 +120,7 @@ class SpectralDictionaryTest(TestCase):
         # band: a plain float32 angle would be off by up to ~0.03 rad at
         # position 500,000 (about 250,000 cycles).
         layer = SpectralDictionary(
-            num_atoms=8, hidden_dim=16, sequence_length=128
+            num_atoms=8, hidden_dim=16, window_length=128
         )
         layer.build((None, None, 8))
         layer.amplitude.assign(np.ones((8, 16), "float32"))
@@ -129,9 +135,7 @@ class SpectralDictionaryTest(TestCase):
             )
 
     def test_default_frequencies_tile_the_band(self):
-        layer = SpectralDictionary(
-            num_atoms=8, hidden_dim=64, sequence_length=32
-        )
+        layer = SpectralDictionary(num_atoms=8, hidden_dim=64, window_length=32)
         layer.build((None, None, 8))
         f = ops.convert_to_numpy(layer.frequency)
         nyquist = 32 / 2
@@ -151,7 +155,7 @@ class SpectralDictionaryTest(TestCase):
 
     def test_mixed_precision_evaluates_atoms_in_float32(self):
         layer = SpectralDictionary(
-            num_atoms=2, hidden_dim=2, sequence_length=8, dtype="mixed_bfloat16"
+            num_atoms=2, hidden_dim=2, window_length=8, dtype="mixed_bfloat16"
         )
         out = layer(keras.random.normal((1, 4, 2)), start_index=3000)
         self.assertDTypeEqual(out, "bfloat16")
@@ -159,12 +163,12 @@ class SpectralDictionaryTest(TestCase):
 
     def test_invalid_arguments(self):
         with self.assertRaisesRegex(ValueError, "num_atoms"):
-            SpectralDictionary(num_atoms=0, hidden_dim=2, sequence_length=8)
-        with self.assertRaisesRegex(ValueError, "sequence_length"):
-            SpectralDictionary(num_atoms=2, hidden_dim=2, sequence_length=-1)
+            SpectralDictionary(num_atoms=0, hidden_dim=2, window_length=8)
+        with self.assertRaisesRegex(ValueError, "window_length"):
+            SpectralDictionary(num_atoms=2, hidden_dim=2, window_length=-1)
         with self.assertRaisesRegex(ValueError, "hidden_dim"):
-            SpectralDictionary(num_atoms=2, hidden_dim=2.5, sequence_length=8)
+            SpectralDictionary(num_atoms=2, hidden_dim=2.5, window_length=8)
         with self.assertRaisesRegex(ValueError, "chunk_size"):
             SpectralDictionary(
-                num_atoms=2, hidden_dim=2, sequence_length=8, chunk_size=0
+                num_atoms=2, hidden_dim=2, window_length=8, chunk_size=0
             )

@@ -25,18 +25,36 @@ class SDGMBackboneTest(TestCase):
             input_data=tiny_inputs(),
         )
 
-    def test_config_of_the_older_dictionary_key_loads(self):
+    def test_config_of_the_older_keys_loads(self):
         config = SDGMBackbone(
             **{**TINY_BACKBONE, "dictionary_type": "static"}
         ).get_config()
         config["dictionary"] = config.pop("dictionary_type")
+        config["sequence_length"] = config.pop("window_length")
         backbone = SDGMBackbone.from_config(config)
         self.assertEqual(backbone.dictionary_type, "static")
         self.assertEqual(backbone.blocks[0].dictionary_type, "static")
+        self.assertEqual(backbone.window_length, TINY_BACKBONE["window_length"])
+        self.assertEqual(
+            backbone.blocks[0].window_length, TINY_BACKBONE["window_length"]
+        )
+        # Through from_preset's keyword arguments too.
+        paper = SDGMBackbone.from_preset(
+            "sdgm_paper", vocabulary_size=10, sequence_length=32
+        )
+        self.assertEqual(paper.window_length, 32)
+        config["window_length"] = 8
+        with self.assertRaisesRegex(ValueError, "sequence_length.*window"):
+            SDGMBackbone.from_config(config)
+        # The constructor names what Keras would have dropped silently.
+        with self.assertRaisesRegex(
+            TypeError, r"`sequence_length` \(now `window_length`\), `windw`"
+        ):
+            SDGMBackbone(**TINY_BACKBONE, sequence_length=8, windw=3)
 
     def test_default_encoder_covers_the_window(self):
         backbone = SDGMBackbone(
-            vocabulary_size=10, hidden_dim=8, num_atoms=4, sequence_length=128
+            vocabulary_size=10, hidden_dim=8, num_atoms=4, window_length=128
         )
         self.assertEqual(backbone.dilation_rates, [1, 2, 4, 8, 16, 32, 64])
         self.assertEqual(backbone.intermediate_dim, 32)
@@ -51,7 +69,7 @@ class SDGMBackboneTest(TestCase):
             (
                 paper.hidden_dim,
                 paper.num_atoms,
-                paper.sequence_length,
+                paper.window_length,
                 paper.num_layers,
                 paper.dilation_rates,
                 paper.intermediate_dim,
@@ -81,7 +99,7 @@ class SDGMBackboneTest(TestCase):
         ("vocabulary_size", "vocabulary_size", 0),
         ("hidden_dim", "hidden_dim", -4),
         ("num_atoms", "num_atoms", 0),
-        ("sequence_length", "sequence_length", 0),
+        ("window_length", "window_length", 0),
         ("num_layers", "num_layers", 0),
         ("kernel_size", "kernel_size", 0),
         ("intermediate_dim", "intermediate_dim", -1),

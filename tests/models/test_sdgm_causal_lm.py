@@ -80,6 +80,23 @@ class SDGMCausalLMTest(TestCase):
             result["perplexity"], np.exp(result["nll"]), rtol=1e-5
         )
 
+    def test_compute_loss_needs_the_forward_pass_terms(self):
+        lm = tiny_lm(nll_weight=0.7, **ALL_TERMS)
+        lm.compile()
+        x, y, sw = lm_batch()
+        # Right after a call of the model: its weighted terms, as evaluate.
+        y_pred = lm(x)
+        loss = lm.compute_loss(x, y, y_pred, sw, training=False)
+        result = lm.evaluate(
+            x, y, sample_weight=sw, verbose=0, return_dict=True
+        )
+        self.assertAllClose(loss, result["loss"], rtol=1e-5)
+        # Without one, the total would silently lose R, S and P.
+        fresh = tiny_lm(**ALL_TERMS)
+        fresh.compile()
+        with self.assertRaisesRegex(ValueError, "no auxiliary terms"):
+            fresh.compute_loss(x, y, y_pred, sw)
+
     def test_reconstruction_term_matches_its_definition(self):
         lm = tiny_lm(backbone={"num_layers": 1})
         x, y, sw = lm_batch()
@@ -221,6 +238,9 @@ class SDGMCausalLMTest(TestCase):
             tiny_lm(stft_weight=-1)
         with self.assertRaisesRegex(ValueError, "stft_fft_length"):
             tiny_lm(stft_fft_length=0)
+        # Keras's functional models drop unknown keywords without a word.
+        with self.assertRaisesRegex(TypeError, "`stft_weigth`"):
+            tiny_lm(stft_weigth=1.0)
         lm = tiny_lm()
         x, _, _ = lm_batch()
         with self.assertRaisesRegex(ValueError, r"\[0, 10\)"):
@@ -245,7 +265,7 @@ class CausalityTest(TestCase):
                 "kernel_size": kernel_size,
                 "dilation_rates": dilation_rates,
                 "residual": residual,
-                "sequence_length": 16,
+                "window_length": 16,
                 "vocabulary_size": 20,
             }
         )

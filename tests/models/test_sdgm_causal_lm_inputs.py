@@ -8,7 +8,6 @@ import os
 
 import keras
 import numpy as np
-import pytest
 from keras import ops
 
 from keras_sdgm.models import SDGMCausalLM
@@ -214,12 +213,7 @@ class TokenizerInputTest(TestCase):
 class LoraTest(TestCase):
     # Before: `enable_lora(4)` froze every weight (SDGM has none of
     # keras-hub's default `query`/`value` layers) and trained nothing, with
-    # no warning. The fix belongs in `SDGMBackbone.enable_lora` (see the
-    # issue 16 report): until it lands this test is an expected failure,
-    # and `strict` makes it fail once it passes, to remove the marker.
-    @pytest.mark.xfail(
-        strict=True, reason="needs SDGMBackbone.enable_lora (issue 16)"
-    )
+    # no warning.
     def test_enable_lora_raises_saying_what_is_supported(self):
         backbone = tiny_lm().backbone
         with self.assertRaisesRegex(ValueError, "LoRA"):

@@ -163,7 +163,7 @@ class SDGMGenerateTest(TestCase):
             vocabulary_size=tokenizer.vocabulary_size(),
             hidden_dim=16,
             num_atoms=8,
-            sequence_length=16,
+            window_length=16,
             num_layers=1,
         )
         lm = SDGMCausalLM(backbone, preprocessor=preprocessor)
@@ -205,7 +205,7 @@ class CoefficientSamplingTest(TestCase):
             vocabulary_size=VOCABULARY_SIZE,
             hidden_dim=16,
             num_atoms=8,
-            sequence_length=16,
+            window_length=16,
             num_layers=1,
             dilation_rates=[1],
             intermediate_dim=0,

@@ -50,7 +50,7 @@ class SDGMTokenizerTest(TestCase):
             vocabulary_size=self.tokenizer.vocabulary_size(),
             hidden_dim=8,
             num_atoms=4,
-            sequence_length=6,
+            window_length=6,
         )
         lm = SDGMCausalLM(backbone, preprocessor=preprocessor)
         path = os.path.join(self.get_temp_dir(), "lm.keras")

@@ -12,7 +12,7 @@ class SpectralDictionaryBlockTest(TestCase):
             cls=SpectralDictionaryBlock,
             init_kwargs={
                 "num_atoms": 4,
-                "sequence_length": 8,
+                "window_length": 8,
                 "dilation_rates": [1, 2],
                 "intermediate_dim": 12,
             },
@@ -28,7 +28,7 @@ class SpectralDictionaryBlockTest(TestCase):
 
     def test_paper_block_outputs_the_reconstruction(self):
         block = SpectralDictionaryBlock(
-            num_atoms=4, sequence_length=8, residual=False
+            num_atoms=4, window_length=8, residual=False
         )
         hidden = keras.random.normal((2, 8, 6))
         out, auxiliary_outputs = block(hidden, return_auxiliary_outputs=True)
@@ -40,7 +40,7 @@ class SpectralDictionaryBlockTest(TestCase):
         self.assertAllClose(x, block.input_layer_norm(hidden))
 
     def test_padding_is_zeroed_before_the_encoder(self):
-        block = SpectralDictionaryBlock(num_atoms=4, sequence_length=8)
+        block = SpectralDictionaryBlock(num_atoms=4, window_length=8)
         mask = np.array([[1, 1, 1, 0, 0, 0, 0, 0]], "int32")
         _, auxiliary_outputs = block(
             keras.random.normal((1, 8, 6)),
@@ -56,7 +56,7 @@ class SpectralDictionaryBlockTest(TestCase):
             cls=SpectralDictionaryBlock,
             init_kwargs={
                 "num_atoms": 4,
-                "sequence_length": 8,
+                "window_length": 8,
                 "dictionary_type": "static",
             },
             input_data=keras.random.normal((2, 8, 6)),
@@ -65,7 +65,7 @@ class SpectralDictionaryBlockTest(TestCase):
             expected_num_trainable_weights=8,
         )
         block = SpectralDictionaryBlock(
-            num_atoms=4, sequence_length=8, dictionary_type="static"
+            num_atoms=4, window_length=8, dictionary_type="static"
         )
         block(keras.random.normal((1, 8, 6)))
         coefficients = keras.random.normal((1, 5, 4))
@@ -79,7 +79,7 @@ class SpectralDictionaryBlockTest(TestCase):
 
     def test_random_position_offsets_in_training_only(self):
         block = SpectralDictionaryBlock(
-            num_atoms=4, sequence_length=8, max_position_offset=40, seed=3
+            num_atoms=4, window_length=8, max_position_offset=40, seed=3
         )
         hidden = keras.random.normal((2, 8, 6))
         inference, auxiliary_outputs = block(

@@ -56,7 +56,7 @@ class TrainingTest(TestCase):
                 vocabulary_size=vocabulary_size,
                 hidden_dim=32,
                 num_atoms=16,
-                sequence_length=length,
+                window_length=length,
                 num_layers=2,
             )
         )
@@ -96,7 +96,7 @@ class TrainingTest(TestCase):
                 vocabulary_size=tokenizer.vocabulary_size(),
                 hidden_dim=64,
                 num_atoms=32,
-                sequence_length=length,
+                window_length=length,
                 num_layers=2,
             ),
             preprocessor=preprocessor,

@@ -7,20 +7,22 @@ from keras_hub.models import Backbone
 from keras_hub.src.utils.python_utils import classproperty
 
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
+from keras_sdgm.models.sdgm.spectral_dictionary_block import RENAMED_KEYS
 from keras_sdgm.models.sdgm.spectral_dictionary_block import (
     SpectralDictionaryBlock,
 )
-from keras_sdgm.models.sdgm.spectral_dictionary_block import renamed_config
+from keras_sdgm.utils.config_keys import renamed_config
 from keras_sdgm.utils.validation import check_token_inputs
+from keras_sdgm.utils.validation import require_model_kwargs
 from keras_sdgm.utils.validation import require_positive_int
 
 
-def covering_dilation_rates(kernel_size, sequence_length):
+def covering_dilation_rates(kernel_size, window_length):
     """Dilations 1, 2, 4, ... until the receptive field covers the window.
 
     The receptive field of causal convolutions of width `kernel_size` and
     these dilations, `1 + (kernel_size - 1) * sum(rates)`, is then at least
-    `sequence_length`, so the last position of a window sees the first.
+    `window_length`, so the last position of a window sees the first.
     """
     if kernel_size == 1:
         raise ValueError(
@@ -28,7 +30,7 @@ def covering_dilation_rates(kernel_size, sequence_length):
             "`dilation_rates=[1]` explicitly or use `kernel_size >= 2`."
         )
     rates = [1]
-    while 1 + (kernel_size - 1) * sum(rates) < sequence_length:
+    while 1 + (kernel_size - 1) * sum(rates) < window_length:
         rates.append(2 * rates[-1])
     return rates
 
@@ -51,7 +53,7 @@ class SDGMBackbone(Backbone):
     dictionary, prior and reconstruction terms, a dilated encoder whose
     receptive field covers the window, and a feed-forward.
 
-    Positions are absolute token indices divided by `sequence_length` (the
+    Positions are absolute token indices divided by `window_length` (the
     training window). Longer inputs are accepted: the atoms are defined at
     every position, though quality beyond the training window is whatever
     the model learned to extrapolate.
@@ -60,14 +62,14 @@ class SDGMBackbone(Backbone):
         vocabulary_size: int. Number of token ids.
         hidden_dim: int. Embedding and hidden size `D`.
         num_atoms: int. Atoms per dictionary `K`.
-        sequence_length: int. Training window `L0`.
+        window_length: int. Training window `L0`.
         num_layers: int. Number of blocks.
         encoder_type: str. Each block's token mixer (see
             `SpectralDictionaryBlock`): `"dilated_convolution"`.
         kernel_size: int. Encoder convolution width.
         dilation_rates: list of ints, encoder dilations per block, or
             `None` for 1, 2, 4, ... until the encoder's receptive field
-            covers `sequence_length` positions.
+            covers `window_length` positions.
         coefficient_activation: activation of the coefficients.
         intermediate_dim: int. Feed-forward width per block; 0 for none,
             `None` for `4 * hidden_dim`.
@@ -87,7 +89,7 @@ class SDGMBackbone(Backbone):
     Example:
     >>> backbone = SDGMBackbone(
     ...     vocabulary_size=100, hidden_dim=32, num_atoms=16,
-    ...     sequence_length=64, num_layers=2, dilation_rates=[1, 2, 4])
+    ...     window_length=64, num_layers=2, dilation_rates=[1, 2, 4])
     >>> hidden = backbone({
     ...     "token_ids": np.ones((2, 64), "int32"),
     ...     "padding_mask": np.ones((2, 64), "int32")})
@@ -107,7 +109,7 @@ class SDGMBackbone(Backbone):
         vocabulary_size,
         hidden_dim,
         num_atoms,
-        sequence_length,
+        window_length,
         num_layers=2,
         encoder_type="dilated_convolution",
         kernel_size=3,
@@ -123,19 +125,16 @@ class SDGMBackbone(Backbone):
         dtype=None,
         **kwargs,
     ):
+        require_model_kwargs("SDGMBackbone", kwargs, RENAMED_KEYS)
         vocabulary_size = require_positive_int(
             "vocabulary_size", vocabulary_size
         )
         hidden_dim = require_positive_int("hidden_dim", hidden_dim)
         num_layers = require_positive_int("num_layers", num_layers)
-        sequence_length = require_positive_int(
-            "sequence_length", sequence_length
-        )
+        window_length = require_positive_int("window_length", window_length)
         kernel_size = require_positive_int("kernel_size", kernel_size)
         if dilation_rates is None:
-            dilation_rates = covering_dilation_rates(
-                kernel_size, sequence_length
-            )
+            dilation_rates = covering_dilation_rates(kernel_size, window_length)
         if intermediate_dim is None:
             intermediate_dim = 4 * hidden_dim
 
@@ -153,7 +152,7 @@ class SDGMBackbone(Backbone):
         self.blocks = [
             SpectralDictionaryBlock(
                 num_atoms=num_atoms,
-                sequence_length=sequence_length,
+                window_length=window_length,
                 encoder_type=encoder_type,
                 kernel_size=kernel_size,
                 dilation_rates=dilation_rates,
@@ -193,7 +192,7 @@ class SDGMBackbone(Backbone):
         self.vocabulary_size = vocabulary_size
         self.hidden_dim = hidden_dim
         self.num_atoms = num_atoms
-        self.sequence_length = sequence_length
+        self.window_length = window_length
         self.num_layers = num_layers
         self.encoder_type = encoder_type
         self.kernel_size = kernel_size
@@ -255,6 +254,24 @@ class SDGMBackbone(Backbone):
         """The named architectures `from_preset` accepts."""
         return copy.deepcopy(backbone_presets)
 
+    def enable_lora(self, rank, target_layer_names=None):
+        """Not supported: raises `ValueError` saying what to do instead.
+
+        keras-hub's LoRA targets attention `query`/`value` layers, which
+        SDGM has none of (every weight would be frozen and nothing
+        trained), and `save_lora_weights` cannot store the tied token
+        embedding.
+        """
+        raise ValueError(
+            "SDGMBackbone does not support LoRA: keras-hub's `enable_lora` "
+            "targets attention query/value layers, which SDGM does not "
+            "have (every weight would be frozen and nothing trained), and "
+            "`save_lora_weights` cannot store the tied token embedding. "
+            "Fine-tune all weights, or freeze layers with "
+            "`layer.trainable = False`. Received: "
+            f"rank={rank!r}, target_layer_names={target_layer_names!r}"
+        )
+
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):
         """Builds a backbone from a named preset or a saved preset directory.
@@ -268,7 +285,7 @@ class SDGMBackbone(Backbone):
         """
         if preset in backbone_presets:
             config = dict(backbone_presets[preset]["config"])
-            config.update(kwargs)
+            config.update(renamed_config(kwargs, RENAMED_KEYS))
             if "vocabulary_size" not in config:
                 raise ValueError(
                     f"Preset {preset!r} defines an architecture without a "
@@ -286,7 +303,7 @@ class SDGMBackbone(Backbone):
 
     @classmethod
     def from_config(cls, config):
-        return super().from_config(renamed_config(config))
+        return super().from_config(renamed_config(config, RENAMED_KEYS))
 
     def get_config(self):
         config = super().get_config()
@@ -295,7 +312,7 @@ class SDGMBackbone(Backbone):
                 "vocabulary_size": self.vocabulary_size,
                 "hidden_dim": self.hidden_dim,
                 "num_atoms": self.num_atoms,
-                "sequence_length": self.sequence_length,
+                "window_length": self.window_length,
                 "num_layers": self.num_layers,
                 "encoder_type": self.encoder_type,
                 "kernel_size": self.kernel_size,

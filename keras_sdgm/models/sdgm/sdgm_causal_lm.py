@@ -17,8 +17,10 @@ from keras_sdgm.models.sdgm.sdgm_causal_lm_preprocessor import (
     SDGMCausalLMPreprocessor,
 )
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
+from keras_sdgm.models.sdgm.spectral_dictionary_block import RENAMED_KEYS
 from keras_sdgm.utils.replicas import replica_count
 from keras_sdgm.utils.validation import check_token_inputs
+from keras_sdgm.utils.validation import require_model_kwargs
 from keras_sdgm.utils.validation import require_non_negative_float
 from keras_sdgm.utils.validation import require_positive_int
 
@@ -77,7 +79,7 @@ class SDGMCausalLM(CausalLM):
 
     Example:
     >>> backbone = SDGMBackbone(vocabulary_size=50, hidden_dim=16,
-    ...     num_atoms=8, sequence_length=32)
+    ...     num_atoms=8, window_length=32)
     >>> lm = SDGMCausalLM(backbone, stft_weight=1.0)
     >>> x = {"token_ids": np.ones((4, 32), "int32"),
     ...      "padding_mask": np.ones((4, 32), "int32")}
@@ -100,6 +102,7 @@ class SDGMCausalLM(CausalLM):
         stft_frame_step=64,
         **kwargs,
     ):
+        require_model_kwargs("SDGMCausalLM", kwargs)
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -296,11 +299,13 @@ class SDGMCausalLM(CausalLM):
         replicas' gradients are summed); the other terms are divided the
         same way, and every term is logged whole.
 
-        Keras calls it after the forward pass of a step. Before the first
-        step Keras also traces it once without a forward pass, to build the
-        loss's state; the auxiliary terms are zeros there.
+        Keras calls it after the forward pass of a step. Keras may also
+        trace it on symbolic `y_pred` without a forward pass, to build
+        state; the auxiliary terms are zeros there. Called on a real
+        `y_pred` with no terms recorded (no forward pass since the last
+        step), it raises rather than return the NLL alone.
         """
-        auxiliary, other_losses = _split_losses(self.losses)
+        auxiliary, other_losses = _split_losses(self.losses, y_pred)
         replicas = replica_count()
         nll = self.nll_loss(y, y_pred, sample_weight)
         self.nll_tracker.update_state(nll * replicas)
@@ -644,7 +649,8 @@ class SDGMCausalLM(CausalLM):
             return super().from_preset(
                 preset, load_weights=load_weights, **kwargs
             )
-        backbone_args = inspect.signature(SDGMBackbone.__init__).parameters
+        backbone_args = set(inspect.signature(SDGMBackbone.__init__).parameters)
+        backbone_args |= set(RENAMED_KEYS)  # older names, renamed there
         backbone_kwargs = {
             k: kwargs.pop(k) for k in list(kwargs) if k in backbone_args
         }
@@ -678,12 +684,13 @@ def _with_gradient_if(weight, x):
     return x if weight else ops.stop_gradient(x)
 
 
-def _split_losses(losses):
+def _split_losses(losses, y_pred):
     """The `(R, S, P)` vector among `losses`, and the other losses.
 
-    No vector: Keras is building the loss's state from symbolic inputs
-    before the first step (its trainers trace `compute_loss` once without a
-    call of the model); the terms are then zeros.
+    No vector and a symbolic `y_pred`: Keras is building state from
+    symbolic inputs without a call of the model; the terms are then zeros.
+    No vector and a real `y_pred` is an error: the total would silently
+    lose the terms.
     """
     shape = (len(AUXILIARY_TERMS),)
     auxiliary = [loss for loss in losses if tuple(loss.shape) == shape]
@@ -695,5 +702,12 @@ def _split_losses(losses):
             "layers another shape (Keras expects scalars)."
         )
     if not auxiliary:
-        return ops.zeros(shape), list(losses)
+        if any(map(keras.backend.is_keras_tensor, keras.tree.flatten(y_pred))):
+            return ops.zeros(shape), list(losses)
+        raise ValueError(
+            "`SDGMCausalLM.compute_loss` found no auxiliary terms: it reads "
+            "the `(R, S, P)` vector that the model's forward pass records. "
+            "Call the model on `x` (e.g. `y_pred = lm(x)`) right before "
+            "`compute_loss(x, y, y_pred)`, as `fit` and `evaluate` do."
+        )
     return auxiliary[0], [loss for loss in losses if loss is not auxiliary[0]]

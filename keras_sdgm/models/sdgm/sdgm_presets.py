@@ -11,7 +11,7 @@ backbone_presets = {
         "config": {
             "hidden_dim": 512,
             "num_atoms": 256,
-            "sequence_length": 128,
+            "window_length": 128,
             "num_layers": 1,
             "kernel_size": 3,
             "dilation_rates": [1],
@@ -31,7 +31,7 @@ backbone_presets = {
         "config": {
             "hidden_dim": 512,
             "num_atoms": 256,
-            "sequence_length": 128,
+            "window_length": 128,
             "num_layers": 2,
             "max_position_offset": 384,
         },
@@ -45,7 +45,7 @@ backbone_presets = {
         "config": {
             "hidden_dim": 64,
             "num_atoms": 32,
-            "sequence_length": 64,
+            "window_length": 64,
             "num_layers": 2,
             "max_position_offset": 192,
         },

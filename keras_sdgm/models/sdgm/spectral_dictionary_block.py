@@ -5,12 +5,19 @@ from keras_sdgm.layers.coefficient_encoder import CoefficientEncoder
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
 from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
 from keras_sdgm.layers.static_dictionary import StaticDictionary
+from keras_sdgm.utils.config_keys import renamed_config
 from keras_sdgm.utils.validation import require_non_negative_float
 from keras_sdgm.utils.validation import require_one_of
 from keras_sdgm.utils.validation import require_positive_int
 
 ENCODER_TYPES = ("dilated_convolution",)
 DICTIONARY_TYPES = ("spectral", "static")
+# Arguments renamed since earlier releases, whose saved configs still load:
+# old key -> argument (the block's and `SDGMBackbone`'s).
+RENAMED_KEYS = {
+    "dictionary": "dictionary_type",
+    "sequence_length": "window_length",
+}
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
@@ -44,7 +51,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
 
     Args:
         num_atoms: int. Dictionary size `K`.
-        sequence_length: int. Window `L0` that positions are divided by.
+        window_length: int. Window `L0` that positions are divided by.
         encoder_type: str. The token mixer, one of `ENCODER_TYPES`.
         kernel_size: int. Width of the encoder's causal convolutions.
         dilation_rates: list of ints. Encoder dilations, one convolution each.
@@ -88,7 +95,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         is appended.
 
     Example:
-    >>> block = SpectralDictionaryBlock(num_atoms=8, sequence_length=16)
+    >>> block = SpectralDictionaryBlock(num_atoms=8, window_length=16)
     >>> h = keras.random.normal((2, 16, 32))
     >>> block(h).shape
     (2, 16, 32)
@@ -100,7 +107,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     def __init__(
         self,
         num_atoms,
-        sequence_length,
+        window_length,
         encoder_type="dilated_convolution",
         kernel_size=3,
         dilation_rates=(1,),
@@ -118,8 +125,8 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.num_atoms = require_positive_int("num_atoms", num_atoms)
-        self.sequence_length = require_positive_int(
-            "sequence_length", sequence_length
+        self.window_length = require_positive_int(
+            "window_length", window_length
         )
         self.encoder_type = require_one_of(
             "encoder_type", encoder_type, ENCODER_TYPES
@@ -230,7 +237,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
             "spectral": lambda: SpectralDictionary(
                 num_atoms=self.num_atoms,
                 hidden_dim=hidden_dim,
-                sequence_length=self.sequence_length,
+                window_length=self.window_length,
                 dtype=self.dtype_policy,
                 name="dictionary",
             ),
@@ -313,7 +320,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         config.update(
             {
                 "num_atoms": self.num_atoms,
-                "sequence_length": self.sequence_length,
+                "window_length": self.window_length,
                 "encoder_type": self.encoder_type,
                 "kernel_size": self.kernel_size,
                 "dilation_rates": list(self.dilation_rates),
@@ -337,12 +344,4 @@ class SpectralDictionaryBlock(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        return super().from_config(renamed_config(config))
-
-
-def renamed_config(config):
-    """`config` with the keys of older releases renamed (`dictionary`)."""
-    config = dict(config)
-    if "dictionary" in config:
-        config["dictionary_type"] = config.pop("dictionary")
-    return config
+        return super().from_config(renamed_config(config, RENAMED_KEYS))
