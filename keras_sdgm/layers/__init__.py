@@ -1,5 +1,8 @@
 from keras_sdgm.layers.add_loss import AddLoss
 from keras_sdgm.layers.coefficient_encoder import CoefficientEncoder
+from keras_sdgm.layers.depthwise_coefficient_encoder import (
+    DepthwiseCoefficientEncoder,
+)
 from keras_sdgm.layers.frequency_initializer import FrequencyBandInitializer
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
 from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
@@ -8,6 +11,7 @@ from keras_sdgm.layers.static_dictionary import StaticDictionary
 __all__ = [
     "AddLoss",
     "CoefficientEncoder",
+    "DepthwiseCoefficientEncoder",
     "FrequencyBandInitializer",
     "GaussianMixturePrior",
     "SpectralDictionary",

@@ -2,6 +2,18 @@ import keras
 from keras import ops
 
 from keras_sdgm.utils.validation import require_positive_int
+from keras_sdgm.utils.validation import require_positive_int_list
+
+
+def frames_before(x, width, index):
+    """Frames `index - width .. index - 1` of `x`, zeros before frame 0.
+
+    The state a causal convolution reading `width` past frames needs to
+    continue at frame `index`.
+    """
+    padded = ops.pad(x, [[0, 0], [width, 0], [0, 0]])
+    batch_size, _, channels = ops.shape(x)
+    return ops.slice(padded, [0, index, 0], [batch_size, width, channels])
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
@@ -62,15 +74,9 @@ class CoefficientEncoder(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_atoms = require_positive_int("num_atoms", num_atoms)
         self.kernel_size = require_positive_int("kernel_size", kernel_size)
-        if isinstance(dilation_rates, int) or not dilation_rates:
-            raise ValueError(
-                "`dilation_rates` must be a non-empty list of positive "
-                f"integers. Received: dilation_rates={dilation_rates!r}"
-            )
-        self.dilation_rates = [
-            require_positive_int("dilation_rates", rate)
-            for rate in dilation_rates
-        ]
+        self.dilation_rates = require_positive_int_list(
+            "dilation_rates", dilation_rates
+        )
         self.activation = keras.activations.get(activation)
         self.hidden_activation = keras.activations.get(hidden_activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -99,12 +105,6 @@ class CoefficientEncoder(keras.layers.Layer):
 
     def _state_width(self, convolution):
         return (self.kernel_size - 1) * convolution.dilation_rate[0]
-
-    def _frames_before(self, x, width, index):
-        """Frames `index - width .. index - 1` of `x`, zeros before frame 0."""
-        padded = ops.pad(x, [[0, 0], [width, 0], [0, 0]])
-        batch_size, _, channels = ops.shape(x)
-        return ops.slice(padded, [0, index, 0], [batch_size, width, channels])
 
     def _output(self, convolution, x, conv_out):
         if convolution is self.convolutions[-1]:
@@ -138,7 +138,7 @@ class CoefficientEncoder(keras.layers.Layer):
         for convolution in self.convolutions:
             if cache_update_index is not None:
                 cache.append(
-                    self._frames_before(
+                    frames_before(
                         x, self._state_width(convolution), cache_update_index
                     )
                 )

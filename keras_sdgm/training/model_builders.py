@@ -24,6 +24,7 @@ SDGM_OVERRIDES = (
     "residual",
     "num_mixture_components",
     "dictionary_type",
+    "encoder_type",
     "max_position_offset",
     "dropout",
 )

@@ -47,6 +47,7 @@ from keras_sdgm.export.export_utils import load_keras_file
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
+from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
 from keras_sdgm.training import callbacks as callbacks_lib
 from keras_sdgm.training import distribution
 from keras_sdgm.training import model_builders
@@ -94,6 +95,7 @@ class RecipeConfig:
     residual: bool | None
     num_mixture_components: int | None
     dictionary_type: str | None
+    encoder_type: str | None
     max_position_offset: int | None
     num_heads: int
     dropout: float
@@ -199,6 +201,12 @@ def build_parser(corpus):
         choices=["spectral", "static"],
         default=None,
         help="static: a position-independent (K, D) matrix (ablation).",
+    )
+    add(
+        "--encoder-type",
+        choices=list(ENCODER_TYPES),
+        default=None,
+        help="SDGM's token mixer (SPEC section 8); default: the preset's.",
     )
     add(
         "--max-position-offset",

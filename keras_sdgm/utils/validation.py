@@ -16,6 +16,16 @@ def require_positive_int(name, value):
     return int(value)
 
 
+def require_positive_int_list(name, values):
+    """`values` as a list if it is a non-empty list of positive ints."""
+    if isinstance(values, int) or not values:
+        raise ValueError(
+            f"`{name}` must be a non-empty list of positive integers. "
+            f"Received: {name}={values!r}"
+        )
+    return [require_positive_int(name, value) for value in values]
+
+
 def require_non_negative_float(name, value):
     """Returns `value` as a float, or raises naming the argument."""
     if (

@@ -18,10 +18,14 @@ class SDGMBackboneTest(TestCase):
             expected_output_shape=(2, 8, 8),
         )
 
-    def test_saved_model(self):
+    @parameterized.named_parameters(
+        ("dilated_convolution", "dilated_convolution"),
+        ("depthwise", "depthwise"),
+    )
+    def test_saved_model(self, encoder_type):
         self.run_model_saving_test(
             cls=SDGMBackbone,
-            init_kwargs=TINY_BACKBONE,
+            init_kwargs={**TINY_BACKBONE, "encoder_type": encoder_type},
             input_data=tiny_inputs(),
         )
 

@@ -255,12 +255,19 @@ class CausalityTest(TestCase):
         ("one_block_kernel_1", 1, 1, [1], True),
         ("three_blocks_kernel_2_dilated", 3, 2, [1, 2, 4], True),
         ("three_blocks_kernel_5", 3, 5, [1, 3], True),
+        ("depthwise_two_blocks", 2, 3, [1, 2, 4], True, "depthwise"),
     )
     def test_future_tokens_do_not_change_past_logits(
-        self, num_layers, kernel_size, dilation_rates, residual
+        self,
+        num_layers,
+        kernel_size,
+        dilation_rates,
+        residual,
+        encoder_type="dilated_convolution",
     ):
         lm = tiny_lm(
             backbone={
+                "encoder_type": encoder_type,
                 "num_layers": num_layers,
                 "kernel_size": kernel_size,
                 "dilation_rates": dilation_rates,

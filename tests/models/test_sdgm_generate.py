@@ -15,13 +15,13 @@ from tests.testing import TestCase
 VOCABULARY_SIZE = SMALL_BACKBONE["vocabulary_size"]
 
 
-def random_lm(preprocessor=None, sampler="greedy"):
+def random_lm(preprocessor=None, sampler="greedy", **backbone_kwargs):
     """A tiny untrained model whose argmax is not constant.
 
     Dilated encoder (states of several widths), two blocks, a window of 16
-    so that generation runs past it.
+    so that generation runs past it; `backbone_kwargs` override it.
     """
-    backbone = SDGMBackbone(**SMALL_BACKBONE)
+    backbone = SDGMBackbone(**{**SMALL_BACKBONE, **backbone_kwargs})
     for block in backbone.blocks:
         amplitude = block.dictionary.amplitude
         amplitude.assign(amplitude * 20.0)
@@ -75,10 +75,19 @@ class SDGMGenerateTest(TestCase):
         # The argmax is not constant, so the comparison is not trivial.
         self.assertGreater(len(np.unique(expected[:, 8:])), 5)
 
-    @parameterized.named_parameters(("near", 40), ("4k", 4000), ("16k", 16000))
-    def test_cached_logits_equal_full_logits(self, position):
+    @parameterized.named_parameters(
+        ("near", 40),
+        ("4k", 4000),
+        ("16k", 16000),
+        # Every mixer at 4,000 and 16,000 (SPEC section 8).
+        ("4k_depthwise", 4000, "depthwise"),
+        ("16k_depthwise", 16000, "depthwise"),
+    )
+    def test_cached_logits_equal_full_logits(
+        self, position, encoder_type="dilated_convolution"
+    ):
         keras.utils.set_random_seed(2)
-        lm = random_lm()
+        lm = random_lm(encoder_type=encoder_type)
         steps = 4
         token_ids = (
             np.random.default_rng(0)

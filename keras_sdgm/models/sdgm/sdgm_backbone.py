@@ -65,7 +65,8 @@ class SDGMBackbone(Backbone):
         window_length: int. Training window `L0`.
         num_layers: int. Number of blocks.
         encoder_type: str. Each block's token mixer (see
-            `SpectralDictionaryBlock`): `"dilated_convolution"`.
+            `SpectralDictionaryBlock`): `"dilated_convolution"` or
+            `"depthwise"`.
         kernel_size: int. Encoder convolution width.
         dilation_rates: list of ints, encoder dilations per block, or
             `None` for 1, 2, 4, ... until the encoder's receptive field

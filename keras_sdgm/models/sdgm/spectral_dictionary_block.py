@@ -2,6 +2,9 @@ import keras
 from keras import ops
 
 from keras_sdgm.layers.coefficient_encoder import CoefficientEncoder
+from keras_sdgm.layers.depthwise_coefficient_encoder import (
+    DepthwiseCoefficientEncoder,
+)
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
 from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
 from keras_sdgm.layers.static_dictionary import StaticDictionary
@@ -10,7 +13,7 @@ from keras_sdgm.utils.validation import require_non_negative_float
 from keras_sdgm.utils.validation import require_one_of
 from keras_sdgm.utils.validation import require_positive_int
 
-ENCODER_TYPES = ("dilated_convolution",)
+ENCODER_TYPES = ("dilated_convolution", "depthwise")
 DICTIONARY_TYPES = ("spectral", "static")
 # Arguments renamed since earlier releases, whose saved configs still load:
 # old key -> argument (the block's and `SDGMBackbone`'s).
@@ -36,7 +39,9 @@ class SpectralDictionaryBlock(keras.layers.Layer):
 
     The encoder is the block's token mixer, the only part that moves
     information between positions; `encoder_type` names it
-    (`"dilated_convolution"`: `CoefficientEncoder`). The dictionary is a
+    (`"dilated_convolution"`: `CoefficientEncoder`, full-width residual
+    convolutions; `"depthwise"`: `DepthwiseCoefficientEncoder`, one kernel
+    per channel and one projection to the coefficients). The dictionary is a
     sublayer named by `dictionary_type`: `"spectral"` (`SpectralDictionary`,
     the method's sinusoidal atoms, which depend on the position) or
     `"static"` (`StaticDictionary`, one `(num_atoms, hidden_dim)` matrix at
@@ -221,6 +226,15 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     def _make_encoder(self):
         encoders = {
             "dilated_convolution": lambda: CoefficientEncoder(
+                num_atoms=self.num_atoms,
+                kernel_size=self.kernel_size,
+                dilation_rates=self.dilation_rates,
+                activation=self.coefficient_activation,
+                kernel_initializer=self.kernel_initializer,
+                dtype=self.dtype_policy,
+                name="encoder",
+            ),
+            "depthwise": lambda: DepthwiseCoefficientEncoder(
                 num_atoms=self.num_atoms,
                 kernel_size=self.kernel_size,
                 dilation_rates=self.dilation_rates,
