@@ -6,6 +6,7 @@ from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
 from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
+from tests.conftest import shared_data_dir
 
 TINY_BACKBONE = {
     "vocabulary_size": 10,
@@ -75,4 +76,42 @@ def tiny_tokenizer():
 def tiny_preprocessor(sequence_length=8):
     return SDGMCausalLMPreprocessor(
         tiny_tokenizer(), sequence_length=sequence_length
+    )
+
+
+# The recipes' tiny run: a one-block model and a window of 32.
+RECIPE_TINY = [
+    "--hidden-dim",
+    "16",
+    "--num-atoms",
+    "8",
+    "--sequence-length",
+    "32",
+    "--num-layers",
+    "1",
+    "--batch-size",
+    "64",
+    "--num-heads",
+    "2",
+]
+# Validation and test on the first 4,096 tokens of each split: what the
+# tiny runs check does not depend on the splits' size.
+EVAL_SUBSET = ["--eval-tokens", "4096"]
+
+
+def recipe_args(output_dir, *extra, whole_splits=False):
+    """The flags of a tiny, quiet recipe run on the shared PTB into
+    `output_dir`; `extra` flags last."""
+    return (
+        RECIPE_TINY
+        + ([] if whole_splits else EVAL_SUBSET)
+        + [
+            "--data-dir",
+            shared_data_dir(),
+            "--output-dir",
+            output_dir,
+            "--verbose",
+            "0",
+            *extra,
+        ]
     )

@@ -12,8 +12,8 @@ import keras
 import pytest
 
 from keras_sdgm.training.distribution import configure_distribution
+from tests.fixtures import recipe_args
 from tests.test_recipes import RECIPE
-from tests.test_recipes import run_args
 from tests.testing import TestCase
 from tests.testing import only_under
 
@@ -130,7 +130,7 @@ def check_recipe_runs(test, command, env):
     out = os.path.join(test.get_temp_dir(), "data-parallel")
     result = subprocess.run(
         command
-        + run_args(out, "--max-steps", "4", "--distribute", "data-parallel"),
+        + recipe_args(out, "--max-steps", "4", "--distribute", "data-parallel"),
         env=env,
         capture_output=True,
         text=True,

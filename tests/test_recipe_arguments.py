@@ -9,40 +9,9 @@ import pytest
 
 from keras_sdgm.training import recipe
 from keras_sdgm.training.recipe import main
+from tests.fixtures import recipe_args
 from tests.testing import END_TO_END
 from tests.testing import TestCase
-
-DATA_DIR = os.environ.get("KERAS_SDGM_DATA_DIR") or os.path.join(
-    os.path.dirname(__file__), os.pardir, os.pardir, "shared", "data"
-)
-# The tiny run of tests/test_recipes.py.
-TINY = [
-    "--hidden-dim",
-    "16",
-    "--num-atoms",
-    "8",
-    "--sequence-length",
-    "32",
-    "--num-layers",
-    "1",
-    "--batch-size",
-    "64",
-    "--eval-tokens",
-    "4096",
-]
-
-
-def run_args(output_dir, *extra):
-    return TINY + [
-        "--data-dir",
-        DATA_DIR,
-        "--output-dir",
-        output_dir,
-        "--verbose",
-        "0",
-        *extra,
-    ]
-
 
 FINISHED_RUN = {
     "best.keras": b"the trained model",
@@ -86,7 +55,7 @@ class OverwriteKeepsTheFinishedRunTest(TestCase):
         # run had been deleted.
         for flag, value in (("--batch-size", "0"), ("--max-steps", "-1")):
             with self.assertRaises(SystemExit):
-                main("ptb", run_args(self.out, flag, value, "--overwrite"))
+                main("ptb", recipe_args(self.out, flag, value, "--overwrite"))
             self.assert_finished_run_intact()
 
     def test_missing_data_with_overwrite_keeps_it(self):
@@ -97,7 +66,7 @@ class OverwriteKeepsTheFinishedRunTest(TestCase):
         with self.assertRaises(FileNotFoundError):
             main(
                 "ptb",
-                run_args(self.out, "--overwrite", "--data-dir", missing),
+                recipe_args(self.out, "--overwrite", "--data-dir", missing),
             )
         self.assert_finished_run_intact()
 
@@ -118,19 +87,19 @@ class OverwriteKeepsTheFinishedRunTest(TestCase):
             mock.patch.object(recipe, "fit_resumable", failing_fit),
         ):
             with self.assertRaises(KeyboardInterrupt):
-                main("ptb", run_args(self.out, "--overwrite"))
+                main("ptb", recipe_args(self.out, "--overwrite"))
         self.assert_finished_run_intact()
 
     def test_without_overwrite_it_is_refused(self):
         with self.assertRaisesRegex(FileExistsError, "--overwrite"):
-            main("ptb", run_args(self.out))
+            main("ptb", recipe_args(self.out))
         self.assert_finished_run_intact()
 
     def test_a_leftover_replaced_run_is_never_overwritten(self):
         previous = recipe.previous_run_dir(self.out)
         write_finished_run(previous)
         with self.assertRaisesRegex(FileExistsError, "never finished"):
-            main("ptb", run_args(self.out, "--overwrite"))
+            main("ptb", recipe_args(self.out, "--overwrite"))
         self.assertEqual(read_folder(previous), FINISHED_RUN)
         self.assertEqual(read_folder(self.out), FINISHED_RUN)
 
@@ -145,20 +114,20 @@ class FailedStartLeavesNoConfigTest(TestCase):
         empty = os.path.join(self.get_temp_dir(), "empty")
         os.makedirs(empty)
         with self.assertRaises(FileNotFoundError):
-            main("ptb", run_args(out, "--data-dir", empty))
+            main("ptb", recipe_args(out, "--data-dir", empty))
         self.assertFalse(os.path.exists(os.path.join(out, "config.json")))
         self.assertFalse(os.path.exists(out))
 
     def test_a_data_dir_that_does_not_exist(self):
         out = os.path.join(self.get_temp_dir(), "run")
         with self.assertRaises(SystemExit):
-            main("ptb", run_args(out, "--data-dir", "/no/such/folder"))
+            main("ptb", recipe_args(out, "--data-dir", "/no/such/folder"))
         self.assertFalse(os.path.exists(out))
 
     def test_a_bad_size(self):
         out = os.path.join(self.get_temp_dir(), "run")
         with self.assertRaises(SystemExit):
-            main("ptb", run_args(out, "--hidden-dim", "0"))
+            main("ptb", recipe_args(out, "--hidden-dim", "0"))
         self.assertFalse(os.path.exists(out))
 
     def test_a_model_that_cannot_be_built(self):
@@ -170,7 +139,7 @@ class FailedStartLeavesNoConfigTest(TestCase):
             ),
         ):
             with self.assertRaisesRegex(ValueError, "bad model"):
-                main("ptb", run_args(out))
+                main("ptb", recipe_args(out))
         self.assertFalse(os.path.exists(out))
 
     def test_config_json_is_written_once_started(self):
@@ -185,7 +154,7 @@ class FailedStartLeavesNoConfigTest(TestCase):
             mock.patch.object(recipe, "fit_resumable", stop_at_fit),
         ):
             with self.assertRaises(KeyboardInterrupt):
-                main("ptb", run_args(out, "--max-steps", "2"))
+                main("ptb", recipe_args(out, "--max-steps", "2"))
         with open(os.path.join(out, "config.json")) as f:
             self.assertEqual(json.load(f)["max_steps"], 2)
 
@@ -204,7 +173,7 @@ def fake_build_model(config, data):
 class OverwriteEndToEndTest(TestCase):
     def test_overwrite_replaces_the_run_only_when_the_new_one_finishes(self):
         out = os.path.join(self.get_temp_dir(), "run")
-        main("ptb", run_args(out, "--max-steps", "2"))
+        main("ptb", recipe_args(out, "--max-steps", "2"))
         with open(os.path.join(out, "metrics.json")) as f:
             first = json.load(f)
         # The new run fails in its evaluation, after training: the old run
@@ -213,11 +182,18 @@ class OverwriteEndToEndTest(TestCase):
             recipe, "evaluate", side_effect=RuntimeError("evaluation died")
         ):
             with self.assertRaisesRegex(RuntimeError, "evaluation died"):
-                main("ptb", run_args(out, "--max-steps", "3", "--overwrite"))
+                main("ptb", recipe_args(out, "--max-steps", "3", "--overwrite"))
         with open(os.path.join(out, "metrics.json")) as f:
             self.assertEqual(json.load(f), first)
         for name in ("best.keras", "log.csv", "curves.png", "config.json"):
             self.assertTrue(os.path.exists(os.path.join(out, name)), name)
         self.assertFalse(os.path.exists(recipe.previous_run_dir(out)))
-        # A successful --overwrite (and the replaced run's removal) is
-        # tests/test_recipes.py's `test_max_steps_run_writes_everything`.
+        # A finished run is kept unless --overwrite is given ...
+        with self.assertRaisesRegex(FileExistsError, "--overwrite"):
+            main("ptb", recipe_args(out, "--max-steps", "3"))
+        # ... and a successful --overwrite replaces it, and removes the
+        # replaced run.
+        main("ptb", recipe_args(out, "--max-steps", "3", "--overwrite"))
+        with open(os.path.join(out, "config.json")) as f:
+            self.assertEqual(json.load(f)["max_steps"], 3)
+        self.assertFalse(os.path.exists(recipe.previous_run_dir(out)))

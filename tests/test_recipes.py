@@ -23,24 +23,10 @@ from keras_sdgm.training import model_builders
 from keras_sdgm.training import recipe
 from keras_sdgm.training.callbacks import StepAndEpochBackup
 from keras_sdgm.training.recipe import main
-from tests.conftest import shared_data_dir
+from tests.fixtures import recipe_args
 from tests.testing import END_TO_END
 from tests.testing import TestCase
 
-TINY = [
-    "--hidden-dim",
-    "16",
-    "--num-atoms",
-    "8",
-    "--sequence-length",
-    "32",
-    "--num-layers",
-    "1",
-    "--batch-size",
-    "64",
-    "--num-heads",
-    "2",
-]
 RECIPE = os.path.join(os.path.dirname(__file__), os.pardir, "recipes", "ptb.py")
 
 # The recipe, killed abruptly (no cleanup, like SIGKILL) when the optimizer
@@ -67,29 +53,6 @@ KILLED_AT_STEP = textwrap.dedent(
 )
 
 
-# Validation and test on the first 4,096 tokens of each split: what these
-# runs check does not depend on the splits' size, and scoring them whole
-# was most of the runs' time. `test_max_steps_run_writes_everything` scores
-# them whole.
-EVAL_SUBSET = ["--eval-tokens", "4096"]
-
-
-def run_args(output_dir, *extra, whole_splits=False):
-    return (
-        TINY
-        + ([] if whole_splits else EVAL_SUBSET)
-        + [
-            "--data-dir",
-            shared_data_dir(),
-            "--output-dir",
-            output_dir,
-            "--verbose",
-            "0",
-            *extra,
-        ]
-    )
-
-
 @pytest.mark.slow
 @END_TO_END
 class RecipeTest(TestCase):
@@ -97,7 +60,7 @@ class RecipeTest(TestCase):
         out = os.path.join(self.get_temp_dir(), "run")
         result = main(
             "ptb",
-            run_args(
+            recipe_args(
                 out,
                 "--max-steps",
                 "20",
@@ -134,12 +97,8 @@ class RecipeTest(TestCase):
         self.assertGreater(metrics["training_tokens_per_second"], 0)
         self.assertEqual(metrics["config"]["max_steps"], 20)
 
-        # A finished run is kept unless --overwrite is given.
-        with self.assertRaisesRegex(FileExistsError, "--overwrite"):
-            main("ptb", run_args(out, "--max-steps", "20", whole_splits=True))
-        main("ptb", run_args(out, "--max-steps", "10", "--overwrite"))
-        with open(os.path.join(out, "config.json")) as f:
-            self.assertEqual(json.load(f)["max_steps"], 10)
+        # What --overwrite does to a finished run: OverwriteEndToEndTest
+        # (tests/test_recipe_arguments.py).
 
     def test_gpt2_baseline(self):
         out = os.path.join(self.get_temp_dir(), "gpt2")
@@ -147,10 +106,12 @@ class RecipeTest(TestCase):
             # GPT-2 has no positions beyond its window.
             main(
                 "ptb",
-                run_args(out, "--model", "gpt2", "--long-eval-lengths", "64"),
+                recipe_args(
+                    out, "--model", "gpt2", "--long-eval-lengths", "64"
+                ),
             )
         result = main(
-            "ptb", run_args(out, "--model", "gpt2", "--max-steps", "5")
+            "ptb", recipe_args(out, "--model", "gpt2", "--max-steps", "5")
         )
         self.assertEqual(result["model"], "gpt2")
         # Token and position embeddings.
@@ -166,7 +127,7 @@ class RecipeTest(TestCase):
         ):
             main(
                 "ptb",
-                run_args(
+                recipe_args(
                     out,
                     "--learning-rate",
                     "1e30",
@@ -195,7 +156,7 @@ class RecipeTest(TestCase):
         usage = shutil.disk_usage(self.get_temp_dir())._replace(free=1000)
         with mock.patch("shutil.disk_usage", return_value=usage):
             with self.assertRaisesRegex(OSError, "MiB free"):
-                main("ptb", run_args(out, "--max-steps", "5"))
+                main("ptb", recipe_args(out, "--max-steps", "5"))
         self.assertFalse(os.path.exists(os.path.join(out, "log.csv")))
 
 
@@ -224,13 +185,13 @@ class ResumeTest(TestCase):
         # generator itself); the killed and the resumed run each in a fresh
         # process, as a user runs the recipe.
         whole = os.path.join(self.get_temp_dir(), "whole")
-        main("ptb", run_args(whole, *arguments))
+        main("ptb", recipe_args(whole, *arguments))
 
         out = os.path.join(self.get_temp_dir(), "killed")
         # Killed at step 8 (epoch 2, batch 3); the last backup is step 6.
         killed = subprocess.run(
             [sys.executable, "-c", KILLED_AT_STEP, "8"]
-            + run_args(out, *arguments),
+            + recipe_args(out, *arguments),
             capture_output=True,
             text=True,
             timeout=600,
@@ -242,7 +203,7 @@ class ResumeTest(TestCase):
         )
 
         resumed = subprocess.run(
-            [sys.executable, RECIPE] + run_args(out, *arguments),
+            [sys.executable, RECIPE] + recipe_args(out, *arguments),
             capture_output=True,
             text=True,
             timeout=600,
@@ -269,7 +230,7 @@ class RecipeStepsTest(TestCase):
 
     def config(self, *extra, output_dir=None):
         output_dir = output_dir or os.path.join(self.get_temp_dir(), "run")
-        return recipe.parse_args("ptb", run_args(output_dir, *extra))
+        return recipe.parse_args("ptb", recipe_args(output_dir, *extra))
 
     def test_parse_args_fills_the_preset_and_the_output_dir(self):
         config = recipe.parse_args("ptb", ["--model", "gpt2"])
@@ -289,7 +250,7 @@ class RecipeStepsTest(TestCase):
         self.assertEqual(self.config().eval_tokens, 4096)
         self.assertIsNone(
             recipe.parse_args(
-                "ptb", run_args("x", whole_splits=True)
+                "ptb", recipe_args("x", whole_splits=True)
             ).eval_tokens
         )
         with self.assertRaises(SystemExit):
@@ -392,10 +353,10 @@ class RecipeStepsTest(TestCase):
         blocker = os.path.join(self.get_temp_dir(), "a_file")
         open(blocker, "w").close()
         with self.assertRaisesRegex(OSError, "Cannot write"):
-            main("ptb", run_args(os.path.join(blocker, "run")))
+            main("ptb", recipe_args(os.path.join(blocker, "run")))
         out = os.path.join(self.get_temp_dir(), "unfinished")
         os.makedirs(out)
         with open(os.path.join(out, "config.json"), "w") as f:
             json.dump({"corpus": "ptb", "hidden_dim": 99}, f)
         with self.assertRaisesRegex(ValueError, "another config"):
-            main("ptb", run_args(out, "--max-steps", "5"))
+            main("ptb", recipe_args(out, "--max-steps", "5"))
