@@ -329,6 +329,22 @@ class RecipeStepsTest(TestCase):
         self.assertTrue(
             recipe.prepare_output_dir(config.output_dir, saved, False)
         )
+        # A run started before a flag existed resumes while the flag is at
+        # its default (None); a changed value is refused.
+        started_before = {k: v for k, v in saved.items() if k != "encoder_type"}
+        with open(config.path("config.json"), "w") as f:
+            json.dump(started_before, f)
+        self.assertTrue(
+            recipe.prepare_output_dir(config.output_dir, saved, False)
+        )
+        with open(config.path("config.json"), "w") as f:
+            json.dump(started_before, f)
+        with self.assertRaisesRegex(
+            ValueError, r"differs in \['encoder_type'\]"
+        ):
+            recipe.prepare_output_dir(
+                config.output_dir, {**saved, "encoder_type": "depthwise"}, False
+            )
 
     def test_build_causal_lm_from_a_config(self):
         tokenizer = SDGMTokenizer(

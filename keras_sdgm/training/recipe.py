@@ -721,12 +721,14 @@ def check_output_dir(output_dir, config, overwrite):
     if os.path.exists(config_path):
         with open(config_path) as f:
             previous = json.load(f)
-        if previous != config:
-            changed = sorted(
-                k
-                for k in set(previous) | set(config)
-                if previous.get(k) != config.get(k)
-            )
+        # A flag added since the run started is absent from its config:
+        # at its default (None) it changes nothing.
+        changed = sorted(
+            k
+            for k in set(previous) | set(config)
+            if previous.get(k) != config.get(k)
+        )
+        if changed:
             raise ValueError(
                 f"{output_dir} holds an unfinished run with another config "
                 f"(differs in {changed}). Rerun it with the same arguments "
