@@ -1,4 +1,5 @@
 from keras_sdgm.layers.add_loss import AddLoss
+from keras_sdgm.layers.causal_mixer import CausalMixer
 from keras_sdgm.layers.coefficient_encoder import CoefficientEncoder
 from keras_sdgm.layers.depthwise_coefficient_encoder import (
     DepthwiseCoefficientEncoder,
@@ -10,6 +11,7 @@ from keras_sdgm.layers.static_dictionary import StaticDictionary
 
 __all__ = [
     "AddLoss",
+    "CausalMixer",
     "CoefficientEncoder",
     "DepthwiseCoefficientEncoder",
     "FrequencyBandInitializer",

@@ -1,23 +1,12 @@
 import keras
 from keras import ops
 
-from keras_sdgm.utils.validation import require_positive_int
-from keras_sdgm.utils.validation import require_positive_int_list
-
-
-def frames_before(x, width, index):
-    """Frames `index - width .. index - 1` of `x`, zeros before frame 0.
-
-    The state a causal convolution reading `width` past frames needs to
-    continue at frame `index`.
-    """
-    padded = ops.pad(x, [[0, 0], [width, 0], [0, 0]])
-    batch_size, _, channels = ops.shape(x)
-    return ops.slice(padded, [0, index, 0], [batch_size, width, channels])
+from keras_sdgm.layers.causal_mixer import CausalMixer
+from keras_sdgm.layers.causal_mixer import frames_before
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
-class CoefficientEncoder(keras.layers.Layer):
+class CoefficientEncoder(CausalMixer):
     """Causal convolutions from embedded tokens to dictionary coefficients.
 
     Maps `x` of shape `(batch, length, hidden_dim)` to coefficients `C` of
@@ -61,31 +50,6 @@ class CoefficientEncoder(keras.layers.Layer):
     >>> c_next, cache = encoder(keras.random.normal((2, 1, 16)), cache=cache)
     """
 
-    def __init__(
-        self,
-        num_atoms,
-        kernel_size=3,
-        dilation_rates=(1,),
-        activation="gelu",
-        hidden_activation="gelu",
-        kernel_initializer="glorot_uniform",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.num_atoms = require_positive_int("num_atoms", num_atoms)
-        self.kernel_size = require_positive_int("kernel_size", kernel_size)
-        self.dilation_rates = require_positive_int_list(
-            "dilation_rates", dilation_rates
-        )
-        self.activation = keras.activations.get(activation)
-        self.hidden_activation = keras.activations.get(hidden_activation)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-
-    @property
-    def receptive_field(self):
-        """Number of positions, the current one included, a coefficient sees."""
-        return 1 + (self.kernel_size - 1) * sum(self.dilation_rates)
-
     def build(self, inputs_shape):
         hidden_dim = inputs_shape[-1]
         self.convolutions = []
@@ -102,9 +66,6 @@ class CoefficientEncoder(keras.layers.Layer):
             )
             convolution.build(inputs_shape)
             self.convolutions.append(convolution)
-
-    def _state_width(self, convolution):
-        return (self.kernel_size - 1) * convolution.dilation_rate[0]
 
     def _output(self, convolution, x, conv_out):
         if convolution is self.convolutions[-1]:
@@ -139,7 +100,9 @@ class CoefficientEncoder(keras.layers.Layer):
             if cache_update_index is not None:
                 cache.append(
                     frames_before(
-                        x, self._state_width(convolution), cache_update_index
+                        x,
+                        self._state_width(convolution.dilation_rate[0]),
+                        cache_update_index,
                     )
                 )
             x = self._output(convolution, x, convolution(x))
@@ -151,7 +114,11 @@ class CoefficientEncoder(keras.layers.Layer):
         """The cache of an empty context (zeros, what causal padding sees)."""
         return [
             ops.zeros(
-                (batch_size, self._state_width(c), c.kernel.shape[1]),
+                (
+                    batch_size,
+                    self._state_width(c.dilation_rate[0]),
+                    c.kernel.shape[1],
+                ),
                 dtype=self.compute_dtype,
             )
             for c in self.convolutions
@@ -171,24 +138,3 @@ class CoefficientEncoder(keras.layers.Layer):
             conv_out = conv_out + ops.cast(convolution.bias, taps.dtype)
             x = self._output(convolution, x, conv_out)
         return x, next_cache
-
-    def compute_output_shape(self, inputs_shape):
-        return tuple(inputs_shape[:-1]) + (self.num_atoms,)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_atoms": self.num_atoms,
-                "kernel_size": self.kernel_size,
-                "dilation_rates": list(self.dilation_rates),
-                "activation": keras.activations.serialize(self.activation),
-                "hidden_activation": keras.activations.serialize(
-                    self.hidden_activation
-                ),
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-            }
-        )
-        return config

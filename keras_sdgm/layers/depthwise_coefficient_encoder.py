@@ -1,13 +1,12 @@
 import keras
 from keras import ops
 
-from keras_sdgm.layers.coefficient_encoder import frames_before
-from keras_sdgm.utils.validation import require_positive_int
-from keras_sdgm.utils.validation import require_positive_int_list
+from keras_sdgm.layers.causal_mixer import CausalMixer
+from keras_sdgm.layers.causal_mixer import frames_before
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
-class DepthwiseCoefficientEncoder(keras.layers.Layer):
+class DepthwiseCoefficientEncoder(CausalMixer):
     """Causal depthwise convolutions, then one projection to coefficients.
 
     Maps `x` of shape `(batch, length, hidden_dim)` to coefficients `C` of
@@ -54,31 +53,6 @@ class DepthwiseCoefficientEncoder(keras.layers.Layer):
     >>> c_next, cache = encoder(keras.random.normal((2, 1, 16)), cache=cache)
     """
 
-    def __init__(
-        self,
-        num_atoms,
-        kernel_size=3,
-        dilation_rates=(1,),
-        activation="gelu",
-        hidden_activation="gelu",
-        kernel_initializer="glorot_uniform",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.num_atoms = require_positive_int("num_atoms", num_atoms)
-        self.kernel_size = require_positive_int("kernel_size", kernel_size)
-        self.dilation_rates = require_positive_int_list(
-            "dilation_rates", dilation_rates
-        )
-        self.activation = keras.activations.get(activation)
-        self.hidden_activation = keras.activations.get(hidden_activation)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-
-    @property
-    def receptive_field(self):
-        """Number of positions, the current one included, a coefficient sees."""
-        return 1 + (self.kernel_size - 1) * sum(self.dilation_rates)
-
     def build(self, inputs_shape):
         hidden_dim = inputs_shape[-1]
         # Kernel taps oldest first, as Keras orders a Conv1D kernel; each
@@ -109,9 +83,6 @@ class DepthwiseCoefficientEncoder(keras.layers.Layer):
             name="projection",
         )
         self.projection.build(inputs_shape)
-
-    def _state_width(self, rate):
-        return (self.kernel_size - 1) * rate
 
     def _depthwise(self, y, i, rate):
         """The causal depthwise convolution `i` of every position of `y`."""
@@ -183,24 +154,3 @@ class DepthwiseCoefficientEncoder(keras.layers.Layer):
             out = out + ops.cast(self.depthwise_biases[i], taps.dtype)
             y = y + self.hidden_activation(out)
         return self.projection(y), next_cache
-
-    def compute_output_shape(self, inputs_shape):
-        return tuple(inputs_shape[:-1]) + (self.num_atoms,)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_atoms": self.num_atoms,
-                "kernel_size": self.kernel_size,
-                "dilation_rates": list(self.dilation_rates),
-                "activation": keras.activations.serialize(self.activation),
-                "hidden_activation": keras.activations.serialize(
-                    self.hidden_activation
-                ),
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-            }
-        )
-        return config

@@ -6,20 +6,6 @@ from tests.testing import TestCase
 
 
 class CoefficientEncoderTest(TestCase):
-    def test_layer_basics(self):
-        self.run_layer_test(
-            cls=CoefficientEncoder,
-            init_kwargs={
-                "num_atoms": 4,
-                "kernel_size": 3,
-                "dilation_rates": [1, 2],
-            },
-            input_data=keras.random.normal((2, 7, 6)),
-            expected_output_shape=(2, 7, 4),
-            # Two convolutions, each a kernel and a bias.
-            expected_num_trainable_weights=4,
-        )
-
     def test_receptive_field(self):
         encoder = CoefficientEncoder(
             8, kernel_size=3, dilation_rates=[1, 2, 4, 8, 16, 32]
@@ -32,11 +18,3 @@ class CoefficientEncoderTest(TestCase):
         self.assertGreaterEqual(out.min(), 0.0)
         config = encoder.get_config()
         self.assertEqual(config["activation"], "relu")
-
-    def test_invalid_arguments(self):
-        with self.assertRaisesRegex(ValueError, "dilation_rates"):
-            CoefficientEncoder(4, dilation_rates=[])
-        with self.assertRaisesRegex(ValueError, "dilation_rates"):
-            CoefficientEncoder(4, dilation_rates=[1, 0])
-        with self.assertRaisesRegex(ValueError, "kernel_size"):
-            CoefficientEncoder(4, kernel_size=0)

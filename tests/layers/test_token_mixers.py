@@ -1,6 +1,7 @@
-"""What every block token mixer promises (SPEC section 8): causal, a
-receptive field of `1 + (kernel_size - 1) * sum(dilation_rates)`, and a
-cached step equal to the full pass."""
+"""What every block token mixer promises (SPEC section 8): Keras's layer
+contract, checked arguments, causal, a receptive field of
+`1 + (kernel_size - 1) * sum(dilation_rates)`, and a cached step equal to
+the full pass."""
 
 import keras
 import numpy as np
@@ -24,6 +25,34 @@ CASES = [
 
 
 class TokenMixerTest(TestCase):
+    @parameterized.named_parameters(
+        # Two full-width convolutions, each a kernel and a bias.
+        ("dilated_convolution", CoefficientEncoder, 4),
+        # Per rate a (3, 6) kernel and a bias; the projection's two.
+        ("depthwise", DepthwiseCoefficientEncoder, 6),
+    )
+    def test_layer_basics(self, cls, num_weights):
+        self.run_layer_test(
+            cls=cls,
+            init_kwargs={
+                "num_atoms": 4,
+                "kernel_size": 3,
+                "dilation_rates": [1, 2],
+            },
+            input_data=keras.random.normal((2, 7, 6)),
+            expected_output_shape=(2, 7, 4),
+            expected_num_trainable_weights=num_weights,
+        )
+
+    @parameterized.named_parameters(list(MIXERS))
+    def test_invalid_arguments(self, cls):
+        with self.assertRaisesRegex(ValueError, "dilation_rates"):
+            cls(4, dilation_rates=[])
+        with self.assertRaisesRegex(ValueError, "dilation_rates"):
+            cls(4, dilation_rates=[1, 0])
+        with self.assertRaisesRegex(ValueError, "kernel_size"):
+            cls(4, kernel_size=0)
+
     @parameterized.named_parameters(CASES)
     def test_causal_and_sees_its_receptive_field(self, cls, kernel_size, rates):
         encoder = cls(5, kernel_size=kernel_size, dilation_rates=rates)

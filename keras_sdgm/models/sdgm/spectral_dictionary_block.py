@@ -13,7 +13,13 @@ from keras_sdgm.utils.validation import require_non_negative_float
 from keras_sdgm.utils.validation import require_one_of
 from keras_sdgm.utils.validation import require_positive_int
 
-ENCODER_TYPES = ("dilated_convolution", "depthwise")
+# The token mixers by `encoder_type`: each a `CausalMixer` with the same
+# constructor, call signature and cache.
+ENCODERS = {
+    "dilated_convolution": CoefficientEncoder,
+    "depthwise": DepthwiseCoefficientEncoder,
+}
+ENCODER_TYPES = tuple(ENCODERS)
 DICTIONARY_TYPES = ("spectral", "static")
 # Arguments renamed since earlier releases, whose saved configs still load:
 # old key -> argument (the block's and `SDGMBackbone`'s).
@@ -224,27 +230,15 @@ class SpectralDictionaryBlock(keras.layers.Layer):
             )
 
     def _make_encoder(self):
-        encoders = {
-            "dilated_convolution": lambda: CoefficientEncoder(
-                num_atoms=self.num_atoms,
-                kernel_size=self.kernel_size,
-                dilation_rates=self.dilation_rates,
-                activation=self.coefficient_activation,
-                kernel_initializer=self.kernel_initializer,
-                dtype=self.dtype_policy,
-                name="encoder",
-            ),
-            "depthwise": lambda: DepthwiseCoefficientEncoder(
-                num_atoms=self.num_atoms,
-                kernel_size=self.kernel_size,
-                dilation_rates=self.dilation_rates,
-                activation=self.coefficient_activation,
-                kernel_initializer=self.kernel_initializer,
-                dtype=self.dtype_policy,
-                name="encoder",
-            ),
-        }
-        return encoders[self.encoder_type]()
+        return ENCODERS[self.encoder_type](
+            num_atoms=self.num_atoms,
+            kernel_size=self.kernel_size,
+            dilation_rates=self.dilation_rates,
+            activation=self.coefficient_activation,
+            kernel_initializer=self.kernel_initializer,
+            dtype=self.dtype_policy,
+            name="encoder",
+        )
 
     def _make_dictionary(self, hidden_dim):
         dictionaries = {
