@@ -42,7 +42,7 @@ def evaluate_perplexity(
             The ids are checked here, on the host, before any scoring.
         stride: positive int or `None`. See above.
         sequence_length: positive int. Window length; defaults to the
-            backbone's `sequence_length` (SDGM) or `max_sequence_length`
+            backbone's `window_length` (SDGM) or `max_sequence_length`
             (GPT-2).
         batch_size: positive int. Windows per forward pass.
         verbose: 0 or 1. Show a progress bar.
@@ -152,8 +152,7 @@ def _token_nll_model(model):
     evaluation time). It holds the task's network without the task: a
     keras-hub task tracks its preprocessor, which stays unbuilt when the
     input is ids, and Keras runs a model with an unbuilt layer once more,
-    eagerly, in every `predict_on_batch` (under JAX op by op: four fifths
-    of the scoring time).
+    eagerly, in every `predict_on_batch` (under JAX op by op).
     """
     if model in _SCORERS:
         return _SCORERS[model]
