@@ -58,6 +58,21 @@ VARIANTS = {
         "the dilated stack covering the window",
         ["--dilation-rates", "1"],
     ),
+    "depthwise-mixer": (
+        "token mixer: depthwise causal convolutions covering the window, "
+        "then one projection (`--encoder-type depthwise`)",
+        ["--encoder-type", "depthwise"] + LONG_WINDOWS,
+    ),
+    "gated-mixer": (
+        "token mixer: the depthwise convolutions under a sigmoid gate "
+        "(`--encoder-type gated`)",
+        ["--encoder-type", "gated"] + LONG_WINDOWS,
+    ),
+    "spectral-mixer": (
+        "token mixer: damped sinusoidal modes over every past position after "
+        "one kernel-3 depthwise convolution (`--encoder-type spectral`)",
+        ["--encoder-type", "spectral"] + LONG_WINDOWS,
+    ),
     "tanh-coefficients": (
         "coefficient activation tanh instead of gelu",
         ["--coefficient-activation", "tanh"],
@@ -77,6 +92,10 @@ VARIANTS = {
     ),
     "stft-0.1": ("+ 0.1 x STFT magnitude (beta)", ["--stft-weight", "0.1"]),
     "prior-0.001": ("+ 0.001 x GMM prior (delta)", ["--prior-weight", "0.001"]),
+    "reconstruction-0.1-prior-0.001": (
+        "+ 0.1 x reconstruction and 0.001 x GMM prior",
+        ["--reconstruction-weight", "0.1", "--prior-weight", "0.001"],
+    ),
     "paper-objective": (
         "the paper's objective, alpha = beta = gamma = delta = 1",
         [

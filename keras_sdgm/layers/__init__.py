@@ -5,7 +5,11 @@ from keras_sdgm.layers.depthwise_coefficient_encoder import (
     DepthwiseCoefficientEncoder,
 )
 from keras_sdgm.layers.frequency_initializer import FrequencyBandInitializer
+from keras_sdgm.layers.gated_coefficient_encoder import GatedCoefficientEncoder
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
+from keras_sdgm.layers.spectral_coefficient_encoder import (
+    SpectralCoefficientEncoder,
+)
 from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
 from keras_sdgm.layers.static_dictionary import StaticDictionary
 
@@ -15,7 +19,9 @@ __all__ = [
     "CoefficientEncoder",
     "DepthwiseCoefficientEncoder",
     "FrequencyBandInitializer",
+    "GatedCoefficientEncoder",
     "GaussianMixturePrior",
+    "SpectralCoefficientEncoder",
     "SpectralDictionary",
     "StaticDictionary",
 ]

@@ -115,21 +115,31 @@ class DepthwiseCoefficientEncoder(CausalMixer):
             given.
         """
         if cache is not None:
-            return self._step(inputs, cache)
-        y = inputs
-        cache = []
+            features, cache = self._step(inputs, cache)
+        else:
+            features, cache = self._sequence(inputs, cache_update_index)
+        coefficients = self.projection(features)
+        if cache is None:
+            return coefficients
+        return coefficients, cache
+
+    def _sequence(self, x, cache_update_index):
+        """Features of every position, and the cache at a position if asked.
+
+        Subclasses extend the features the projection reads (a gate, the
+        spectral modes) by overriding this and `_step`.
+        """
+        y = x
+        cache = None if cache_update_index is None else []
         for i, rate in enumerate(self.dilation_rates):
-            if cache_update_index is not None:
+            if cache is not None:
                 cache.append(
                     frames_before(
                         y, self._state_width(rate), cache_update_index
                     )
                 )
             y = y + self.hidden_activation(self._depthwise(y, i, rate))
-        coefficients = self.projection(y)
-        if cache_update_index is None:
-            return coefficients
-        return coefficients, cache
+        return y, cache
 
     def initial_cache(self, batch_size):
         """The cache of an empty context (zeros, what causal padding sees)."""
@@ -142,8 +152,9 @@ class DepthwiseCoefficientEncoder(CausalMixer):
             for rate in self.dilation_rates
         ]
 
-    def _step(self, inputs, cache):
-        y = inputs
+    def _step(self, x, cache):
+        """Features of one new position `x` from the cache before it."""
+        y = x
         next_cache = []
         for i, (rate, state) in enumerate(zip(self.dilation_rates, cache)):
             window = ops.concatenate([state, y], axis=1)
@@ -153,4 +164,4 @@ class DepthwiseCoefficientEncoder(CausalMixer):
             out = ops.sum(taps * kernel[None], axis=1, keepdims=True)
             out = out + ops.cast(self.depthwise_biases[i], taps.dtype)
             y = y + self.hidden_activation(out)
-        return self.projection(y), next_cache
+        return y, next_cache

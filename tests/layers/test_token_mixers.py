@@ -1,7 +1,7 @@
 """What every block token mixer promises (SPEC section 8): Keras's layer
 contract, checked arguments, causal, a receptive field of
-`1 + (kernel_size - 1) * sum(dilation_rates)`, and a cached step equal to
-the full pass."""
+`1 + (kernel_size - 1) * sum(dilation_rates)` (every past position for the
+spectral mixer), and a cached step equal to the full pass."""
 
 import keras
 import numpy as np
@@ -10,16 +10,26 @@ from keras import ops
 
 from keras_sdgm.layers import CoefficientEncoder
 from keras_sdgm.layers import DepthwiseCoefficientEncoder
+from keras_sdgm.layers import GatedCoefficientEncoder
+from keras_sdgm.layers import SpectralCoefficientEncoder
 from tests.testing import TestCase
 
-MIXERS = (
-    ("dilated_convolution", CoefficientEncoder),
-    ("depthwise", DepthwiseCoefficientEncoder),
-)
+# Each mixer with the arguments of its own, beyond the shared ones; chunks
+# of 4 positions make the spectral mixer carry its state between chunks.
+MIXERS = [
+    ("dilated_convolution", CoefficientEncoder, {}),
+    ("depthwise", DepthwiseCoefficientEncoder, {}),
+    ("gated", GatedCoefficientEncoder, {}),
+    (
+        "spectral",
+        SpectralCoefficientEncoder,
+        {"window_length": 8, "chunk_size": 4},
+    ),
+]
 SHAPES = (("single", 2, [1]), ("dilated", 3, [1, 2, 4]), ("pointwise", 1, [1]))
 CASES = [
-    (f"{mixer}_{shape}", cls, kernel_size, rates)
-    for mixer, cls in MIXERS
+    (f"{mixer}_{shape}", cls, own, kernel_size, rates)
+    for mixer, cls, own in MIXERS
     for shape, kernel_size, rates in SHAPES
 ]
 
@@ -27,35 +37,43 @@ CASES = [
 class TokenMixerTest(TestCase):
     @parameterized.named_parameters(
         # Two full-width convolutions, each a kernel and a bias.
-        ("dilated_convolution", CoefficientEncoder, 4),
+        ("dilated_convolution", CoefficientEncoder, {}, 4),
         # Per rate a (3, 6) kernel and a bias; the projection's two.
-        ("depthwise", DepthwiseCoefficientEncoder, 6),
+        ("depthwise", DepthwiseCoefficientEncoder, {}, 6),
+        # The depthwise ones and the gate's kernel and bias.
+        ("gated", GatedCoefficientEncoder, {}, 8),
+        # The depthwise ones, the mode inputs' kernel, frequencies, decays,
+        # amplitudes and phases.
+        ("spectral", SpectralCoefficientEncoder, {"window_length": 8}, 11),
     )
-    def test_layer_basics(self, cls, num_weights):
+    def test_layer_basics(self, cls, own, num_weights):
         self.run_layer_test(
             cls=cls,
             init_kwargs={
                 "num_atoms": 4,
                 "kernel_size": 3,
                 "dilation_rates": [1, 2],
+                **own,
             },
             input_data=keras.random.normal((2, 7, 6)),
             expected_output_shape=(2, 7, 4),
             expected_num_trainable_weights=num_weights,
         )
 
-    @parameterized.named_parameters(list(MIXERS))
-    def test_invalid_arguments(self, cls):
+    @parameterized.named_parameters(MIXERS)
+    def test_invalid_arguments(self, cls, own):
         with self.assertRaisesRegex(ValueError, "dilation_rates"):
-            cls(4, dilation_rates=[])
+            cls(4, dilation_rates=[], **own)
         with self.assertRaisesRegex(ValueError, "dilation_rates"):
-            cls(4, dilation_rates=[1, 0])
+            cls(4, dilation_rates=[1, 0], **own)
         with self.assertRaisesRegex(ValueError, "kernel_size"):
-            cls(4, kernel_size=0)
+            cls(4, kernel_size=0, **own)
 
     @parameterized.named_parameters(CASES)
-    def test_causal_and_sees_its_receptive_field(self, cls, kernel_size, rates):
-        encoder = cls(5, kernel_size=kernel_size, dilation_rates=rates)
+    def test_causal_and_sees_its_receptive_field(
+        self, cls, own, kernel_size, rates
+    ):
+        encoder = cls(5, kernel_size=kernel_size, dilation_rates=rates, **own)
         x = np.random.RandomState(0).randn(1, 24, 4).astype("float32")
         base = ops.convert_to_numpy(encoder(x))
         t = 12
@@ -66,6 +84,10 @@ class TokenMixerTest(TestCase):
         self.assertAllClose(base[:, :t], out[:, :t], atol=0, rtol=0)
         # ... position t does, and nothing past the receptive field does.
         self.assertGreater(np.abs(base[:, t] - out[:, t]).max(), 1e-4)
+        if encoder.receptive_field is None:
+            # Every later position sees it, the last one included.
+            self.assertGreater(np.abs(base[:, -1] - out[:, -1]).max(), 1e-6)
+            return
         reach = t + encoder.receptive_field
         if reach < 24:
             self.assertAllClose(base[:, reach:], out[:, reach:], atol=1e-6)
@@ -74,8 +96,8 @@ class TokenMixerTest(TestCase):
             self.assertGreater(np.abs(base[:, last] - out[:, last]).max(), 1e-6)
 
     @parameterized.named_parameters(CASES)
-    def test_step_matches_full_call(self, cls, kernel_size, rates):
-        encoder = cls(6, kernel_size=kernel_size, dilation_rates=rates)
+    def test_step_matches_full_call(self, cls, own, kernel_size, rates):
+        encoder = cls(6, kernel_size=kernel_size, dilation_rates=rates, **own)
         x = keras.random.normal((2, 15, 5))
         full = ops.convert_to_numpy(encoder(x))
 

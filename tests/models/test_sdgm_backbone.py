@@ -21,6 +21,8 @@ class SDGMBackboneTest(TestCase):
     @parameterized.named_parameters(
         ("dilated_convolution", "dilated_convolution"),
         ("depthwise", "depthwise"),
+        ("gated", "gated"),
+        ("spectral", "spectral"),
     )
     def test_saved_model(self, encoder_type):
         self.run_model_saving_test(

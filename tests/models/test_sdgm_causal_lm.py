@@ -256,6 +256,9 @@ class CausalityTest(TestCase):
         ("three_blocks_kernel_2_dilated", 3, 2, [1, 2, 4], True),
         ("three_blocks_kernel_5", 3, 5, [1, 3], True),
         ("depthwise_two_blocks", 2, 3, [1, 2, 4], True, "depthwise"),
+        ("gated_two_blocks", 2, 3, [1, 2], True, "gated"),
+        ("spectral_two_blocks", 2, 3, [1], True, "spectral"),
+        ("spectral_one_block", 1, 2, [1], False, "spectral"),
     )
     def test_future_tokens_do_not_change_past_logits(
         self,
@@ -295,41 +298,50 @@ class CausalityTest(TestCase):
 
 CROSS_BACKEND_SCRIPT = textwrap.dedent(
     """
+    import os
     import sys
     import keras
     import numpy as np
     import keras_sdgm  # registers the classes
 
-    model = keras.models.load_model(sys.argv[1])
-    inputs = dict(np.load(sys.argv[2]))
-    np.save(sys.argv[3], keras.ops.convert_to_numpy(model(inputs)))
+    inputs = dict(np.load(sys.argv[1]))
+    for model_path in sys.argv[3:]:
+        model = keras.models.load_model(model_path)
+        name = os.path.basename(model_path) + ".npy"
+        out = keras.ops.convert_to_numpy(model(inputs))
+        np.save(os.path.join(sys.argv[2], name), out)
     """
 )
+ENCODER_TYPES = ("dilated_convolution", "depthwise", "gated", "spectral")
 
 
 class CrossBackendTest(TestCase):
     def test_saved_model_loads_under_every_backend(self):
-        lm = tiny_lm(**ALL_TERMS)
+        # Every token mixer, each backend loading all of them in one process.
         x, _, _ = lm_batch()
-        expected = ops.convert_to_numpy(lm(x))
         tmp = self.get_temp_dir()
-        model_path = os.path.join(tmp, "lm.keras")
         inputs_path = os.path.join(tmp, "inputs.npz")
-        lm.save(model_path)
         np.savez(inputs_path, **x)
+        expected = {}
+        for encoder_type in ENCODER_TYPES:
+            lm = tiny_lm(backbone={"encoder_type": encoder_type}, **ALL_TERMS)
+            model_path = os.path.join(tmp, f"{encoder_type}.keras")
+            lm.save(model_path)
+            expected[model_path] = ops.convert_to_numpy(lm(x))
         for backend in ("tensorflow", "jax", "torch"):
             if backend == keras.config.backend():
                 continue
-            out_path = os.path.join(tmp, f"logits_{backend}.npy")
+            out_dir = os.path.join(tmp, backend)
+            os.makedirs(out_dir)
             env = {**os.environ, "KERAS_BACKEND": backend}
             result = subprocess.run(
                 [
                     sys.executable,
                     "-c",
                     CROSS_BACKEND_SCRIPT,
-                    model_path,
                     inputs_path,
-                    out_path,
+                    out_dir,
+                    *expected,
                 ],
                 env=env,
                 capture_output=True,
@@ -337,6 +349,12 @@ class CrossBackendTest(TestCase):
                 timeout=300,
             )
             self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
-            self.assertAllClose(
-                np.load(out_path), expected, atol=1e-5, rtol=1e-5
-            )
+            for model_path, logits in expected.items():
+                name = os.path.basename(model_path) + ".npy"
+                self.assertAllClose(
+                    np.load(os.path.join(out_dir, name)),
+                    logits,
+                    atol=1e-5,
+                    rtol=1e-5,
+                    msg=f"{model_path} under {backend}",
+                )

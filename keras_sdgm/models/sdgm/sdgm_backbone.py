@@ -65,12 +65,13 @@ class SDGMBackbone(Backbone):
         window_length: int. Training window `L0`.
         num_layers: int. Number of blocks.
         encoder_type: str. Each block's token mixer (see
-            `SpectralDictionaryBlock`): `"dilated_convolution"` or
-            `"depthwise"`.
+            `SpectralDictionaryBlock`): `"dilated_convolution"`,
+            `"depthwise"`, `"gated"` or `"spectral"`.
         kernel_size: int. Encoder convolution width.
         dilation_rates: list of ints, encoder dilations per block, or
             `None` for 1, 2, 4, ... until the encoder's receptive field
-            covers `window_length` positions.
+            covers `window_length` positions (`[1]`, one short convolution,
+            for `"spectral"`, whose modes see every past position).
         coefficient_activation: activation of the coefficients.
         intermediate_dim: int. Feed-forward width per block; 0 for none,
             `None` for `4 * hidden_dim`.
@@ -134,7 +135,9 @@ class SDGMBackbone(Backbone):
         num_layers = require_positive_int("num_layers", num_layers)
         window_length = require_positive_int("window_length", window_length)
         kernel_size = require_positive_int("kernel_size", kernel_size)
-        if dilation_rates is None:
+        if dilation_rates is None and encoder_type == "spectral":
+            dilation_rates = [1]
+        elif dilation_rates is None:
             dilation_rates = covering_dilation_rates(kernel_size, window_length)
         if intermediate_dim is None:
             intermediate_dim = 4 * hidden_dim

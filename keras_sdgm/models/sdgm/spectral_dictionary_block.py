@@ -5,7 +5,11 @@ from keras_sdgm.layers.coefficient_encoder import CoefficientEncoder
 from keras_sdgm.layers.depthwise_coefficient_encoder import (
     DepthwiseCoefficientEncoder,
 )
+from keras_sdgm.layers.gated_coefficient_encoder import GatedCoefficientEncoder
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
+from keras_sdgm.layers.spectral_coefficient_encoder import (
+    SpectralCoefficientEncoder,
+)
 from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
 from keras_sdgm.layers.static_dictionary import StaticDictionary
 from keras_sdgm.utils.config_keys import renamed_config
@@ -14,10 +18,13 @@ from keras_sdgm.utils.validation import require_one_of
 from keras_sdgm.utils.validation import require_positive_int
 
 # The token mixers by `encoder_type`: each a `CausalMixer` with the same
-# constructor, call signature and cache.
+# constructor (the spectral one also takes the window), call signature and
+# cache interface.
 ENCODERS = {
     "dilated_convolution": CoefficientEncoder,
     "depthwise": DepthwiseCoefficientEncoder,
+    "gated": GatedCoefficientEncoder,
+    "spectral": SpectralCoefficientEncoder,
 }
 ENCODER_TYPES = tuple(ENCODERS)
 DICTIONARY_TYPES = ("spectral", "static")
@@ -47,7 +54,11 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     information between positions; `encoder_type` names it
     (`"dilated_convolution"`: `CoefficientEncoder`, full-width residual
     convolutions; `"depthwise"`: `DepthwiseCoefficientEncoder`, one kernel
-    per channel and one projection to the coefficients). The dictionary is a
+    per channel and one projection to the coefficients; `"gated"`:
+    `GatedCoefficientEncoder`, the same under a multiplicative gate;
+    `"spectral"`: `SpectralCoefficientEncoder`, damped sinusoidal modes
+    that carry every past position, after short depthwise convolutions).
+    The dictionary is a
     sublayer named by `dictionary_type`: `"spectral"` (`SpectralDictionary`,
     the method's sinusoidal atoms, which depend on the position) or
     `"static"` (`StaticDictionary`, one `(num_atoms, hidden_dim)` matrix at
@@ -230,7 +241,11 @@ class SpectralDictionaryBlock(keras.layers.Layer):
             )
 
     def _make_encoder(self):
+        window = {}
+        if self.encoder_type == "spectral":
+            window["window_length"] = self.window_length
         return ENCODERS[self.encoder_type](
+            **window,
             num_atoms=self.num_atoms,
             kernel_size=self.kernel_size,
             dilation_rates=self.dilation_rates,

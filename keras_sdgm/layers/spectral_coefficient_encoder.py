@@ -1,0 +1,258 @@
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_sdgm.layers.causal_mixer import frames_before
+from keras_sdgm.layers.depthwise_coefficient_encoder import (
+    DepthwiseCoefficientEncoder,
+)
+from keras_sdgm.utils.validation import require_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_sdgm")
+class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
+    """Damped sinusoidal modes carry every past position forward in time.
+
+    The block token mixer `"spectral"` (SPEC section 8): the method's atoms
+    as a function of the lag between two positions rather than of the
+    absolute position. After the short causal convolutions of
+    `DepthwiseCoefficientEncoder` (`y`), each position emits mode inputs
+    `u[t] = gamma * (y[t] W_in)` (`W_in`: `(hidden_dim, num_modes)`), and
+    mode `m`, with `lambda_m = r_m exp(i omega_m)`, keeps the complex state
+
+    ```
+    z[t, m] = lambda_m z[t - 1, m] + u[t, m],   z[-1] = 0
+    h[t, d] = sum_m a[m, d] (sin phi[m, d] Re z[t, m] + cos phi[m, d] Im z[t, m])
+            = sum_{s <= t} sum_m u[s, m] a[m, d] r_m^(t - s)
+                                         sin(omega_m (t - s) + phi[m, d])
+    C = act((y + h) W)
+    ```
+
+    with `omega_m = 2 pi f_m / window_length` (`f` in cycles per window, as
+    in `SpectralDictionary`), `r_m = exp(-softplus(rho_m))` in `(0, 1)` and
+    `gamma_m = sqrt(1 - r_m**2)`, which keeps a mode's state at the scale of
+    its inputs whatever its decay. The modes are shared by the features, so
+    the decoding state is `num_modes` complex numbers per sequence: a
+    coefficient sees every past position at a per-token cost that does not
+    depend on the context.
+
+    The full pass computes the recurrence exactly in chunks of `chunk_size`
+    positions: a lag matrix inside a chunk, and the state at the end of
+    each chunk carried into the next ones by the powers `lambda^chunk_size`.
+    Its cost per position is about `2 * hidden_dim * num_modes` (inputs) +
+    `4 * num_modes * hidden_dim` (read-out) + `4 * chunk_size * num_modes`
+    (the lag matrix) FLOPs, plus those of the convolutions and the
+    projection, and a `(length / chunk_size)**2 * num_modes` matrix between
+    chunks. A cached step runs the recurrence itself. The modes are computed
+    in float32 whatever the dtype policy.
+
+    Initializers: frequencies uniform in `[0, window_length / 2)` (the band
+    `SpectralDictionary` uses), decay time scales `1 / softplus(rho)` spread
+    geometrically over `[1, 4 * window_length]` positions, phases uniform in
+    `[0, 2 pi)`, `W_in` and the amplitudes `a` by `kernel_initializer`.
+
+    Args:
+        num_atoms: int. Number of coefficients per position.
+        window_length: int. The unit of the frequencies (cycles per
+            `window_length` positions) and the scale of the decay
+            initialization.
+        num_modes: int or `None`. Number of complex modes; `None` for
+            `num_atoms`.
+        chunk_size: int. Positions per chunk of the full pass.
+        kernel_size: int. Width of the short depthwise convolutions.
+        dilation_rates: list of ints. One depthwise convolution per rate.
+        activation: activation of the coefficients.
+        hidden_activation: activation of the depthwise convolutions.
+        kernel_initializer: initializer of `W_in`, the amplitudes and the
+            projection's kernel.
+        **kwargs: other `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: tensor `(batch, length, hidden_dim)`; with a `cache`, one
+            new position `(batch, 1, hidden_dim)`.
+        cache: `None`, or the cache before the new position: the
+            convolution states, then the modes' state `(batch, 2 *
+            num_modes)` (real parts, then imaginary parts), from a previous
+            call or `initial_cache()`.
+        cache_update_index: `None`, or an int or scalar int tensor in
+            `[0, length]`. Without a `cache`: also return the cache that a
+            call at position `cache_update_index` reads.
+
+    Example:
+    >>> encoder = SpectralCoefficientEncoder(num_atoms=8, window_length=16)
+    >>> x = keras.random.normal((2, 20, 16))
+    >>> encoder(x).shape
+    (2, 20, 8)
+    >>> coefficients, cache = encoder(x, cache_update_index=20)
+    >>> c_next, cache = encoder(keras.random.normal((2, 1, 16)), cache=cache)
+    """
+
+    def __init__(
+        self,
+        num_atoms,
+        window_length,
+        num_modes=None,
+        chunk_size=64,
+        **kwargs,
+    ):
+        super().__init__(num_atoms, **kwargs)
+        self.window_length = require_positive_int(
+            "window_length", window_length
+        )
+        if num_modes is None:
+            num_modes = num_atoms
+        self.num_modes = require_positive_int("num_modes", num_modes)
+        self.chunk_size = require_positive_int("chunk_size", chunk_size)
+
+    @property
+    def receptive_field(self):
+        """`None`: a coefficient sees every past position."""
+        return None
+
+    def build(self, inputs_shape):
+        super().build(inputs_shape)
+        self.mode_input = keras.layers.Dense(
+            self.num_modes,
+            use_bias=False,
+            kernel_initializer=self.kernel_initializer,
+            dtype=self.dtype_policy,
+            name="mode_input",
+        )
+        self.mode_input.build(inputs_shape)
+        modes = (self.num_modes,)
+        read_out = (self.num_modes, inputs_shape[-1])
+        self.frequency = self.add_weight(
+            name="frequency",
+            shape=modes,
+            initializer=keras.initializers.RandomUniform(
+                0.0, self.window_length / 2
+            ),
+        )
+        self.decay = self.add_weight(
+            name="decay",
+            shape=modes,
+            initializer=self._decay_initializer,
+        )
+        self.amplitude = self.add_weight(
+            name="amplitude",
+            shape=read_out,
+            initializer=self.kernel_initializer,
+        )
+        self.phase = self.add_weight(
+            name="phase",
+            shape=read_out,
+            initializer=keras.initializers.RandomUniform(0.0, 2 * math.pi),
+        )
+
+    def _decay_initializer(self, shape, dtype=None):
+        # Time scales tau = 1 / softplus(rho) from 1 to 4 windows.
+        tau = np.geomspace(1.0, 4.0 * self.window_length, shape[0])
+        return ops.convert_to_tensor(np.log(np.expm1(1.0 / tau)), dtype)
+
+    def _modes(self):
+        """`log r`, `omega` and `gamma` of every mode, float32."""
+        log_r = -ops.softplus(ops.cast(self.decay, "float32"))
+        omega = ops.cast(self.frequency, "float32") * (
+            2 * math.pi / self.window_length
+        )
+        gamma = ops.sqrt(-ops.expm1(2.0 * log_r))
+        return log_r, omega, gamma
+
+    def _powers(self, lag, log_r, omega):
+        """Real and imaginary parts of `lambda_m ** lag`, 0 where lag < 0.
+
+        `lag` is an int tensor; the result has its shape plus `(num_modes,)`.
+        """
+        past = ops.cast(lag >= 0, "float32")[..., None]
+        lag = ops.cast(ops.maximum(lag, 0), "float32")[..., None]
+        magnitude = ops.exp(lag * log_r) * past
+        return magnitude * ops.cos(lag * omega), magnitude * ops.sin(
+            lag * omega
+        )
+
+    def _read_out(self, real, imaginary):
+        """`h` from the modes' states `(..., num_modes)` (float32)."""
+        amplitude = ops.cast(self.amplitude, "float32")
+        phase = ops.cast(self.phase, "float32")
+        return ops.matmul(real, amplitude * ops.sin(phase)) + ops.matmul(
+            imaginary, amplitude * ops.cos(phase)
+        )
+
+    def _sequence(self, x, cache_update_index):
+        y, cache = super()._sequence(x, cache_update_index)
+        log_r, omega, gamma = self._modes()
+        u = ops.cast(self.mode_input(y), "float32") * gamma
+        batch_size, length = ops.shape(u)[0], ops.shape(u)[1]
+        size = self.chunk_size
+        num_chunks = (length + size - 1) // size
+        u = ops.pad(u, [[0, 0], [0, num_chunks * size - length], [0, 0]])
+        u = ops.reshape(u, (batch_size, num_chunks, size, self.num_modes))
+
+        # Inside a chunk: z[i] = sum_{j <= i} lambda^(i - j) u[j].
+        positions = ops.arange(size)
+        lag_re, lag_im = self._powers(
+            positions[:, None] - positions[None, :], log_r, omega
+        )
+        real = ops.einsum("ijm,bnjm->bnim", lag_re, u)
+        imaginary = ops.einsum("ijm,bnjm->bnim", lag_im, u)
+
+        # Between chunks: the state entering chunk n sums the chunk-end
+        # states e[q] of every earlier chunk q times lambda^(size (n-1-q)).
+        chunks = ops.arange(num_chunks)
+        carry_re, carry_im = self._powers(
+            (chunks[:, None] - chunks[None, :] - 1) * size, log_r, omega
+        )
+        end_re, end_im = real[:, :, -1], imaginary[:, :, -1]
+        state_re = ops.einsum("nqm,bqm->bnm", carry_re, end_re) - ops.einsum(
+            "nqm,bqm->bnm", carry_im, end_im
+        )
+        state_im = ops.einsum("nqm,bqm->bnm", carry_re, end_im) + ops.einsum(
+            "nqm,bqm->bnm", carry_im, end_re
+        )
+        # ... and reaches position i of the chunk as lambda^(i + 1) state.
+        step_re, step_im = self._powers(positions + 1, log_r, omega)
+        state_re, state_im = state_re[:, :, None], state_im[:, :, None]
+        real = real + step_re * state_re - step_im * state_im
+        imaginary = imaginary + step_re * state_im + step_im * state_re
+
+        shape = (batch_size, num_chunks * size, self.num_modes)
+        real = ops.reshape(real, shape)[:, :length]
+        imaginary = ops.reshape(imaginary, shape)[:, :length]
+        h = ops.cast(self._read_out(real, imaginary), y.dtype)
+        if cache is not None:
+            states = ops.concatenate([real, imaginary], axis=-1)
+            cache.append(frames_before(states, 1, cache_update_index)[:, 0])
+        return y + h, cache
+
+    def _step(self, x, cache):
+        y, next_cache = super()._step(x, cache[:-1])
+        log_r, omega, gamma = self._modes()
+        u = ops.cast(self.mode_input(y[:, 0]), "float32") * gamma
+        real, imaginary = ops.split(cache[-1], 2, axis=-1)
+        r = ops.exp(log_r)
+        lambda_re, lambda_im = r * ops.cos(omega), r * ops.sin(omega)
+        real, imaginary = (
+            lambda_re * real - lambda_im * imaginary + u,
+            lambda_re * imaginary + lambda_im * real,
+        )
+        h = ops.cast(self._read_out(real, imaginary), y.dtype)
+        next_cache.append(ops.concatenate([real, imaginary], axis=-1))
+        return y + h[:, None], next_cache
+
+    def initial_cache(self, batch_size):
+        """The cache of an empty context: zero convolution and mode states."""
+        modes = ops.zeros((batch_size, 2 * self.num_modes), dtype="float32")
+        return super().initial_cache(batch_size) + [modes]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "window_length": self.window_length,
+                "num_modes": self.num_modes,
+                "chunk_size": self.chunk_size,
+            }
+        )
+        return config
