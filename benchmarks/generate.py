@@ -5,15 +5,26 @@
         --quality-model saved_models/ptb_sdgm_tiny/model.keras \
         --judge-model runs/ptb-gpt2/best.keras
 
-Latency: SDGM and keras-hub GPT-2 of the same hidden size, depth and
-vocabulary, measured side by side in one run. For each context C, the
-timed call is one compiled cached decoding step at position C, which is
-the body of `generate()`'s loop: SDGM's `call_with_cache` (its cache is a
-fixed number of convolution frames per block, whatever C) and GPT-2's
-`call_with_cache` with a key/value cache of C + 1 positions, as keras-hub
-allocates for `max_length = C + 1`. Cache contents do not change the cost,
-so the caches are zeros and prefill is not timed. Median of `--steps`
-calls after two warm-up calls; weights untrained.
+Latency: SDGM (`--preset`, its token mixer `--encoder-type`, default the
+preset's) and keras-hub's GPT-2 and RWKV-7 of the same hidden size, depth
+and vocabulary, measured side by side in one run (`--models`, default all
+three). For each context C, the timed call is one compiled cached decoding
+step at position C, which is the body of `generate()`'s loop: SDGM's
+`call_with_cache` (its cache is a fixed number of convolution frames per
+block, whatever C), GPT-2's `call_with_cache` with a key/value cache of
+C + 1 positions, as keras-hub allocates for `max_length = C + 1`, and
+RWKV-7's `call_with_cache` (`RWKV7CausalLM`'s own step, `rnn_mode=True`),
+whose cache is what its `_build_cache` allocates: per layer one
+`(heads, head_size, head_size)` state and the last token of its time and
+channel mixes, the same size whatever C. RWKV-7 has head size
+`--rwkv-head-size` (default `hidden_dim // num_heads`), a `4 * hidden_dim`
+channel mix and keras-hub's default LoRA widths, as in
+`benchmarks/run.py`; its step runs keras-hub's `rnn_generalized_delta_rule`
+for one position unless the `rwkv_ops` package (GPU kernels, not a
+dependency here) is installed (`model_details` in the JSON says which).
+Cache contents do not change the cost, so the caches are zeros and prefill
+is not timed. Median of `--steps` calls after two warm-up calls; weights
+untrained.
 
 Quality (with `--quality-model`): samples from a trained SDGM in each
 `coefficient_sampling` mode (`encoder`, `prior`, `posterior`; the GMM
@@ -24,8 +35,11 @@ distinct-1/2 (unique n-grams over all n-grams of all samples), repetition
 same sample) and, with `--judge-model`, the perplexity of the samples under
 that separately trained model (same vocabulary).
 
-Writes `generate.json`, `generate.md` and `generate_latency.png` to
-`--output-dir`; `--contexts` with no value skips the latency part.
+Writes `generate.json`, `generate.md` (per context each model's ms/token,
+the peers' over SDGM's side by side, i.e. how many times faster SDGM is,
+and SDGM's against its own at the shortest context) and
+`generate_latency.png` to `--output-dir`; `--contexts` with no value skips
+the latency part.
 """
 
 import argparse
@@ -44,26 +58,66 @@ import keras_sdgm  # noqa: E402
 from keras_sdgm.datasets import load_lines  # noqa: E402
 from keras_sdgm.datasets import token_windows  # noqa: E402
 from keras_sdgm.datasets import tokenize_corpus  # noqa: E402
+from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES  # noqa: E402
 from keras_sdgm.training import model_builders  # noqa: E402
 from keras_sdgm.training import reporting  # noqa: E402
 from keras_sdgm.utils import timing  # noqa: E402
 
+MODELS = ("sdgm", "gpt2", "rwkv7")
+NAMES = {"sdgm": "SDGM", "gpt2": "GPT-2", "rwkv7": "RWKV-7"}
+PLOT_LABELS = {"gpt2": "GPT-2 (KV cache)", "rwkv7": "RWKV-7 (state)"}
+
+
+def rwkv_head_size(args):
+    """`--rwkv-head-size`, or `hidden_dim // num_heads`; 0 if it does not
+    divide `hidden_dim`."""
+    size = args.rwkv_head_size or args.hidden_dim // args.num_heads
+    return size if size >= 1 and args.hidden_dim % size == 0 else 0
+
 
 def build_models(args, max_context):
-    sdgm = model_builders.sdgm_causal_lm(
-        args.preset,
-        args.vocabulary_size,
-        hidden_dim=args.hidden_dim,
-        num_layers=args.num_layers,
-    )
-    gpt2 = model_builders.gpt2_causal_lm(
-        args.vocabulary_size,
-        num_layers=args.num_layers,
-        num_heads=args.num_heads,
-        hidden_dim=args.hidden_dim,
-        max_sequence_length=max_context + 1,
-    )
-    return {"sdgm": sdgm, "gpt2": gpt2}
+    builders = {
+        "sdgm": lambda: model_builders.sdgm_causal_lm(
+            args.preset,
+            args.vocabulary_size,
+            hidden_dim=args.hidden_dim,
+            num_layers=args.num_layers,
+            encoder_type=args.encoder_type,
+        ),
+        "gpt2": lambda: model_builders.gpt2_causal_lm(
+            args.vocabulary_size,
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+            hidden_dim=args.hidden_dim,
+            max_sequence_length=max_context + 1,
+        ),
+        # As benchmarks/run.py builds it.
+        "rwkv7": lambda: keras_hub.models.RWKV7CausalLM(
+            keras_hub.models.RWKV7Backbone(
+                hidden_size=args.hidden_dim,
+                head_size=rwkv_head_size(args),
+                num_layers=args.num_layers,
+                vocabulary_size=args.vocabulary_size,
+                intermediate_dim=4 * args.hidden_dim,
+            )
+        ),
+    }
+    return {name: builders[name]() for name in args.models}
+
+
+def model_details(models):
+    """What each model was built as, beyond the sizes in the config."""
+    details = {}
+    if "sdgm" in models:
+        details["sdgm"] = {"encoder_type": models["sdgm"].backbone.encoder_type}
+    if "rwkv7" in models:
+        lm = models["rwkv7"]
+        op = lm.backbone.rwkv_layers[0].att.RWKV7_OP_RNN
+        details["rwkv7"] = {
+            "head_size": lm.backbone.head_size,
+            "delta_rule_operator": f"{op.__module__}.{op.__name__}",
+        }
+    return details
 
 
 def empty_cache(name, lm, batch_size, context):
@@ -73,6 +127,25 @@ def empty_cache(name, lm, batch_size, context):
             for block in lm.backbone.blocks
         ]
     backbone = lm.backbone
+    if name == "rwkv7":
+        # The shapes of `RWKV7CausalLM._build_cache`, without its prefill.
+        heads = backbone.hidden_size // backbone.head_size
+        return [
+            ops.zeros(
+                (
+                    batch_size,
+                    backbone.num_layers,
+                    heads,
+                    backbone.head_size,
+                    backbone.head_size,
+                ),
+                lm.compute_dtype,
+            ),
+            ops.zeros(
+                (batch_size, backbone.num_layers, 2, 1, backbone.hidden_size),
+                lm.compute_dtype,
+            ),
+        ]
     head_dim = backbone.hidden_dim // backbone.num_heads
     return ops.zeros(
         (
@@ -86,15 +159,33 @@ def empty_cache(name, lm, batch_size, context):
     )
 
 
-def step_latency(name, lm, batch_size, context, steps):
+def cached_step(name, lm):
+    """`lm`'s cached decoding step, compiled as the backend compiles
+    `generate()`'s loop: `step(token_ids, cache, index) -> logits`.
+
+    One compiled function per model, reused at every context (JAX and
+    TensorFlow retrace it for GPT-2's larger caches).
+    """
+    if name == "rwkv7":
+        # Its state holds the whole context: the step takes no position.
+        def call(t, c, i):
+            return lm.call_with_cache(t, c)[0]
+    else:
+
+        def call(t, c, i):
+            return lm.call_with_cache(t, c, i)[0]
+
+    return timing.compiled(
+        call, lm.trainable_variables + lm.non_trainable_variables
+    )
+
+
+def step_latency(name, lm, batch_size, context, steps, step=None):
     """Median seconds of one compiled cached step at position `context`.
 
-    Compiled as the backend compiles `generate()`'s loop.
+    `step`: `cached_step(name, lm)`, or `None` to compile it here.
     """
-    step = timing.compiled(
-        lambda t, c, i: lm.call_with_cache(t, c, i)[0],
-        lm.trainable_variables + lm.non_trainable_variables,
-    )
+    step = step or cached_step(name, lm)
     token_ids = ops.ones((batch_size, 1), "int32")
     cache = empty_cache(name, lm, batch_size, context)
     index = ops.convert_to_tensor(context, "int32")
@@ -103,11 +194,12 @@ def step_latency(name, lm, batch_size, context, steps):
 
 def latency_benchmark(args):
     models = build_models(args, max(args.contexts))
+    steps = {name: cached_step(name, lm) for name, lm in models.items()}
     rows = []
     for context in args.contexts:
         for name, lm in models.items():
             seconds = step_latency(
-                name, lm, args.batch_size, context, args.steps
+                name, lm, args.batch_size, context, args.steps, steps[name]
             )
             rows.append(
                 {
@@ -122,7 +214,7 @@ def latency_benchmark(args):
                 flush=True,
             )
     parameters = {name: lm.count_params() for name, lm in models.items()}
-    return rows, parameters
+    return rows, parameters, model_details(models)
 
 
 def text_quality(samples):
@@ -212,22 +304,24 @@ def quality_benchmark(args):
     return results
 
 
-def write_outputs(args, rows, parameters, quality):
+def write_outputs(args, rows, parameters, quality, details=None):
     os.makedirs(args.output_dir, exist_ok=True)
     result = {
         "backend": keras.config.backend(),
         "config": {k: v for k, v in vars(args).items()},
         "parameters": parameters,
+        "model_details": details or {},
         "latency": rows,
         "quality": quality,
         "versions": reporting.library_versions(),
+        # Each plot's legend: the models it draws.
+        "plots": {},
     }
-    reporting.write_json(os.path.join(args.output_dir, "generate.json"), result)
-
     lines = []
     if rows:
         lines += latency_table(args, rows)
-        plot_latency(args, rows)
+        result["plots"]["generate_latency.png"] = plot_latency(args, rows)
+    reporting.write_json(os.path.join(args.output_dir, "generate.json"), result)
     if quality:
         lines.append(
             reporting.markdown_table(
@@ -258,45 +352,36 @@ def write_outputs(args, rows, parameters, quality):
 
 
 def latency_table(args, rows):
-    by = {(r["model"], r["context"]): r for r in rows}
-    base = by[("sdgm", args.contexts[0])]["latency_ms"]
+    """Per context: each model's ms/token, then the peers' over SDGM's."""
+    by = {(r["model"], r["context"]): r["latency_ms"] for r in rows}
+    models = [m for m in MODELS if m in args.models]
+    peers = [m for m in models if m != "sdgm"] if "sdgm" in models else []
     cells = []
     for context in args.contexts:
-        s, g = (
-            by[("sdgm", context)]["latency_ms"],
-            by[("gpt2", context)]["latency_ms"],
-        )
-        cells.append(
-            [
-                str(context),
-                f"{s:.2f}",
-                f"{g:.2f}",
-                f"{g / s:.2f}x",
-                f"{s / base:.2f}x",
-            ]
-        )
-    table = reporting.markdown_table(
-        [
-            "context",
-            "SDGM ms/token",
-            "GPT-2 ms/token",
-            "GPT-2 / SDGM",
-            "SDGM vs its own at the shortest",
-        ],
-        cells,
-    )
-    return [table, ""]
+        row = [str(context)]
+        row += [f"{by[(m, context)]:.2f}" for m in models]
+        sdgm = by.get(("sdgm", context))
+        row += [f"{by[(p, context)] / sdgm:.2f}x" for p in peers]
+        if sdgm is not None:
+            row.append(f"{sdgm / by[('sdgm', args.contexts[0])]:.2f}x")
+        cells.append(row)
+    header = ["context"] + [f"{NAMES[m]} ms/token" for m in models]
+    header += [f"{NAMES[p]} / SDGM" for p in peers]
+    if "sdgm" in models:
+        header.append("SDGM vs its own at the shortest")
+    return [reporting.markdown_table(header, cells), ""]
 
 
 def plot_latency(args, rows):
+    """Writes the latency plot; returns its legend labels."""
     by = {(r["model"], r["context"]): r for r in rows}
     figure, axis = plt.subplots(figsize=(6, 4))
-    for name, label in (("sdgm", "SDGM"), ("gpt2", "GPT-2 (KV cache)")):
+    for name in (m for m in MODELS if m in args.models):
         axis.plot(
             args.contexts,
             [by[(name, c)]["latency_ms"] for c in args.contexts],
             marker="o",
-            label=label,
+            label=PLOT_LABELS.get(name, NAMES[name]),
         )
     axis.set_xscale("log")
     axis.set_yscale("log")
@@ -306,15 +391,17 @@ def plot_latency(args, rows):
         f"Cached decoding step, {keras.config.backend()}, "
         f"batch {args.batch_size}"
     )
+    labels = axis.get_legend_handles_labels()[1]
     axis.legend()
     figure.tight_layout()
     figure.savefig(
         os.path.join(args.output_dir, "generate_latency.png"), dpi=100
     )
     plt.close(figure)
+    return labels
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add = parser.add_argument
     add(
@@ -324,10 +411,30 @@ def main(argv=None):
         default=[128, 1024, 4096, 8192],
         help="Contexts of the latency benchmark; none to skip it.",
     )
+    add(
+        "--models",
+        nargs="+",
+        default=list(MODELS),
+        choices=MODELS,
+        help="Models of the latency benchmark.",
+    )
     add("--preset", default="sdgm_base")
+    add(
+        "--encoder-type",
+        default=None,
+        choices=ENCODER_TYPES,
+        help="The SDGM block's token mixer; default: the preset's.",
+    )
     add("--hidden-dim", type=int, default=512)
     add("--num-layers", type=int, default=2)
     add("--num-heads", type=int, default=8)
+    add(
+        "--rwkv-head-size",
+        type=int,
+        default=None,
+        help="RWKV-7's head size, a divisor of --hidden-dim; default: "
+        "hidden_dim // num_heads.",
+    )
     add("--vocabulary-size", type=int, default=10000)
     add("--batch-size", type=int, default=1)
     add("--steps", type=int, default=20)
@@ -343,10 +450,22 @@ def main(argv=None):
     add("--seed", type=int, default=0)
     add("--output-dir", default="benchmarks/results")
     args = parser.parse_args(argv)
+    if "rwkv7" in args.models and args.contexts and not rwkv_head_size(args):
+        parser.error(
+            "RWKV-7's head size must divide --hidden-dim "
+            f"{args.hidden_dim}; pass another --rwkv-head-size."
+        )
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
-    rows, parameters = latency_benchmark(args) if args.contexts else ([], {})
+    rows, parameters, details = (
+        latency_benchmark(args) if args.contexts else ([], {}, {})
+    )
     quality = quality_benchmark(args) if args.quality_model else None
-    write_outputs(args, rows, parameters, quality)
+    write_outputs(args, rows, parameters, quality, details)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,32 @@
-"""Training and forward throughput and memory: SDGM vs keras-hub GPT-2.
+"""Training and forward throughput and memory: SDGM vs keras-hub GPT-2 and RWKV-7.
 
     KERAS_BACKEND=jax python benchmarks/run.py
     KERAS_BACKEND=jax python benchmarks/run.py --lengths 128 512 --steps 3
+    KERAS_BACKEND=jax python benchmarks/run.py --encoder-type depthwise
 
 For each sequence length, an SDGM (`--preset`, default `sdgm_base`, with the
-hidden size, depth and vocabulary given here) and a keras-hub GPT-2
-(`GPT2Backbone` + `GPT2CausalLM`, same hidden size, depth and vocabulary,
-`4 * hidden_dim` feed-forward, `--num-heads` heads) are measured side by
-side in one run, each configuration in its own process:
+hidden size, depth and vocabulary given here, and its token mixer
+`--encoder-type`, default the preset's) and its peers of the same hidden
+size, depth and vocabulary are measured side by side in one run, each
+configuration in its own process (`--models`, default all three):
+
+- `gpt2`: keras-hub's `GPT2Backbone` + `GPT2CausalLM`, `4 * hidden_dim`
+  feed-forward, `--num-heads` heads;
+- `rwkv7`: keras-hub's `RWKV7Backbone` + `RWKV7CausalLM` (attention-free:
+  a matrix-valued state per head), `4 * hidden_dim` channel mix, head size
+  `--rwkv-head-size` (default `hidden_dim // num_heads`: 64 at D=512 and 8
+  heads, RWKV-7's own head size and GPT-2's number of heads), keras-hub's
+  default LoRA widths (decay 64, in-context rate 64, value mix 32, gate
+  128). Its time mix runs whatever keras-hub picks: without the
+  `rwkv_ops` package (not a dependency of this project; it adds CUDA/Triton
+  kernels) that is keras-hub's pure-Keras `rnn_generalized_delta_rule`, a
+  loop over positions (`ops.fori_loop` under JAX and torch; a Python loop
+  into a `tf.TensorArray` under TensorFlow, which needs the length as a
+  Python int, so the graph grows with L and a second length in one process
+  fails to retrace: one length per process, as here, is what works). Each
+  result records the operator used (`delta_rule_operator`).
+
+What is measured:
 
 - training tokens/s: `train_on_batch` (the compiled `fit()` step: forward,
   cross-entropy, backward, Adam), median of `--steps` steps after
@@ -19,25 +38,56 @@ side in one run, each configuration in its own process:
   reported as out of memory, as is one the system kills or whose backend
   raises an out-of-memory error;
 - parameters, and analytic matmul FLOPs per token (forward; training is
-  counted as 3x forward): GPT-2 `N (8 D^2 + 4 D I + 4 L D) + 2 D V`, SDGM
-  per block `2 k D^2` per residual encoder convolution, `2 k D K` for the
-  last, `2 K D` for the mixing and `4 D I` for the feed-forward, plus
-  `2 D V`. Element-wise work (the dictionary's atoms, softmax, norms) is
-  not counted;
+  counted as 3x forward), one rule for every model and token mixer: 2 FLOPs
+  (a multiply and an add) per weight each token multiplies, i.e. per
+  weight of rank >= 2 in a block (matmul and convolution kernels, a
+  depthwise convolution's `(kernel_size, D)` taps; biases and rank-1 scales
+  are element-wise), plus the sequence work that has no weights, plus
+  `2 D V` for the output layer:
+
+      SDGM    sum over blocks of 2 W(block less `prior` and `dictionary`)
+              + 2 K D (mixing the K atoms) + the mixer's weightless work
+      GPT-2   sum over layers of 2 W(layer) + 4 L D (attention scores and
+              their weighted sum over all L positions, as keras-hub computes
+              them) = N (8 D^2 + 4 D I + 4 L D)
+      RWKV-7  sum over layers of 2 W(layer) + 9 D N (the state update)
+      all     + 2 D V
+
+  `W(x)` counts the rank >= 2 weights of `x` that are not biases. The prior
+  is not used by the forward pass of the next-token loss, and the
+  dictionary's atoms are element-wise sines of its weights; its mixing is
+  the 2 K D. For the dense mixer (`dilated_convolution`) this is the
+  former formula, `2 k D^2` per residual convolution, `2 k D K` for the
+  last and `4 D I` for the feed-forward; for `depthwise`, `2 k D` per rate
+  and `2 D K` for the projection. A mixer whose sequence work has no
+  weights adds it through a method `sequence_flops_per_token(length)` on
+  the mixer layer (forward FLOPs per token per block), which this count
+  calls when the mixer has one. RWKV-7's state update, from keras-hub's
+  `rnn_generalized_delta_rule`: per head of size N and per token,
+  `S = S * w + (S a) b^T + v k^T` and the readout `S r`, i.e. N^2 (the
+  decay) + 2 N^2 (`S a`) + N^2 (its outer product with b) + N^2
+  (`v k^T`) + 2 N^2 (the two sums) + 2 N^2 (`S r`) = 9 N^2, so 9 D N per
+  layer over its D / N heads, whatever L. Its per-layer weights are
+  `8 D^2` (receptance, key, value, output), `4 D I` (channel mix), the
+  LoRAs (`4 D r` each for decay, in-context rate, gate, and value mix but
+  in the first layer) and `r_k` (`2 D`). Element-wise work (the
+  dictionary's atoms, softmax, norms, token shifts) is not counted;
 - achieved FLOP/s as a fraction of the machine's float32 matmul peak,
   measured here as the best of NumPy's and the backend's own large square
-  matmul.
+  matmul (`--peak-matmul-size`).
 
-Both models train with dropout 0, Adam and the cross-entropy of the next
+All models train with dropout 0, Adam and the cross-entropy of the next
 token (SDGM's auxiliary loss weights at their default, 0). The SDGM keeps
 its preset's window (`window_length`, 128 for `sdgm_base`) at every
 input length: its encoder sees that many positions and the dictionary
 continues past them, which is what makes its cost per token independent of
-the length; GPT-2 attends to the whole input. Inputs are deterministic
-random tokens (`--seed`). Writes `run.json` (after every configuration,
-so `--resume` can finish an interrupted run), `run.md`,
-`run_throughput.png` and `run_memory.png` to `--output-dir`; existing
-results are replaced only with `--overwrite`.
+the length; GPT-2 attends to the whole input; RWKV-7 carries its state
+over the whole input. Inputs are deterministic random tokens (`--seed`).
+Writes `run.json` (after every configuration, so `--resume` can finish an
+interrupted run), `run.md` (a table per configuration, and SDGM / GPT-2
+and SDGM / RWKV-7 ratios side by side), `run_throughput.png` and
+`run_memory.png` to `--output-dir`; existing results are replaced only with
+`--overwrite`.
 """
 
 import argparse
@@ -51,19 +101,25 @@ import time
 import numpy as np
 
 RESULT_PREFIX = "BENCHMARK_RESULT "
+MODELS = ("sdgm", "gpt2", "rwkv7")
+NAMES = {"sdgm": "SDGM", "gpt2": "GPT-2", "rwkv7": "RWKV-7"}
+PEERS = ("gpt2", "rwkv7")
 
 
 def parse_args(argv=None):
+    from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add = parser.add_argument
     add("--lengths", type=int, nargs="+", default=[128, 512, 2048, 8192])
-    add(
-        "--models",
-        nargs="+",
-        default=["sdgm", "gpt2"],
-        choices=["sdgm", "gpt2"],
-    )
+    add("--models", nargs="+", default=list(MODELS), choices=MODELS)
     add("--preset", default="sdgm_base")
+    add(
+        "--encoder-type",
+        default=None,
+        choices=ENCODER_TYPES,
+        help="The SDGM block's token mixer; default: the preset's.",
+    )
     add("--hidden-dim", type=int, default=512)
     add("--num-layers", type=int, default=4)
     add(
@@ -73,6 +129,13 @@ def parse_args(argv=None):
         help="SDGM atoms per dictionary; default: the preset's.",
     )
     add("--num-heads", type=int, default=8)
+    add(
+        "--rwkv-head-size",
+        type=int,
+        default=None,
+        help="RWKV-7's head size, a divisor of --hidden-dim; default: "
+        "hidden_dim // num_heads.",
+    )
     add("--vocabulary-size", type=int, default=10000)
     add("--batch-size", type=int, default=8)
     add("--steps", type=int, default=5)
@@ -97,6 +160,12 @@ def parse_args(argv=None):
         "default: 90%% of the machine's memory.",
     )
     add("--config-timeout", type=float, default=3600)
+    add(
+        "--peak-matmul-size",
+        type=int,
+        default=4096,
+        help="Side of the square matmul that measures the float32 peak.",
+    )
     add("--seed", type=int, default=0)
     add(
         "--output-dir",
@@ -117,7 +186,20 @@ def parse_args(argv=None):
     add(
         "--worker", nargs=2, metavar=("MODEL", "LENGTH"), help=argparse.SUPPRESS
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if "rwkv7" in args.models and not rwkv_head_size(args):
+        parser.error(
+            "RWKV-7's head size must divide --hidden-dim "
+            f"{args.hidden_dim}; pass another --rwkv-head-size."
+        )
+    return args
+
+
+def rwkv_head_size(args):
+    """`--rwkv-head-size`, or `hidden_dim // num_heads`; 0 if it does not
+    divide `hidden_dim`."""
+    size = args.rwkv_head_size or args.hidden_dim // args.num_heads
+    return size if size >= 1 and args.hidden_dim % size == 0 else 0
 
 
 # --- one configuration, in its own process -------------------------------
@@ -136,6 +218,14 @@ def build_model(args, name, length):
             num_layers=args.num_layers,
             dropout=0.0,
             num_atoms=args.num_atoms,
+            encoder_type=args.encoder_type,
+        )
+    elif name == "rwkv7":
+        lm = rwkv7_causal_lm(
+            args.vocabulary_size,
+            num_layers=args.num_layers,
+            hidden_dim=args.hidden_dim,
+            head_size=rwkv_head_size(args),
         )
     else:
         lm = model_builders.gpt2_causal_lm(
@@ -155,23 +245,71 @@ def build_model(args, name, length):
     return lm
 
 
+def rwkv7_causal_lm(vocabulary_size, num_layers, hidden_dim, head_size):
+    """keras-hub's `RWKV7CausalLM`, the attention-free peer.
+
+    `4 * hidden_dim` channel mix (as GPT-2's feed-forward), dropout 0,
+    keras-hub's default LoRA widths.
+    """
+    import keras_hub
+
+    backbone = keras_hub.models.RWKV7Backbone(
+        hidden_size=hidden_dim,
+        head_size=head_size,
+        num_layers=num_layers,
+        vocabulary_size=vocabulary_size,
+        intermediate_dim=4 * hidden_dim,
+    )
+    return keras_hub.models.RWKV7CausalLM(backbone)
+
+
+def delta_rule_operator(lm):
+    """The function RWKV-7's time mix trains with (keras-hub's or rwkv_ops')."""
+    op = lm.backbone.rwkv_layers[0].att.RWKV7_OP
+    return f"{op.__module__}.{op.__name__}"
+
+
+def matmul_weights(layer, exclude=()):
+    """Weights each token multiplies: `layer`'s rank >= 2 non-bias weights.
+
+    Those of the layers in `exclude` are left out.
+    """
+    skip = {v.path for sublayer in exclude for v in sublayer.weights}
+    return sum(
+        int(np.prod(v.shape))
+        for v in layer.weights
+        if len(v.shape) >= 2 and "bias" not in v.name and v.path not in skip
+    )
+
+
 def flops_per_token(name, backbone, length, vocabulary_size):
     """Analytic forward matmul FLOPs per token (see the module docstring)."""
-    d = backbone.hidden_dim
-    embedding = 2 * d * vocabulary_size
     if name == "gpt2":
-        i = backbone.intermediate_dim
-        return backbone.num_layers * (
-            8 * d * d + 4 * d * i + 4 * length * d
-        ) + (embedding)
-    total = embedding
-    for block in backbone.blocks:
-        encoder = block.encoder
-        k = encoder.kernel_size
-        residual_convs = len(encoder.dilation_rates) - 1
-        total += 2 * k * d * d * residual_convs + 2 * k * d * block.num_atoms
-        total += 2 * block.num_atoms * d + 4 * d * block.intermediate_dim
-    return total
+        d = backbone.hidden_dim
+        layers = backbone.transformer_layers
+        sequence = 4 * length * d
+    elif name == "rwkv7":
+        d = backbone.hidden_size
+        layers = backbone.rwkv_layers
+        sequence = 9 * d * backbone.head_size
+    else:
+        d = backbone.hidden_dim
+        total = 0
+        for block in backbone.blocks:
+            total += 2 * matmul_weights(
+                block, exclude=(block.prior, block.dictionary)
+            )
+            total += 2 * block.num_atoms * d
+            weightless = getattr(
+                block.encoder, "sequence_flops_per_token", None
+            )
+            if weightless is not None:
+                total += weightless(length)
+        return total + 2 * d * vocabulary_size
+    return (
+        sum(2 * matmul_weights(layer) + sequence for layer in layers)
+        + 2 * d * vocabulary_size
+    )
 
 
 def peak_memory_bytes():
@@ -239,7 +377,14 @@ def run_worker(args, name, length):
     )
     tokens = args.batch_size * length
     memory, memory_kind = peak_memory_bytes()
+    details = {}
+    if name == "sdgm":
+        details["encoder_type"] = lm.backbone.encoder_type
+    elif name == "rwkv7":
+        details["head_size"] = lm.backbone.head_size
+        details["delta_rule_operator"] = delta_rule_operator(lm)
     return {
+        **details,
         "status": "ok",
         "train_losses": losses,
         "train_tokens_per_second": tokens / train,
@@ -400,7 +545,7 @@ def main(argv=None):
     json_path = os.path.join(output_dir, "run.json")
     done = previous_results(json_path, config, args)
     print("Measuring the float32 matmul peak...", flush=True)
-    peaks = matmul_peak_flops()
+    peaks = matmul_peak_flops(args.peak_matmul_size)
     peak = max(peaks.values())
     print(
         f"  {', '.join(f'{k} {v / 1e9:.0f}' for k, v in peaks.items())} "
@@ -441,8 +586,9 @@ def main(argv=None):
         print(f"  {summary(result)}", flush=True)
         reporting.write_json(json_path, report)
     report["complete"] = True
+    # Each plot's legend: the models it draws.
+    report["plots"] = plot(report, output_dir)
     reporting.write_json(json_path, report)
-    plot(report, output_dir)
     reporting.write_markdown(
         os.path.join(output_dir, "run.md"), markdown_table(report)
     )
@@ -462,7 +608,14 @@ def previous_results(json_path, config, args):
         )
     with open(json_path) as f:
         previous = json.load(f)
-    if previous["config"] != json.loads(json.dumps(config)):
+    # A flag added since the interrupted run started matches at its default.
+    defaults = vars(parse_args([]))
+    current = {
+        k: v
+        for k, v in json.loads(json.dumps(config)).items()
+        if k in previous["config"] or v != defaults.get(k)
+    }
+    if previous["config"] != current:
         raise ValueError(
             f"{json_path} was written with other settings "
             f"({previous['config']}); --resume needs the same ones. Use "
@@ -487,18 +640,17 @@ def markdown_table(report):
     by = {(r["model"], r["length"]): r for r in report["results"]}
     lengths = report["config"]["lengths"]
     models = report["config"]["models"]
-    names = {"sdgm": "SDGM", "gpt2": "GPT-2"}
     rows = []
     for length in lengths:
         for name in models:
             r = by[(name, length)]
             if r["status"] != "ok":
-                rows.append([str(length), names[name], r["status"]] + [""] * 5)
+                rows.append([str(length), NAMES[name], r["status"]] + [""] * 5)
                 continue
             rows.append(
                 [
                     str(length),
-                    names[name],
+                    NAMES[name],
                     f"{r['train_tokens_per_second']:.0f}",
                     f"{r['forward_tokens_per_second']:.0f}",
                     f"{r['peak_memory_bytes'] / 2**30:.2f}",
@@ -520,52 +672,56 @@ def markdown_table(report):
         ],
         rows,
     )
-    if set(models) == {"sdgm", "gpt2"}:
-        ratios = [
-            [str(length)]
-            + [
-                ratio(by[("sdgm", length)], by[("gpt2", length)], key)
-                for key in (
-                    "train_tokens_per_second",
-                    "forward_tokens_per_second",
-                    "peak_memory_bytes",
-                )
-            ]
-            for length in lengths
-        ]
+    peers = [p for p in PEERS if p in models] if "sdgm" in models else []
+    if peers:
+        # Per quantity, SDGM over each peer side by side.
+        keys = (
+            ("train_tokens_per_second", "train tok/s"),
+            ("forward_tokens_per_second", "forward tok/s"),
+            ("peak_memory_bytes", "peak memory"),
+        )
         text += "\n\n" + reporting.markdown_table(
-            [
-                "L",
-                "SDGM / GPT-2 train tok/s",
-                "SDGM / GPT-2 forward tok/s",
-                "SDGM / GPT-2 peak memory",
+            ["L"]
+            + [
+                f"SDGM / {NAMES[peer]} {label}"
+                for _, label in keys
+                for peer in peers
             ],
-            ratios,
+            [
+                [str(length)]
+                + [
+                    ratio(by[("sdgm", length)], by[(peer, length)], key, peer)
+                    for key, _ in keys
+                    for peer in peers
+                ]
+                for length in lengths
+            ],
         )
     return text
 
 
-def ratio(sdgm, gpt2, key):
+def ratio(sdgm, peer, key, peer_name="gpt2"):
     if sdgm["status"] != "ok":
         return f"SDGM {sdgm['status']}"
-    if gpt2["status"] != "ok":
-        return f"GPT-2 {gpt2['status']}"
-    return f"{sdgm[key] / gpt2[key]:.2f}x"
+    if peer["status"] != "ok":
+        return f"{NAMES[peer_name]} {peer['status']}"
+    return f"{sdgm[key] / peer[key]:.2f}x"
 
 
 def plot(report, output_dir):
+    """Writes the two plots; returns each file's legend labels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    names = {"sdgm": "SDGM", "gpt2": "GPT-2"}
     title = (
         f"{report['backend']}, D={report['config']['hidden_dim']}, "
         f"{report['config']['num_layers']} layers, batch "
         f"{report['config']['batch_size']}"
     )
+    labels = {}
     for key, ylabel, filename in (
         ("train_tokens_per_second", "training tokens/s", "run_throughput.png"),
         ("peak_memory_bytes", "peak memory (GiB)", "run_memory.png"),
@@ -583,7 +739,7 @@ def plot(report, output_dir):
                     [p[0] for p in points],
                     [p[1] / scale for p in points],
                     marker="o",
-                    label=names[name],
+                    label=NAMES[name],
                 )
             failed = [
                 r["length"]
@@ -593,7 +749,7 @@ def plot(report, output_dir):
             for length in failed:
                 axis.axvline(length, linestyle=":", color="gray")
                 axis.annotate(
-                    f"{names[name]}: {report_status(report, name, length)}",
+                    f"{NAMES[name]}: {report_status(report, name, length)}",
                     (length, 0.5),
                     xycoords=("data", "axes fraction"),
                     rotation=90,
@@ -608,11 +764,13 @@ def plot(report, output_dir):
         axis.set_xlabel("sequence length")
         axis.set_ylabel(ylabel)
         axis.set_title(title)
-        if axis.get_legend_handles_labels()[0]:
+        labels[filename] = axis.get_legend_handles_labels()[1]
+        if labels[filename]:
             axis.legend()
         figure.tight_layout()
         figure.savefig(os.path.join(output_dir, filename), dpi=100)
         plt.close(figure)
+    return labels
 
 
 def report_status(report, name, length):

@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end (tiny sizes; numbers not asserted),
-and their timing helpers (`keras_sdgm.utils.timing`) under every backend."""
+their FLOP counts and flags, and their timing helpers
+(`keras_sdgm.utils.timing`) under every backend."""
 
 import contextlib
 import io
@@ -14,12 +15,17 @@ from keras import ops
 from benchmarks import dictionary
 from benchmarks import generate
 from benchmarks import run
+from keras_sdgm.models import SDGMBackbone
+from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
 from keras_sdgm.utils import timing
 from tests.conftest import shared_data_dir
 from tests.testing import END_TO_END
 from tests.testing import TestCase
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
+# The tiny sizes of the end-to-end runs; RWKV-7's head size is then
+# hidden_dim // num_heads = 8.
+TINY = ["--hidden-dim", "16", "--num-heads", "2"]
 
 
 class TimingTest(TestCase):
@@ -82,10 +88,9 @@ class GenerateBenchmarkTest(TestCase):
                 "64",
                 "--steps",
                 "2",
-                "--hidden-dim",
-                "16",
-                "--num-heads",
-                "2",
+                *TINY,
+                "--encoder-type",
+                "depthwise",
                 "--vocabulary-size",
                 "10000",
                 "--quality-model",
@@ -112,10 +117,32 @@ class GenerateBenchmarkTest(TestCase):
             result = json.load(f)
         self.assertEqual(
             sorted((r["model"], r["context"]) for r in result["latency"]),
-            [("gpt2", 16), ("gpt2", 64), ("sdgm", 16), ("sdgm", 64)],
+            [
+                ("gpt2", 16),
+                ("gpt2", 64),
+                ("rwkv7", 16),
+                ("rwkv7", 64),
+                ("sdgm", 16),
+                ("sdgm", 64),
+            ],
         )
         for row in result["latency"]:
             self.assertGreater(row["latency_ms"], 0)
+        self.assertEqual(set(result["parameters"]), {"sdgm", "gpt2", "rwkv7"})
+        # The flag reached the model that was timed.
+        self.assertEqual(result["config"]["encoder_type"], "depthwise")
+        self.assertEqual(
+            result["model_details"]["sdgm"], {"encoder_type": "depthwise"}
+        )
+        self.assertEqual(result["model_details"]["rwkv7"]["head_size"], 8)
+        self.assertEqual(
+            result["plots"]["generate_latency.png"],
+            ["SDGM", "GPT-2 (KV cache)", "RWKV-7 (state)"],
+        )
+        with open(os.path.join(out, "generate.md")) as f:
+            table = f.read()
+        for header in ("RWKV-7 ms/token", "GPT-2 / SDGM", "RWKV-7 / SDGM"):
+            self.assertIn(header, table)
         self.assertEqual(
             set(result["quality"]), {"encoder", "prior", "posterior"}
         )
@@ -134,27 +161,30 @@ def run_benchmark(*arguments):
     """
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        run.main(
-            [
-                "--lengths",
-                "16",
-                "32",
-                "--hidden-dim",
-                "16",
-                "--num-layers",
-                "1",
-                "--num-heads",
-                "2",
-                "--vocabulary-size",
-                "50",
-                "--steps",
-                "1",
-                "--warmup",
-                "1",
-                *arguments,
-            ]
-        )
+        run.main(RUN_ARGUMENTS + list(arguments))
     return printed.getvalue()
+
+
+# One length (each configuration is a child process of its own, seconds
+# of imports and compiling), 8 atoms (the preset's 256 took 12 s instead
+# of 7 to compile) and a small peak matmul.
+RUN_ARGUMENTS = [
+    "--lengths",
+    "16",
+    *TINY,
+    "--num-layers",
+    "1",
+    "--vocabulary-size",
+    "50",
+    "--num-atoms",
+    "8",
+    "--steps",
+    "1",
+    "--warmup",
+    "1",
+    "--peak-matmul-size",
+    "256",
+]
 
 
 @pytest.mark.slow
@@ -162,7 +192,7 @@ def run_benchmark(*arguments):
 class RunBenchmarkTest(TestCase):
     def test_runs_and_writes_its_outputs(self):
         out = self.get_temp_dir()
-        run_benchmark("--output-dir", out)
+        run_benchmark("--output-dir", out, "--encoder-type", "depthwise")
         for name in (
             "run.json",
             "run.md",
@@ -172,13 +202,51 @@ class RunBenchmarkTest(TestCase):
             self.assertTrue(os.path.exists(os.path.join(out, name)), name)
         with open(os.path.join(out, "run.json")) as f:
             report = json.load(f)
-        self.assertEqual(len(report["results"]), 4)
+        self.assertEqual(
+            [(r["model"], r["length"]) for r in report["results"]],
+            [("sdgm", 16), ("gpt2", 16), ("rwkv7", 16)],
+        )
         for row in report["results"]:
             self.assertEqual(row["status"], "ok", row)
             self.assertGreater(row["train_tokens_per_second"], 0)
             self.assertGreater(row["peak_memory_bytes"], 0)
             self.assertGreater(row["achieved_fraction_of_peak"], 0)
         self.assertGreater(min(report["matmul_peak_flops"].values()), 0)
+        sdgm, _, rwkv7 = report["results"]
+        # The flag reached the model that was measured, and its FLOPs are
+        # the depthwise mixer's, not the dense one's.
+        self.assertEqual(report["config"]["encoder_type"], "depthwise")
+        self.assertEqual(sdgm["encoder_type"], "depthwise")
+        flops = {
+            encoder_type: run.flops_per_token(
+                "sdgm",
+                run.build_model(
+                    run.parse_args(
+                        RUN_ARGUMENTS + ["--encoder-type", encoder_type]
+                    ),
+                    "sdgm",
+                    16,
+                ).backbone,
+                16,
+                50,
+            )
+            for encoder_type in ("depthwise", "dilated_convolution")
+        }
+        self.assertEqual(sdgm["forward_flops_per_token"], flops["depthwise"])
+        self.assertNotEqual(flops["depthwise"], flops["dilated_convolution"])
+        self.assertEqual(rwkv7["head_size"], 8)
+        self.assertIn("delta_rule_operator", rwkv7)
+        for labels in report["plots"].values():
+            self.assertEqual(labels, ["SDGM", "GPT-2", "RWKV-7"])
+        self.assertEqual(
+            set(report["plots"]), {"run_throughput.png", "run_memory.png"}
+        )
+        with open(os.path.join(out, "run.md")) as f:
+            table = f.read()
+        self.assertIn("| 16 | RWKV-7 |", table)
+        for peer in ("GPT-2", "RWKV-7"):
+            for quantity in ("train tok/s", "forward tok/s", "peak memory"):
+                self.assertIn(f"SDGM / {peer} {quantity}", table)
 
     def test_a_configuration_over_the_memory_limit_is_reported(self):
         out = self.get_temp_dir()
@@ -189,13 +257,32 @@ class RunBenchmarkTest(TestCase):
             report = json.load(f)
         self.assertEqual(
             [r["status"] for r in report["results"]],
-            ["out of memory (above 0.05 GiB)"] * 2,
+            ["out of memory (above 0.05 GiB)"],
         )
         with open(os.path.join(out, "run.md")) as f:
             self.assertIn("out of memory", f.read())
         # The results are not replaced unless asked; --resume keeps them.
         with self.assertRaisesRegex(FileExistsError, "--overwrite"):
             run_benchmark("--output-dir", out, "--models", "gpt2")
+        # A run started before --encoder-type and --rwkv-head-size existed
+        # resumes while they are at their defaults; another value is
+        # another setting.
+        for key in ("encoder_type", "rwkv_head_size"):
+            del report["config"][key]
+        with open(os.path.join(out, "run.json"), "w") as f:
+            json.dump(report, f)
+        with self.assertRaisesRegex(ValueError, "other settings"):
+            run_benchmark(
+                "--output-dir",
+                out,
+                "--memory-limit-gb",
+                "0.05",
+                "--models",
+                "gpt2",
+                "--encoder-type",
+                "depthwise",
+                "--resume",
+            )
         resumed = run_benchmark(
             "--output-dir",
             out,
@@ -205,32 +292,140 @@ class RunBenchmarkTest(TestCase):
             "gpt2",
             "--resume",
         )
-        self.assertEqual(resumed.count("(from the interrupted run)"), 2)
+        self.assertEqual(resumed.count("(from the interrupted run)"), 1)
+
+
+def tiny_sdgm_backbone(**kwargs):
+    """One block: kernel 3, rates [1, 2]; K = 4, D = 8, I = 16, V = 10."""
+    return SDGMBackbone(
+        vocabulary_size=10,
+        hidden_dim=8,
+        num_atoms=4,
+        window_length=8,
+        num_layers=1,
+        dilation_rates=[1, 2],
+        intermediate_dim=16,
+        **kwargs,
+    )
 
 
 class FlopsPerTokenTest(TestCase):
-    def test_known_values(self):
-        from keras_sdgm.models import SDGMBackbone
+    """`run.flops_per_token` against counts by hand (module docstring)."""
 
-        # One block: kernel 3, rates [1, 2] -> one residual D x D conv and
-        # the last D x K conv; K = 4, D = 8, I = 16, V = 10.
-        backbone = SDGMBackbone(
-            vocabulary_size=10,
-            hidden_dim=8,
-            num_atoms=4,
-            window_length=8,
-            num_layers=1,
-            dilation_rates=[1, 2],
-            intermediate_dim=16,
+    # Mixing the K = 4 atoms, the feed-forward (I = 16) and the output
+    # layer (V = 10) of `tiny_sdgm_backbone`.
+    SDGM_REST = 2 * 4 * 8 + 4 * 8 * 16 + 2 * 8 * 10
+
+    def test_dense_mixer(self):
+        # One residual D x D kernel-3 convolution and the last D x K one.
+        expected = (2 * 3 * 8 * 8) + (2 * 3 * 8 * 4) + self.SDGM_REST
+        self.assertEqual(
+            run.flops_per_token("sdgm", tiny_sdgm_backbone(), 8, 10), expected
         )
-        expected = (
-            (2 * 3 * 8 * 8)
-            + (2 * 3 * 8 * 4)
-            + 2 * 4 * 8
-            + (4 * 8 * 16)
-            + 2 * 8 * 10
-        )
+
+    def test_depthwise_mixer(self):
+        # Two depthwise kernel-3 convolutions (3 x D taps each) and the
+        # D x K projection. The dense formula gave 1,312 here.
+        expected = 2 * (2 * 3 * 8) + (2 * 8 * 4) + self.SDGM_REST
+        backbone = tiny_sdgm_backbone(encoder_type="depthwise")
         self.assertEqual(run.flops_per_token("sdgm", backbone, 8, 10), expected)
+
+    def test_a_mixers_weightless_sequence_work_is_added(self):
+        backbone = tiny_sdgm_backbone(encoder_type="depthwise")
+        without = run.flops_per_token("sdgm", backbone, 8, 10)
+        backbone.blocks[0].encoder.sequence_flops_per_token = lambda L: 5 * L
+        self.assertEqual(
+            run.flops_per_token("sdgm", backbone, 8, 10), without + 5 * 8
+        )
+
+    def test_gpt2(self):
+        import keras_hub
+
+        backbone = keras_hub.models.GPT2Backbone(
+            vocabulary_size=10,
+            num_layers=2,
+            num_heads=2,
+            hidden_dim=8,
+            intermediate_dim=32,
+            max_sequence_length=16,
+        )
+        # N (8 D^2 + 4 D I + 4 L D) + 2 D V; counting the attention's
+        # (heads, head_dim) biases as weights gave 96 more.
+        expected = 2 * (8 * 64 + 4 * 8 * 32 + 4 * 16 * 8) + 2 * 8 * 10
+        self.assertEqual(
+            run.flops_per_token("gpt2", backbone, 16, 10), expected
+        )
+
+    def test_rwkv7(self):
+        import keras_hub
+
+        # LoRA widths of the same shapes as the other weights: each new
+        # weight shape costs JAX a compile of its initializer.
+        d, i = 8, 32
+        backbone = keras_hub.models.RWKV7Backbone(
+            hidden_size=d,
+            head_size=4,
+            num_layers=2,
+            vocabulary_size=10,
+            intermediate_dim=i,
+            gate_lora=32,
+            mv_lora=8,
+            aaa_lora=8,
+            decay_lora=8,
+        )
+        # Per layer: receptance, key, value, output; the channel mix; the
+        # LoRAs of decay (8), in-context rate (8) and gate (32); r_k (heads
+        # x head size); and the state update, 9 N^2 per head of size N = 4,
+        # D / N heads.
+        per_layer = (
+            8 * d * d
+            + 4 * d * i
+            + 4 * d * (8 + 8 + 32)
+            + 2 * d
+            + 9 * 4 * 4 * (d // 4)
+        )
+        # Two layers; the value-mix LoRA (8) is not in the first.
+        expected = 2 * per_layer + 4 * d * 8 + 2 * d * 10
+        # Without the state update this gave 576 less.
+        self.assertEqual(
+            run.flops_per_token("rwkv7", backbone, 16, 10), expected
+        )
+        # The state update does not grow with the length.
+        self.assertEqual(
+            run.flops_per_token("rwkv7", backbone, 4096, 10), expected
+        )
+
+
+class BenchmarkFlagsTest(TestCase):
+    def test_every_mixer_is_a_choice_and_reaches_the_model(self):
+        for encoder_type in ENCODER_TYPES:
+            self.assertEqual(
+                run.parse_args(["--encoder-type", encoder_type]).encoder_type,
+                encoder_type,
+            )
+        default = run.parse_args(RUN_ARGUMENTS)
+        self.assertIsNone(default.encoder_type)
+        lm = run.build_model(default, "sdgm", 16)
+        self.assertEqual(lm.backbone.encoder_type, "dilated_convolution")
+        args = generate.parse_args(
+            TINY
+            + ["--preset", "sdgm_tiny", "--models", "sdgm"]
+            + ["--encoder-type", "depthwise"]
+        )
+        models = generate.build_models(args, 16)
+        self.assertEqual(list(models), ["sdgm"])
+        self.assertEqual(
+            models["sdgm"].backbone.blocks[0].encoder_type, "depthwise"
+        )
+
+    def test_rwkv_head_size_must_divide_the_width(self):
+        self.assertEqual(run.rwkv_head_size(run.parse_args([])), 64)
+        for parse in (run.parse_args, generate.parse_args):
+            with contextlib.redirect_stderr(io.StringIO()):
+                with self.assertRaises(SystemExit):
+                    parse(["--rwkv-head-size", "48"])
+            # Without RWKV-7 the head size is not used.
+            parse(["--rwkv-head-size", "48", "--models", "sdgm"])
 
 
 @pytest.mark.slow
