@@ -14,6 +14,15 @@ python -m pip install --quiet -e ".[all,dev]" || exit 1
 # The corpora: ../shared/data beside the checkout unless told otherwise.
 export KERAS_SDGM_DATA_DIR="${KERAS_SDGM_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+# JAX's persistent compilation cache, empty at the start of each run: the
+# tests and child processes that compile the same program (a recipe run and
+# its resumed run, the same tiny model in several tests) compile it once.
+if [ -z "${JAX_COMPILATION_CACHE_DIR:-}" ]; then
+  JAX_COMPILATION_CACHE_DIR="$(mktemp -d)"
+  trap 'rm -rf "${JAX_COMPILATION_CACHE_DIR}"' EXIT
+fi
+export JAX_COMPILATION_CACHE_DIR
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.2
 
 echo "=== ruff ==="
 python -m ruff format --check . && python -m ruff check . || exit 1

@@ -15,13 +15,17 @@ from tests.testing import TestCase
 
 
 def direct_perplexity(lm, token_ids, length, stride):
-    """Reference: one forward pass per prediction, with its full context.
+    """Reference: each prediction from a row holding exactly its context.
 
     The prediction of token j sees the tokens of the window that scores it
     (SPEC section 6): for non-overlapping windows, those since the window's
-    start; for sliding windows, at most `length` tokens.
+    start; for sliding windows, at most `length` tokens. Row j - 1 of one
+    batch holds that context, right-padded to `length` (which a causal
+    model does not read), and its logits are read at the context's end.
     """
-    nll = []
+    rows = np.zeros((len(token_ids) - 1, length), "int32")
+    mask = np.zeros_like(rows)
+    ends = []
     for j in range(1, len(token_ids)):
         if stride == length:
             start = ((j - 1) // length) * length
@@ -32,14 +36,18 @@ def direct_perplexity(lm, token_ids, length, stride):
             while start + length < j:
                 start += stride
         context = token_ids[start:j]
-        x = {
-            "token_ids": context[None].astype("int32"),
-            "padding_mask": np.ones((1, len(context)), "int32"),
-        }
-        logits = ops.convert_to_numpy(lm(x))[0, -1].astype("float64")
-        log_z = np.log(np.exp(logits - logits.max()).sum()) + logits.max()
-        nll.append(log_z - logits[token_ids[j]])
-    return float(np.exp(np.mean(nll)))
+        rows[j - 1, : len(context)] = context
+        mask[j - 1, : len(context)] = 1
+        ends.append(len(context) - 1)
+    logits = ops.convert_to_numpy(
+        lm.logits({"token_ids": rows, "padding_mask": mask})
+    ).astype("float64")
+    logits = logits[np.arange(len(ends)), ends]
+    log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1))
+    log_z = log_z + logits.max(-1)
+    return float(
+        np.exp(np.mean(log_z - logits[np.arange(len(ends)), token_ids[1:]]))
+    )
 
 
 def window_6_lm():
