@@ -146,6 +146,22 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
             initializer=keras.initializers.RandomUniform(0.0, 2 * math.pi),
         )
 
+    def sequence_flops_per_token(self, length):
+        """Forward FLOPs per position of the work that has no weights.
+
+        The lag matrix of a chunk applied to the mode inputs (two real
+        products, `4 * chunk_size * num_modes`), the states carried between
+        the `ceil(length / chunk_size)` chunks (four products per chunk,
+        `8 * num_chunks * num_modes / chunk_size` per position), and adding
+        them to every position (`8 * num_modes`). The matmul work with
+        weights (mode inputs, read-out, convolutions, projection) is
+        counted from the weights by the benchmarks.
+        """
+        num_chunks = -(-length // self.chunk_size)
+        return self.num_modes * (
+            4 * self.chunk_size + 8 * num_chunks / self.chunk_size + 8
+        )
+
     def _decay_initializer(self, shape, dtype=None):
         # Time scales tau = 1 / softplus(rho) from 1 to 4 windows.
         tau = np.geomspace(1.0, 4.0 * self.window_length, shape[0])
