@@ -71,8 +71,9 @@ PLOT_LABELS = {"gpt2": "GPT-2 (KV cache)", "rwkv7": "RWKV-7 (state)"}
 def rwkv_head_size(args):
     """`--rwkv-head-size`, or `hidden_dim // num_heads`; 0 if it does not
     divide `hidden_dim`."""
-    size = args.rwkv_head_size or args.hidden_dim // args.num_heads
-    return size if size >= 1 and args.hidden_dim % size == 0 else 0
+    return model_builders.rwkv7_head_size(
+        args.hidden_dim, args.num_heads, args.rwkv_head_size
+    )
 
 
 def build_models(args, max_context):
@@ -91,15 +92,11 @@ def build_models(args, max_context):
             hidden_dim=args.hidden_dim,
             max_sequence_length=max_context + 1,
         ),
-        # As benchmarks/run.py builds it.
-        "rwkv7": lambda: keras_hub.models.RWKV7CausalLM(
-            keras_hub.models.RWKV7Backbone(
-                hidden_size=args.hidden_dim,
-                head_size=rwkv_head_size(args),
-                num_layers=args.num_layers,
-                vocabulary_size=args.vocabulary_size,
-                intermediate_dim=4 * args.hidden_dim,
-            )
+        "rwkv7": lambda: model_builders.rwkv7_causal_lm(
+            args.vocabulary_size,
+            num_layers=args.num_layers,
+            hidden_dim=args.hidden_dim,
+            head_size=rwkv_head_size(args),
         ),
     }
     return {name: builders[name]() for name in args.models}

@@ -198,8 +198,11 @@ def parse_args(argv=None):
 def rwkv_head_size(args):
     """`--rwkv-head-size`, or `hidden_dim // num_heads`; 0 if it does not
     divide `hidden_dim`."""
-    size = args.rwkv_head_size or args.hidden_dim // args.num_heads
-    return size if size >= 1 and args.hidden_dim % size == 0 else 0
+    from keras_sdgm.training import model_builders
+
+    return model_builders.rwkv7_head_size(
+        args.hidden_dim, args.num_heads, args.rwkv_head_size
+    )
 
 
 # --- one configuration, in its own process -------------------------------
@@ -221,7 +224,7 @@ def build_model(args, name, length):
             encoder_type=args.encoder_type,
         )
     elif name == "rwkv7":
-        lm = rwkv7_causal_lm(
+        lm = model_builders.rwkv7_causal_lm(
             args.vocabulary_size,
             num_layers=args.num_layers,
             hidden_dim=args.hidden_dim,
@@ -243,24 +246,6 @@ def build_model(args, name, length):
         jit_compile=jit,
     )
     return lm
-
-
-def rwkv7_causal_lm(vocabulary_size, num_layers, hidden_dim, head_size):
-    """keras-hub's `RWKV7CausalLM`, the attention-free peer.
-
-    `4 * hidden_dim` channel mix (as GPT-2's feed-forward), dropout 0,
-    keras-hub's default LoRA widths.
-    """
-    import keras_hub
-
-    backbone = keras_hub.models.RWKV7Backbone(
-        hidden_size=hidden_dim,
-        head_size=head_size,
-        num_layers=num_layers,
-        vocabulary_size=vocabulary_size,
-        intermediate_dim=4 * hidden_dim,
-    )
-    return keras_hub.models.RWKV7CausalLM(backbone)
 
 
 def delta_rule_operator(lm):

@@ -1,9 +1,9 @@
-"""The two model families the recipes and benchmarks train and time.
+"""The model families the recipes and benchmarks train and time.
 
 `gpt2_causal_lm` is the one GPT-2 baseline of the package (the recipes,
-`recipes/ablate.py` and `benchmarks/` all build it here), `sdgm_causal_lm`
-the SDGM it is compared with; `build_causal_lm` picks one from a recipe's
-config.
+`recipes/ablate.py` and `benchmarks/` all build it here), `rwkv7_causal_lm`
+the attention-free peer of the benchmarks, `sdgm_causal_lm` the SDGM they
+are compared with; `build_causal_lm` picks one from a recipe's config.
 """
 
 import keras
@@ -69,6 +69,38 @@ def gpt2_causal_lm(
         max_sequence_length=max_sequence_length,
     )
     return keras_hub.models.GPT2CausalLM(backbone, preprocessor=preprocessor)
+
+
+def rwkv7_head_size(hidden_dim, num_heads, head_size=None):
+    """`head_size`, or `hidden_dim // num_heads`; 0 if it does not divide
+    `hidden_dim`."""
+    size = head_size or hidden_dim // num_heads
+    return size if size >= 1 and hidden_dim % size == 0 else 0
+
+
+def rwkv7_causal_lm(
+    vocabulary_size, num_layers, hidden_dim, head_size, preprocessor=None
+):
+    """keras-hub's `RWKV7CausalLM`, the attention-free peer.
+
+    `4 * hidden_dim` channel mix (as GPT-2's feed-forward), dropout 0,
+    keras-hub's default LoRA widths.
+
+    Args:
+        vocabulary_size: int.
+        num_layers: int.
+        hidden_dim: int.
+        head_size: int, a divisor of `hidden_dim`.
+        preprocessor: a `CausalLMPreprocessor`, or `None`.
+    """
+    backbone = keras_hub.models.RWKV7Backbone(
+        hidden_size=hidden_dim,
+        head_size=head_size,
+        num_layers=num_layers,
+        vocabulary_size=vocabulary_size,
+        intermediate_dim=4 * hidden_dim,
+    )
+    return keras_hub.models.RWKV7CausalLM(backbone, preprocessor=preprocessor)
 
 
 def sdgm_causal_lm(
