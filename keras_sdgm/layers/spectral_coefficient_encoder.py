@@ -24,7 +24,7 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
 
     ```
     z[t, m] = lambda_m z[t - 1, m] + u[t, m],   z[-1] = 0
-    h[t, d] = sum_m a[m, d] (sin phi[m, d] Re z[t, m] + cos phi[m, d] Im z[t, m])
+    h[t, d] = sum_m B_re[m, d] Re z[t, m] + B_im[m, d] Im z[t, m]
             = sum_{s <= t} sum_m u[s, m] a[m, d] r_m^(t - s)
                                          sin(omega_m (t - s) + phi[m, d])
     C = act((y + h) W)
@@ -33,10 +33,12 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
     with `omega_m = 2 pi f_m / window_length` (`f` in cycles per window, as
     in `SpectralDictionary`), `r_m = exp(-softplus(rho_m))` in `(0, 1)` and
     `gamma_m = sqrt(1 - r_m**2)`, which keeps a mode's state at the scale of
-    its inputs whatever its decay. The modes are shared by the features, so
-    the decoding state is `num_modes` complex numbers per sequence: a
-    coefficient sees every past position at a per-token cost that does not
-    depend on the context.
+    its inputs whatever its decay. The read-out weights are the atoms'
+    amplitude `a` and phase `phi` in Cartesian form, `B_re = a sin(phi)` and
+    `B_im = a cos(phi)`, so that a step reads them without evaluating a sine.
+    The modes are shared by the features, so the decoding state is
+    `num_modes` complex numbers per sequence: a coefficient sees every past
+    position at a per-token cost that does not depend on the context.
 
     The full pass computes the recurrence exactly in chunks of `chunk_size`
     positions: a lag matrix inside a chunk, and the state at the end of
@@ -50,8 +52,8 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
 
     Initializers: frequencies uniform in `[0, window_length / 2)` (the band
     `SpectralDictionary` uses), decay time scales `1 / softplus(rho)` spread
-    geometrically over `[1, 4 * window_length]` positions, phases uniform in
-    `[0, 2 pi)`, `W_in` and the amplitudes `a` by `kernel_initializer`.
+    geometrically over `[1, 4 * window_length]` positions, `W_in`, `B_re`
+    and `B_im` by `kernel_initializer`.
 
     Args:
         num_atoms: int. Number of coefficients per position.
@@ -65,7 +67,7 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         dilation_rates: list of ints. One depthwise convolution per rate.
         activation: activation of the coefficients.
         hidden_activation: activation of the depthwise convolutions.
-        kernel_initializer: initializer of `W_in`, the amplitudes and the
+        kernel_initializer: initializer of `W_in`, the read-out and the
             projection's kernel.
         **kwargs: other `keras.layers.Layer` arguments.
 
@@ -135,15 +137,15 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
             shape=modes,
             initializer=self._decay_initializer,
         )
-        self.amplitude = self.add_weight(
-            name="amplitude",
+        self.read_out_real = self.add_weight(
+            name="read_out_real",
             shape=read_out,
             initializer=self.kernel_initializer,
         )
-        self.phase = self.add_weight(
-            name="phase",
+        self.read_out_imaginary = self.add_weight(
+            name="read_out_imaginary",
             shape=read_out,
-            initializer=keras.initializers.RandomUniform(0.0, 2 * math.pi),
+            initializer=self.kernel_initializer,
         )
 
     def sequence_flops_per_token(self, length):
@@ -190,11 +192,9 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
 
     def _read_out(self, real, imaginary):
         """`h` from the modes' states `(..., num_modes)` (float32)."""
-        amplitude = ops.cast(self.amplitude, "float32")
-        phase = ops.cast(self.phase, "float32")
-        return ops.matmul(real, amplitude * ops.sin(phase)) + ops.matmul(
-            imaginary, amplitude * ops.cos(phase)
-        )
+        return ops.matmul(
+            real, ops.cast(self.read_out_real, "float32")
+        ) + ops.matmul(imaginary, ops.cast(self.read_out_imaginary, "float32"))
 
     def _sequence(self, x, cache_update_index):
         y, cache = super()._sequence(x, cache_update_index)

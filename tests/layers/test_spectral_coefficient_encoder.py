@@ -18,12 +18,15 @@ def numpy_spectral(encoder, x):
             ("w_in", encoder.mode_input.kernel),
             ("frequency", encoder.frequency),
             ("decay", encoder.decay),
-            ("amplitude", encoder.amplitude),
-            ("phase", encoder.phase),
+            ("real", encoder.read_out_real),
+            ("imaginary", encoder.read_out_imaginary),
             ("w", encoder.projection.kernel),
             ("b", encoder.projection.bias),
         ]
     }
+    # The read-out in polar form: amplitude a and phase phi.
+    amplitude = np.hypot(weights["real"], weights["imaginary"])
+    phase = np.arctan2(weights["real"], weights["imaginary"])
     r = np.exp(-np.log1p(np.exp(weights["decay"])))
     omega = 2 * np.pi * weights["frequency"] / encoder.window_length
     y = np.asarray(x, "float64")
@@ -33,9 +36,9 @@ def numpy_spectral(encoder, x):
     past = lag >= 0
     lag = np.maximum(lag, 0)[..., None, None]  # (t, s, m, d)
     kernel = (
-        weights["amplitude"]
+        amplitude
         * r[:, None] ** lag
-        * np.sin(omega[:, None] * lag + weights["phase"])
+        * np.sin(omega[:, None] * lag + phase)
         * past[..., None, None]
     )
     h = np.einsum("bsm,tsmd->btd", u, kernel)
@@ -96,7 +99,7 @@ class SpectralCoefficientEncoderTest(TestCase):
         )
         encoder.build((None, None, 16))
         # Depthwise (3 x 16 + 16), mode inputs 16 x 4, frequency and decay
-        # 4 each, amplitude and phase 4 x 16 each, projection 16 x 8 + 8.
+        # 4 each, the two read-outs 4 x 16 each, projection 16 x 8 + 8.
         self.assertEqual(
             encoder.count_params(),
             64 + 64 + 8 + 2 * 64 + 16 * 8 + 8,

@@ -42,8 +42,8 @@ class TokenMixerTest(TestCase):
         ("depthwise", DepthwiseCoefficientEncoder, {}, 6),
         # The depthwise ones and the gate's kernel and bias.
         ("gated", GatedCoefficientEncoder, {}, 8),
-        # The depthwise ones, the mode inputs' kernel, frequencies, decays,
-        # amplitudes and phases.
+        # The depthwise ones, the mode inputs' kernel, frequencies, decays
+        # and the two read-outs.
         ("spectral", SpectralCoefficientEncoder, {"window_length": 8}, 11),
     )
     def test_layer_basics(self, cls, own, num_weights):
