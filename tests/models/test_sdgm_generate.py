@@ -100,7 +100,10 @@ class SDGMGenerateTest(TestCase):
             lm({"token_ids": token_ids, "padding_mask": padding_mask})
         )
         for position in (40, 4000, 16000):
-            _, cache = lm._build_cache(token_ids, padding_mask, position)
+            # The prompt up to the position is all the cache may read.
+            _, cache = lm._build_cache(
+                token_ids[:, :position], padding_mask[:, :position], position
+            )
             for t in range(position, position + steps):
                 logits, _, cache = lm.call_with_cache(
                     token_ids[:, t : t + 1], cache, t

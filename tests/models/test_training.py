@@ -34,7 +34,9 @@ class TrainingTest(TestCase):
         # Next tokens are independent of everything the model may see, so
         # no causal model can beat perplexity 50 on held-out data. A model
         # that peeks at the future can: with the encoder's padding switched
-        # to "same", the best validation perplexity here drops to about 9.
+        # to "same", the best validation perplexity here dropped to about 9
+        # (at 256 training windows); with the spectral mixer's lag matrix
+        # reading future lags, to 27.9.
         vocabulary_size, length = 50, 32
         tokenizer = SDGMTokenizer(
             ["<eos>", "<unk>"] + [f"w{i}" for i in range(2, vocabulary_size)]
@@ -56,7 +58,7 @@ class TrainingTest(TestCase):
             )
 
         train, validation = (
-            uniform_batches(256, True),
+            uniform_batches(128, True),
             uniform_batches(64, False),
         )
         lm = SDGMCausalLM(
