@@ -5,6 +5,8 @@ from keras import ops
 
 from keras_sdgm.layers.frequency_initializer import FrequencyBandInitializer
 from keras_sdgm.utils.config_keys import renamed_config
+from keras_sdgm.utils.sine import cos_turns
+from keras_sdgm.utils.sine import sin_turns
 from keras_sdgm.utils.validation import require_positive_int
 
 
@@ -145,7 +147,7 @@ class SpectralDictionary(keras.layers.Layer):
         """Evaluates the atoms at positions `start_index .. start_index+length-1`.
 
         One `sin` per position, atom and feature, of the exactly
-        range-reduced angle (see `_angles`): the reference evaluation, used
+        range-reduced angle (see `_turns`): the reference evaluation, used
         for one decoding step and by `keras_sdgm.interpret`. `call` mixes
         longer inputs chunk by chunk with angle addition instead (same atoms
         within float32 rounding).
@@ -160,24 +162,26 @@ class SpectralDictionary(keras.layers.Layer):
         positions = ops.cast(start_index, "int32") + ops.arange(
             length, dtype="int32"
         )
-        angles = self._angles(positions, self.frequency, self.phase)
-        return ops.cast(self.amplitude, "float32")[None] * ops.sin(angles)
+        turns = self._turns(positions, self.frequency, self.phase)
+        return ops.cast(self.amplitude, "float32")[None] * sin_turns(turns)
 
-    def _angles(self, positions, frequency, phase):
-        """Angles `2 pi f t / L0 + phi` at integer positions `t`, float32.
+    def _turns(self, positions, frequency, phase):
+        """Angles `f t / L0 + phi / (2 pi)` in turns at integer positions `t`.
 
-        The angle is range-reduced before the `sin`: with `t = q L0 + r`
-        (integers, exact), `f t / L0 = f q + f r / L0`, and the whole cycles
-        of each term are dropped exactly. `f q` is computed exactly by
-        splitting `f` into a part on a grid of `2**-grid_bits` cycles and a
-        small remainder, so the angle stays accurate to about 1e-5 rad at
-        any position below `2**12 * window_length` (524,288 for L0 = 128)
-        while `|f|` is below `window_length` (twice the initial band),
-        instead of losing ~1e-3 rad per 4,000 cycles as a plain float32
-        product does.
+        The angle is range-reduced, in turns, before the `sin` (which
+        `sin_turns` evaluates with an exact reduction and a polynomial):
+        with `t = q L0 + r` (integers, exact), `f t / L0 = f q + f r / L0`,
+        and the whole cycles of each term are dropped exactly. `f q` is
+        computed exactly by splitting `f` into a part on a grid of
+        `2**-grid_bits` cycles and a small remainder, so the angle stays
+        accurate to about 1e-5 rad at any position below
+        `2**12 * window_length` (524,288 for L0 = 128) while `|f|` is below
+        `window_length` (twice the initial band), instead of losing ~1e-3
+        rad per 4,000 cycles as a plain float32 product does.
 
         Returns:
-            A tensor of shape `(len(positions), num_atoms, hidden_dim)`.
+            A float32 tensor of shape `(len(positions), num_atoms,
+            hidden_dim)`, within a few turns of 0.
         """
         windows = ops.cast(positions // self.window_length, "float32")
         offsets = ops.cast(positions % self.window_length, "float32")
@@ -191,13 +195,12 @@ class SpectralDictionary(keras.layers.Layer):
         whole = _outer(windows, f_grid)
         rest = _outer(windows, f_rest)
         within = _outer(offsets / self.window_length, frequency)
-        cycles = (
+        phase = ops.cast(phase, "float32") / (2.0 * math.pi)
+        return (
             (whole - ops.round(whole))
             + (rest - ops.round(rest))
             + (within - ops.round(within))
-        )
-        return 2.0 * math.pi * cycles + _outer(
-            ops.ones_like(windows), ops.cast(phase, "float32")
+            + _outer(ops.ones_like(windows), phase - ops.round(phase))
         )
 
     def _grid_bits(self):
@@ -250,16 +253,15 @@ class SpectralDictionary(keras.layers.Layer):
         chunk_starts = ops.cast(start_index, "int32") + chunk_size * ops.arange(
             num_chunks, dtype="int32"
         )
-        start_angles = self._angles(chunk_starts, self.frequency, self.phase)
-        offset_angles = _outer(
-            ops.arange(chunk_size, dtype="float32")
-            * (2.0 * math.pi / self.window_length),
+        start_turns = self._turns(chunk_starts, self.frequency, self.phase)
+        offset_turns = _outer(
+            ops.arange(chunk_size, dtype="float32") / self.window_length,
             ops.cast(self.frequency, "float32"),
         )
         ones = ops.ones((chunk_size,), "float32")
         amplitude = _outer(ones, ops.cast(self.amplitude, "float32"))
-        scaled_sin = amplitude * ops.sin(offset_angles)
-        scaled_cos = amplitude * ops.cos(offset_angles)
+        scaled_sin = amplitude * sin_turns(offset_turns)
+        scaled_cos = amplitude * cos_turns(offset_turns)
         compute_dtype = self.compute_dtype
 
         @keras.remat
@@ -277,7 +279,7 @@ class SpectralDictionary(keras.layers.Layer):
             )
 
         mixed = ops.map(
-            mix, (chunks, ops.sin(start_angles), ops.cos(start_angles))
+            mix, (chunks, sin_turns(start_turns), cos_turns(start_turns))
         )
         mixed = ops.reshape(
             mixed, (num_chunks * chunk_size, batch_size, self.hidden_dim)
