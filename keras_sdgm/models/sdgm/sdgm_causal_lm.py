@@ -51,17 +51,21 @@ class SDGMCausalLM(CausalLM):
       `GaussianMixturePrior`.
 
     Padded positions are left out of R and P; R, S and P are averaged over
-    the blocks. Each term is logged (`nll`, `reconstruction_loss`,
-    `stft_loss`, `prior_loss`) whatever its weight, along with `loss` (the
-    weighted total) and `perplexity` (from the NLL alone). A term whose
-    weight is 0 is computed for the log but passes no gradient.
+    the blocks. `fit()` and `evaluate()` log `loss` (the weighted total),
+    `nll`, `perplexity` (from the NLL alone) and each term whose weight is
+    above 0 (`reconstruction_loss`, `stft_loss`, `prior_loss`). A term
+    whose weight is 0 is neither computed nor logged: it would cost every
+    step its work (the STFT's framing and FFTs, the prior's log-densities)
+    and compile time (docs/PERFORMANCE.md). `auxiliary_terms()` computes
+    any of them on demand.
 
     The terms are functions in `keras_sdgm.losses`. Every call of the
-    model computes them from the blocks' `auxiliary_outputs` (see
-    `SDGMBackbone`) and records them with Keras's `add_loss` as the
+    model computes the weighted ones from the blocks' `auxiliary_outputs`
+    (see `SDGMBackbone`) and records them with Keras's `add_loss` as the
     loss of its sublayer `auxiliary_loss` (an `AddLoss`), a vector
-    `(R, S, P)`; `compute_loss` weights that vector. A compiled `predict`
-    drops the unused terms; an eager torch call computes them.
+    `(R, S, P)` with zeros for the unweighted terms; `compute_loss`
+    weights that vector. A compiled `predict` drops the terms; an eager
+    torch call computes them.
 
     The defaults weight the auxiliary terms at 0: the paper's weights
     raised validation perplexity in our ablations (docs/ABLATIONS.md). Set
@@ -137,8 +141,19 @@ class SDGMCausalLM(CausalLM):
         self.nll_tracker = keras.metrics.Mean(name="nll")
         self.term_trackers = {
             term: keras.metrics.Mean(name=f"{term}_loss")
-            for term in AUXILIARY_TERMS
+            for term in self.weighted_terms()
         }
+
+    def weighted_terms(self):
+        """The auxiliary terms with a weight above 0, in `AUXILIARY_TERMS` order.
+
+        Those that `fit()` and `evaluate()` compute and log.
+        """
+        return tuple(
+            term
+            for term in AUXILIARY_TERMS
+            if getattr(self, f"{term}_weight") > 0
+        )
 
     def call(self, inputs, training=None, mask=None):
         """Logits `(batch, length, vocabulary_size)`; records the terms.
@@ -152,10 +167,14 @@ class SDGMCausalLM(CausalLM):
             inputs, training=training, return_auxiliary_outputs=True
         )
         terms = self.auxiliary_terms(
-            outputs["auxiliary_outputs"], inputs["padding_mask"]
+            outputs["auxiliary_outputs"],
+            inputs["padding_mask"],
+            terms=self.weighted_terms(),
         )
         self.auxiliary_loss(
-            ops.stack([terms[term] for term in AUXILIARY_TERMS])
+            ops.stack(
+                [terms.get(term, ops.zeros(())) for term in AUXILIARY_TERMS]
+            )
         )
         return self.backbone.token_embedding(
             outputs["sequence_output"], reverse=True
@@ -310,50 +329,57 @@ class SDGMCausalLM(CausalLM):
         nll = self.nll_loss(y, y_pred, sample_weight)
         self.nll_tracker.update_state(nll * replicas)
         total = self.nll_weight * nll
-        for i, term in enumerate(AUXILIARY_TERMS):
-            value = auxiliary[i]
+        for term in self.weighted_terms():
+            value = auxiliary[AUXILIARY_TERMS.index(term)]
             self.term_trackers[term].update_state(value)
             total = total + getattr(self, f"{term}_weight") * value / replicas
         for loss in other_losses:
             total = total + ops.sum(ops.cast(loss, "float32")) / replicas
         return total
 
-    def auxiliary_terms(self, auxiliary_outputs, padding_mask=None):
+    def auxiliary_terms(
+        self, auxiliary_outputs, padding_mask=None, terms=AUXILIARY_TERMS
+    ):
         """R, S and P of the blocks' `auxiliary_outputs`, averaged over blocks.
-
-        A term whose weight is 0 passes no gradient.
 
         Args:
             auxiliary_outputs: list with one dict per block, as
                 `SDGMBackbone(..., return_auxiliary_outputs=True)` returns
                 under `"auxiliary_outputs"`.
             padding_mask: `(batch, length)` mask of real tokens, or `None`.
+            terms: the terms to compute, a subset of `AUXILIARY_TERMS`
+                (default: all three, whatever their weights).
 
         Returns:
-            dict of float32 scalars keyed by `AUXILIARY_TERMS`.
+            dict of float32 scalars keyed by the names in `terms`.
         """
-        totals = dict.fromkeys(AUXILIARY_TERMS, 0.0)
+        unknown = set(terms) - set(AUXILIARY_TERMS)
+        if unknown:
+            raise ValueError(
+                f"`terms` must be a subset of {AUXILIARY_TERMS}. "
+                f"Received: terms={tuple(terms)!r}"
+            )
+        totals = dict.fromkeys(terms, 0.0)
         for block, outputs in zip(self.backbone.blocks, auxiliary_outputs):
             target = ops.stop_gradient(outputs["target"])
             reconstruction = outputs["reconstruction"]
-            totals["reconstruction"] += reconstruction_loss(
-                target,
-                _with_gradient_if(self.reconstruction_weight, reconstruction),
-                padding_mask,
-            )
-            totals["stft"] += stft_loss(
-                target,
-                _with_gradient_if(self.stft_weight, reconstruction),
-                padding_mask,
-                fft_length=self.stft_fft_length,
-                frame_step=self.stft_frame_step,
-            )
-            coefficients = _with_gradient_if(
-                self.prior_weight, outputs["coefficients"]
-            )
-            totals["prior"] += prior_loss(
-                block.prior.log_prob(coefficients), padding_mask
-            )
+            if "reconstruction" in totals:
+                totals["reconstruction"] += reconstruction_loss(
+                    target, reconstruction, padding_mask
+                )
+            if "stft" in totals:
+                totals["stft"] += stft_loss(
+                    target,
+                    reconstruction,
+                    padding_mask,
+                    fft_length=self.stft_fft_length,
+                    frame_step=self.stft_frame_step,
+                )
+            if "prior" in totals:
+                totals["prior"] += prior_loss(
+                    block.prior.log_prob(outputs["coefficients"]),
+                    padding_mask,
+                )
         num_blocks = len(self.backbone.blocks)
         return {term: value / num_blocks for term, value in totals.items()}
 
@@ -677,11 +703,6 @@ def _is_dataset(inputs):
     return type(inputs).__module__.startswith("tensorflow") and hasattr(
         inputs, "element_spec"
     )
-
-
-def _with_gradient_if(weight, x):
-    """`x`, or `x` with its gradient stopped when its loss weight is 0."""
-    return x if weight else ops.stop_gradient(x)
 
 
 def _split_losses(losses, y_pred):
