@@ -11,7 +11,6 @@ from keras import ops
 
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
-from keras_sdgm.models.sdgm.sdgm_causal_lm import AUXILIARY_TERMS
 from tests.fixtures import ALL_TERMS
 from tests.fixtures import TINY_BACKBONE
 from tests.fixtures import TINY_TEXT
@@ -83,40 +82,36 @@ class SDGMCausalLMTest(TestCase):
 
     def test_only_weighted_terms_are_computed_and_logged(self):
         x, y, sw = lm_batch()
-        for weights, logged in (
-            ({}, ()),
-            ({"stft_weight": 0.25}, ("stft_loss",)),
-        ):
-            lm = tiny_lm(**weights)
-            lm.compile()
-            history = lm.fit(x, y, sample_weight=sw, verbose=0)
-            result = lm.evaluate(
-                x, y, sample_weight=sw, verbose=0, return_dict=True
-            )
-            for log in (history.history, result):
-                self.assertEqual(
-                    sorted(name for name in log if name.endswith("_loss")),
-                    list(logged),
-                )
-            # The unweighted terms are zeros in the recorded vector: the
-            # forward pass did not compute them.
-            lm(x)
-            (vector,) = lm.losses
-            for i, term in enumerate(AUXILIARY_TERMS):
-                if f"{term}_loss" not in logged:
-                    self.assertEqual(float(vector[i]), 0.0)
-            if logged:
-                self.assertGreater(float(vector[1]), 0.0)
-            if not logged:
-                self.assertAllClose(result["loss"], result["nll"], rtol=1e-6)
-                continue
-            # With a weight, the logged term is the one computed on demand.
-            outputs = lm.backbone(x, return_auxiliary_outputs=True)
-            terms = lm.auxiliary_terms(
-                outputs["auxiliary_outputs"], x["padding_mask"], ("stft",)
-            )
-            self.assertEqual(list(terms), ["stft"])
-            self.assertAllClose(vector[1], terms["stft"], rtol=1e-5)
+        # Default weights: the NLL alone; the recorded vector is zeros (the
+        # forward pass computed no term).
+        lm = tiny_lm()
+        lm.compile()
+        result = lm.evaluate(
+            x, y, sample_weight=sw, verbose=0, return_dict=True
+        )
+        self.assertEqual([n for n in result if n.endswith("_loss")], [])
+        self.assertAllClose(result["loss"], result["nll"], rtol=1e-6)
+        lm(x)
+        self.assertAllClose(lm.losses[0], np.zeros(3), atol=0, rtol=0)
+        # The STFT term alone: logged in fit and evaluate, and what
+        # `auxiliary_terms` computes on demand.
+        lm = tiny_lm(stft_weight=0.25)
+        lm.compile()
+        history = lm.fit(x, y, sample_weight=sw, verbose=0)
+        self.assertEqual(
+            [n for n in history.history if n.endswith("_loss")], ["stft_loss"]
+        )
+        lm(x)
+        (vector,) = lm.losses
+        self.assertEqual(float(vector[0]), 0.0)
+        self.assertEqual(float(vector[2]), 0.0)
+        outputs = lm.backbone(x, return_auxiliary_outputs=True)
+        terms = lm.auxiliary_terms(
+            outputs["auxiliary_outputs"], x["padding_mask"], ("stft",)
+        )
+        self.assertEqual(list(terms), ["stft"])
+        self.assertGreater(float(terms["stft"]), 0.0)
+        self.assertAllClose(vector[1], terms["stft"], rtol=1e-5)
         with self.assertRaisesRegex(ValueError, "`terms` must be a subset"):
             lm.auxiliary_terms(outputs["auxiliary_outputs"], terms=("nll",))
 
