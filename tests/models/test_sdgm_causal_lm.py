@@ -93,13 +93,16 @@ class SDGMCausalLMTest(TestCase):
         self.assertAllClose(result["loss"], result["nll"], rtol=1e-6)
         lm(x)
         self.assertAllClose(lm.losses[0], np.zeros(3), atol=0, rtol=0)
-        # The STFT term alone: logged in fit and evaluate, and what
+        # The STFT term alone: logged (fit logs the same trackers, see
+        # `test_fit_logs_every_term_and_weights_them`), and what
         # `auxiliary_terms` computes on demand.
         lm = tiny_lm(stft_weight=0.25)
         lm.compile()
-        history = lm.fit(x, y, sample_weight=sw, verbose=0)
+        result = lm.evaluate(
+            x, y, sample_weight=sw, verbose=0, return_dict=True
+        )
         self.assertEqual(
-            [n for n in history.history if n.endswith("_loss")], ["stft_loss"]
+            [n for n in result if n.endswith("_loss")], ["stft_loss"]
         )
         lm(x)
         (vector,) = lm.losses
