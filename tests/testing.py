@@ -58,9 +58,3 @@ def only_under(backend, reason):
 END_TO_END = only_under(
     "jax", "an end-to-end run; the backend is not what it tests"
 )
-# A real-data training run of a tiny model (a few hundred steps): the
-# backend is not what it tests, and torch runs it fastest here (78 s,
-# against 102 s under JAX, 162 s with the test script's unoptimized XLA).
-TRAINING_RUN = only_under(
-    "torch", "a training run on real data; the backend is not what it tests"
-)

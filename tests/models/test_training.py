@@ -12,7 +12,7 @@ from keras_sdgm.models import SDGMCausalLM
 from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
 from tests.conftest import shared_data_dir
-from tests.testing import TRAINING_RUN
+from tests.testing import END_TO_END
 from tests.testing import TestCase
 
 
@@ -82,7 +82,7 @@ class TrainingTest(TestCase):
         self.assertGreaterEqual(min(history.history["val_perplexity"]), 45)
 
     @pytest.mark.slow
-    @TRAINING_RUN
+    @END_TO_END
     def test_learns_from_context_on_ptb(self):
         # About a minute of training on 3,000 PTB lines must clearly beat
         # the unigram model of the same lines on 400 held-out validation
