@@ -36,7 +36,7 @@ import numpy as np
 from keras_sdgm.training import reporting
 
 REFERENCE = "base"
-LONG_WINDOWS = ["--long-eval-lengths", "256,512"]
+LONG_WINDOWS = ["--long-eval-lengths", "256,512,1024"]
 # Every run starts from `base`: the `sdgm_base` preset without its position
 # offsets (a variant's own flags come after these and override them).
 BASE_FLAGS = ["--max-position-offset", "0"]
@@ -72,6 +72,11 @@ VARIANTS = {
         "token mixer: damped sinusoidal modes over every past position after "
         "one kernel-3 depthwise convolution (`--encoder-type spectral`)",
         ["--encoder-type", "spectral"] + LONG_WINDOWS,
+    ),
+    "gated-spectral-mixer": (
+        "token mixer: the spectral modes under a sigmoid gate "
+        "(`--encoder-type gated_spectral`)",
+        ["--encoder-type", "gated_spectral"] + LONG_WINDOWS,
     ),
     "tanh-coefficients": (
         "coefficient activation tanh instead of gelu",

@@ -6,6 +6,9 @@ from keras_sdgm.layers.depthwise_coefficient_encoder import (
 )
 from keras_sdgm.layers.frequency_initializer import FrequencyBandInitializer
 from keras_sdgm.layers.gated_coefficient_encoder import GatedCoefficientEncoder
+from keras_sdgm.layers.gated_spectral_coefficient_encoder import (
+    GatedSpectralCoefficientEncoder,
+)
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
 from keras_sdgm.layers.spectral_coefficient_encoder import (
     SpectralCoefficientEncoder,
@@ -20,6 +23,7 @@ __all__ = [
     "DepthwiseCoefficientEncoder",
     "FrequencyBandInitializer",
     "GatedCoefficientEncoder",
+    "GatedSpectralCoefficientEncoder",
     "GaussianMixturePrior",
     "SpectralCoefficientEncoder",
     "SpectralDictionary",

@@ -9,6 +9,9 @@ from keras_hub.src.utils.python_utils import classproperty
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
 from keras_sdgm.models.sdgm.spectral_dictionary_block import RENAMED_KEYS
 from keras_sdgm.models.sdgm.spectral_dictionary_block import (
+    SPECTRAL_ENCODER_TYPES,
+)
+from keras_sdgm.models.sdgm.spectral_dictionary_block import (
     SpectralDictionaryBlock,
 )
 from keras_sdgm.utils.config_keys import renamed_config
@@ -66,12 +69,12 @@ class SDGMBackbone(Backbone):
         num_layers: int. Number of blocks.
         encoder_type: str. Each block's token mixer (see
             `SpectralDictionaryBlock`): `"dilated_convolution"`,
-            `"depthwise"`, `"gated"` or `"spectral"`.
+            `"depthwise"`, `"gated"`, `"spectral"` or `"gated_spectral"`.
         kernel_size: int. Encoder convolution width.
         dilation_rates: list of ints, encoder dilations per block, or
             `None` for 1, 2, 4, ... until the encoder's receptive field
             covers `window_length` positions (`[1]`, one short convolution,
-            for `"spectral"`, whose modes see every past position).
+            for the spectral mixers, whose modes see every past position).
         coefficient_activation: activation of the coefficients.
         intermediate_dim: int. Feed-forward width per block; 0 for none,
             `None` for `4 * hidden_dim`.
@@ -135,7 +138,7 @@ class SDGMBackbone(Backbone):
         num_layers = require_positive_int("num_layers", num_layers)
         window_length = require_positive_int("window_length", window_length)
         kernel_size = require_positive_int("kernel_size", kernel_size)
-        if dilation_rates is None and encoder_type == "spectral":
+        if dilation_rates is None and encoder_type in SPECTRAL_ENCODER_TYPES:
             dilation_rates = [1]
         elif dilation_rates is None:
             dilation_rates = covering_dilation_rates(kernel_size, window_length)

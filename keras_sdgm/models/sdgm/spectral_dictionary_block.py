@@ -6,6 +6,9 @@ from keras_sdgm.layers.depthwise_coefficient_encoder import (
     DepthwiseCoefficientEncoder,
 )
 from keras_sdgm.layers.gated_coefficient_encoder import GatedCoefficientEncoder
+from keras_sdgm.layers.gated_spectral_coefficient_encoder import (
+    GatedSpectralCoefficientEncoder,
+)
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
 from keras_sdgm.layers.spectral_coefficient_encoder import (
     SpectralCoefficientEncoder,
@@ -25,8 +28,16 @@ ENCODERS = {
     "depthwise": DepthwiseCoefficientEncoder,
     "gated": GatedCoefficientEncoder,
     "spectral": SpectralCoefficientEncoder,
+    "gated_spectral": GatedSpectralCoefficientEncoder,
 }
 ENCODER_TYPES = tuple(ENCODERS)
+# The mixers with damped sinusoidal modes: they take the window (the unit of
+# their frequencies) and see every past position without dilations.
+SPECTRAL_ENCODER_TYPES = tuple(
+    name
+    for name, encoder in ENCODERS.items()
+    if issubclass(encoder, SpectralCoefficientEncoder)
+)
 DICTIONARY_TYPES = ("spectral", "static")
 # Arguments renamed since earlier releases, whose saved configs still load:
 # old key -> argument (the block's and `SDGMBackbone`'s).
@@ -57,7 +68,9 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     per channel and one projection to the coefficients; `"gated"`:
     `GatedCoefficientEncoder`, the same under a multiplicative gate;
     `"spectral"`: `SpectralCoefficientEncoder`, damped sinusoidal modes
-    that carry every past position, after short depthwise convolutions).
+    that carry every past position, after short depthwise convolutions;
+    `"gated_spectral"`: `GatedSpectralCoefficientEncoder`, the same under
+    the multiplicative gate).
     The dictionary is a
     sublayer named by `dictionary_type`: `"spectral"` (`SpectralDictionary`,
     the method's sinusoidal atoms, which depend on the position) or
@@ -242,7 +255,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
 
     def _make_encoder(self):
         window = {}
-        if self.encoder_type == "spectral":
+        if self.encoder_type in SPECTRAL_ENCODER_TYPES:
             window["window_length"] = self.window_length
         return ENCODERS[self.encoder_type](
             **window,
