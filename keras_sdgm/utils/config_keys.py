@@ -27,3 +27,21 @@ def renamed_config(config, renames):
             )
         config[new] = config.pop(old)
     return config
+
+
+def with_earlier_defaults(config, defaults):
+    """A copy of `config` with the arguments it lacks set as it was saved.
+
+    A config saved before an argument existed was written when the model
+    behaved as that argument's value in `defaults`, which may differ from
+    today's default (for example the token mixer before `encoder_type`).
+
+    Args:
+        config: dict. A saved layer or model config.
+        defaults: dict mapping an argument to the value it had before it
+            was saved in configs.
+
+    Returns:
+        A new dict; `config` is unchanged.
+    """
+    return {**defaults, **config}

@@ -11,6 +11,7 @@ from keras import ops
 from keras_sdgm.layers import CoefficientEncoder
 from keras_sdgm.layers import DepthwiseCoefficientEncoder
 from keras_sdgm.layers import GatedCoefficientEncoder
+from keras_sdgm.layers import GatedSpectralCoefficientEncoder
 from keras_sdgm.layers import SpectralCoefficientEncoder
 from tests.testing import TestCase
 
@@ -23,6 +24,11 @@ MIXERS = [
     (
         "spectral",
         SpectralCoefficientEncoder,
+        {"window_length": 8, "chunk_size": 4},
+    ),
+    (
+        "gated_spectral",
+        GatedSpectralCoefficientEncoder,
         {"window_length": 8, "chunk_size": 4},
     ),
 ]
@@ -45,6 +51,13 @@ class TokenMixerTest(TestCase):
         # The depthwise ones, the mode inputs' kernel, frequencies, decays
         # and the two read-outs.
         ("spectral", SpectralCoefficientEncoder, {"window_length": 8}, 11),
+        # The spectral ones and the gate's kernel and bias.
+        (
+            "gated_spectral",
+            GatedSpectralCoefficientEncoder,
+            {"window_length": 8},
+            13,
+        ),
     )
     def test_layer_basics(self, cls, own, num_weights):
         self.run_layer_test(

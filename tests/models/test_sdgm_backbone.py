@@ -23,6 +23,7 @@ class SDGMBackboneTest(TestCase):
         ("depthwise", "depthwise"),
         ("gated", "gated"),
         ("spectral", "spectral"),
+        ("gated_spectral", "gated_spectral"),
     )
     def test_saved_model(self, encoder_type):
         self.run_model_saving_test(
@@ -44,6 +45,16 @@ class SDGMBackboneTest(TestCase):
         self.assertEqual(
             backbone.blocks[0].window_length, TINY_BACKBONE["window_length"]
         )
+        # Configs saved before `encoder_type` existed held the dense mixer,
+        # the default then; since then every config names its mixer.
+        del config["encoder_type"]
+        self.assertEqual(
+            SDGMBackbone.from_config(config).blocks[0].encoder_type,
+            "dilated_convolution",
+        )
+        self.assertEqual(
+            SDGMBackbone(**TINY_BACKBONE).encoder_type, "gated_spectral"
+        )
         # Through from_preset's keyword arguments too.
         paper = SDGMBackbone.from_preset(
             "sdgm_paper", vocabulary_size=10, sequence_length=32
@@ -58,9 +69,13 @@ class SDGMBackboneTest(TestCase):
         ):
             SDGMBackbone(**TINY_BACKBONE, sequence_length=8, windw=3)
 
-    def test_default_encoder_covers_the_window(self):
+    def test_dense_encoder_covers_the_window(self):
         backbone = SDGMBackbone(
-            vocabulary_size=10, hidden_dim=8, num_atoms=4, window_length=128
+            vocabulary_size=10,
+            hidden_dim=8,
+            num_atoms=4,
+            window_length=128,
+            encoder_type="dilated_convolution",
         )
         self.assertEqual(backbone.dilation_rates, [1, 2, 4, 8, 16, 32, 64])
         self.assertEqual(backbone.intermediate_dim, 32)
@@ -95,6 +110,16 @@ class SDGMBackboneTest(TestCase):
                 paper.max_position_offset,
             ),
             (2, 384, 0),
+        )
+        # The default mixer (docs/ABLATIONS.md), and the paper's convolution.
+        self.assertEqual(
+            (
+                base.encoder_type,
+                base.dilation_rates,
+                tiny.encoder_type,
+                paper.encoder_type,
+            ),
+            ("gated_spectral", [1], "gated_spectral", "dilated_convolution"),
         )
         with self.assertRaisesRegex(ValueError, "sdgm_paper"):
             SDGMBackbone.from_preset("sdgm_huge", vocabulary_size=10)

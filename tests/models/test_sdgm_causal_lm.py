@@ -11,6 +11,7 @@ from keras import ops
 
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
+from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
 from tests.fixtures import ALL_TERMS
 from tests.fixtures import TINY_BACKBONE
 from tests.fixtures import TINY_TEXT
@@ -297,6 +298,7 @@ class CausalityTest(TestCase):
         ("gated_two_blocks", 2, 3, [1, 2], True, "gated"),
         ("spectral_two_blocks", 2, 3, [1], True, "spectral"),
         ("spectral_one_block", 1, 2, [1], False, "spectral"),
+        ("gated_spectral_two_blocks", 2, 3, [1], True, "gated_spectral"),
     )
     def test_future_tokens_do_not_change_past_logits(
         self,
@@ -350,7 +352,6 @@ CROSS_BACKEND_SCRIPT = textwrap.dedent(
         np.save(os.path.join(sys.argv[2], name), out)
     """
 )
-ENCODER_TYPES = ("dilated_convolution", "depthwise", "gated", "spectral")
 
 
 class CrossBackendTest(TestCase):

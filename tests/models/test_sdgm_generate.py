@@ -66,6 +66,7 @@ ENCODER_TYPES = [
     ("depthwise", "depthwise"),
     ("gated", "gated"),
     ("spectral", "spectral"),
+    ("gated_spectral", "gated_spectral"),
 ]
 
 

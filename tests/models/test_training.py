@@ -29,6 +29,7 @@ class TrainingTest(TestCase):
         ("depthwise", "depthwise"),
         ("gated", "gated"),
         ("spectral", "spectral"),
+        ("gated_spectral", "gated_spectral"),
     )
     def test_uniform_random_tokens_stay_at_chance(self, encoder_type):
         # Next tokens are independent of everything the model may see, so
@@ -86,7 +87,9 @@ class TrainingTest(TestCase):
     def test_learns_from_context_on_ptb(self):
         # About a minute of training on 3,000 PTB lines must clearly beat
         # the unigram model of the same lines on 400 held-out validation
-        # lines (measured: unigram 440, SDGM about 283 after 5 epochs).
+        # lines (measured: unigram 439; the default gated spectral mixer
+        # 328 after 3 epochs, 291 after 4, 286 after 5; the dense mixer
+        # 344, 300 and 284).
         length = 32
         train_lines = datasets.load_lines("ptb", "train", shared_data_dir())[
             :3000
@@ -117,7 +120,7 @@ class TrainingTest(TestCase):
         lm.compile()  # the package defaults: Adam 1e-3, weight decay 1e-5
         lm.fit(
             datasets.language_model_dataset(train_ids, length, 32, seed=0),
-            epochs=5,
+            epochs=4,
             verbose=0,
         )
         result = evaluate_perplexity(lm, heldout_ids, verbose=0)

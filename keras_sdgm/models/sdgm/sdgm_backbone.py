@@ -7,6 +7,7 @@ from keras_hub.models import Backbone
 from keras_hub.src.utils.python_utils import classproperty
 
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
+from keras_sdgm.models.sdgm.spectral_dictionary_block import EARLIER_DEFAULTS
 from keras_sdgm.models.sdgm.spectral_dictionary_block import RENAMED_KEYS
 from keras_sdgm.models.sdgm.spectral_dictionary_block import (
     SPECTRAL_ENCODER_TYPES,
@@ -15,6 +16,7 @@ from keras_sdgm.models.sdgm.spectral_dictionary_block import (
     SpectralDictionaryBlock,
 )
 from keras_sdgm.utils.config_keys import renamed_config
+from keras_sdgm.utils.config_keys import with_earlier_defaults
 from keras_sdgm.utils.validation import check_token_inputs
 from keras_sdgm.utils.validation import require_model_kwargs
 from keras_sdgm.utils.validation import require_positive_int
@@ -49,12 +51,13 @@ class SDGMBackbone(Backbone):
     `(batch, length, hidden_dim)`; `SDGMCausalLM` turns them into logits
     through the tied token embedding.
 
-    `num_layers=1`, `dilation_rates=[1]`, `intermediate_dim=0`,
-    `residual=False` is the paper's single-dictionary model (preset
-    `"sdgm_paper"`). The defaults are our extension, chosen by measurement
-    (docs/ABLATIONS.md): two residual blocks, each with its own
-    dictionary, prior and reconstruction terms, a dilated encoder whose
-    receptive field covers the window, and a feed-forward.
+    `num_layers=1`, `encoder_type="dilated_convolution"`,
+    `dilation_rates=[1]`, `intermediate_dim=0`, `residual=False` is the
+    paper's single-dictionary model (preset `"sdgm_paper"`). The defaults
+    are our extension, chosen by measurement (docs/ABLATIONS.md): two
+    residual blocks, each with its own dictionary, prior and
+    reconstruction terms, a gated spectral mixer whose damped modes see
+    every past position, and a feed-forward.
 
     Positions are absolute token indices divided by `window_length` (the
     training window). Longer inputs are accepted: the atoms are defined at
@@ -116,7 +119,7 @@ class SDGMBackbone(Backbone):
         num_atoms,
         window_length,
         num_layers=2,
-        encoder_type="dilated_convolution",
+        encoder_type="gated_spectral",
         kernel_size=3,
         dilation_rates=None,
         coefficient_activation="gelu",
@@ -310,7 +313,11 @@ class SDGMBackbone(Backbone):
 
     @classmethod
     def from_config(cls, config):
-        return super().from_config(renamed_config(config, RENAMED_KEYS))
+        return super().from_config(
+            with_earlier_defaults(
+                renamed_config(config, RENAMED_KEYS), EARLIER_DEFAULTS
+            )
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -13,6 +13,7 @@ backbone_presets = {
             "num_atoms": 256,
             "window_length": 128,
             "num_layers": 1,
+            "encoder_type": "dilated_convolution",
             "kernel_size": 3,
             "dilation_rates": [1],
             "intermediate_dim": 0,
@@ -22,11 +23,11 @@ backbone_presets = {
     "sdgm_base": {
         "description": (
             "The package default at the paper's size (D=512, K=256, L=128): "
-            "two residual blocks, each with a dilated causal encoder that "
-            "sees the whole window and a 4x feed-forward; the dictionaries "
-            "are trained at random position offsets up to three windows, "
-            "so windows longer than 128 score as well as 128 "
-            "(docs/ABLATIONS.md). Pass `vocabulary_size`."
+            "two residual blocks, each with a gated spectral mixer (damped "
+            "sinusoidal modes that see every past position, at a constant "
+            "cost per generated token) and a 4x feed-forward; the "
+            "dictionaries are trained at random position offsets up to "
+            "three windows (docs/ABLATIONS.md). Pass `vocabulary_size`."
         ),
         "config": {
             "hidden_dim": 512,
@@ -39,8 +40,8 @@ backbone_presets = {
     "sdgm_tiny": {
         "description": (
             "A tiny model for tests and demos (D=64, K=32, L=64, two "
-            "blocks, position offsets up to three windows). Pass "
-            "`vocabulary_size`."
+            "blocks with the gated spectral mixer, position offsets up to "
+            "three windows). Pass `vocabulary_size`."
         ),
         "config": {
             "hidden_dim": 64,

@@ -16,6 +16,7 @@ from keras_sdgm.layers.spectral_coefficient_encoder import (
 from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
 from keras_sdgm.layers.static_dictionary import StaticDictionary
 from keras_sdgm.utils.config_keys import renamed_config
+from keras_sdgm.utils.config_keys import with_earlier_defaults
 from keras_sdgm.utils.validation import require_non_negative_float
 from keras_sdgm.utils.validation import require_one_of
 from keras_sdgm.utils.validation import require_positive_int
@@ -45,6 +46,10 @@ RENAMED_KEYS = {
     "dictionary": "dictionary_type",
     "sequence_length": "window_length",
 }
+# Arguments that configs of earlier releases lack, with the behaviour those
+# releases had (the block's and `SDGMBackbone`'s): the dense mixer was the
+# only one, and the default until "gated_spectral" (docs/ABLATIONS.md).
+EARLIER_DEFAULTS = {"encoder_type": "dilated_convolution"}
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
@@ -78,8 +83,9 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     every position, an ablation). Every encoder takes `(x, cache=None,
     cache_update_index=None)` and every dictionary `(C, start_index=0)`.
 
-    With `residual=False` and `intermediate_dim=0` this is the paper's
-    single-dictionary model (plus the input layer norm). The block owns the
+    With `encoder_type="dilated_convolution"`, `residual=False` and
+    `intermediate_dim=0` this is the paper's single-dictionary model (plus
+    the input layer norm). The block owns the
     `GaussianMixturePrior` over its coefficients; the objective's terms are
     computed by the task from the block's `auxiliary_outputs` (see
     `SDGMCausalLM`).
@@ -143,7 +149,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         self,
         num_atoms,
         window_length,
-        encoder_type="dilated_convolution",
+        encoder_type="gated_spectral",
         kernel_size=3,
         dilation_rates=(1,),
         coefficient_activation="gelu",
@@ -380,4 +386,8 @@ class SpectralDictionaryBlock(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        return super().from_config(renamed_config(config, RENAMED_KEYS))
+        return super().from_config(
+            with_earlier_defaults(
+                renamed_config(config, RENAMED_KEYS), EARLIER_DEFAULTS
+            )
+        )
