@@ -21,9 +21,11 @@ class SpectralDictionaryBlockTest(TestCase):
                 "padding_mask": np.ones((2, 8), "int32"),
             },
             expected_output_shape=(2, 8, 6),
-            # norm 2 + encoder 4 + dictionary 3 + prior 3 + ffn norm 2
-            # + ffn dense 4.
-            expected_num_trainable_weights=18,
+            # norm 2 + the default gated spectral encoder 13 (per rate a
+            # depthwise kernel and bias; mode inputs, frequencies, decays,
+            # two read-outs; gate and projection, a kernel and a bias each)
+            # + dictionary 3 + prior 3 + ffn norm 2 + ffn dense 4.
+            expected_num_trainable_weights=27,
         )
 
     def test_paper_block_outputs_the_reconstruction(self):
@@ -61,8 +63,8 @@ class SpectralDictionaryBlockTest(TestCase):
             },
             input_data=keras.random.normal((2, 8, 6)),
             expected_output_shape=(2, 8, 6),
-            # norm 2 + encoder 2 + a (4, 6) matrix + prior 3.
-            expected_num_trainable_weights=8,
+            # norm 2 + encoder 11 (one rate) + a (4, 6) matrix + prior 3.
+            expected_num_trainable_weights=17,
         )
         block = SpectralDictionaryBlock(
             num_atoms=4, window_length=8, dictionary_type="static"
