@@ -315,9 +315,8 @@ class FlopsPerTokenTest(TestCase):
     def test_dense_mixer(self):
         # One residual D x D kernel-3 convolution and the last D x K one.
         expected = (2 * 3 * 8 * 8) + (2 * 3 * 8 * 4) + self.SDGM_REST
-        self.assertEqual(
-            run.flops_per_token("sdgm", tiny_sdgm_backbone(), 8, 10), expected
-        )
+        backbone = tiny_sdgm_backbone(encoder_type="dilated_convolution")
+        self.assertEqual(run.flops_per_token("sdgm", backbone, 8, 10), expected)
 
     def test_depthwise_mixer(self):
         # Two depthwise kernel-3 convolutions (3 x D taps each) and the
