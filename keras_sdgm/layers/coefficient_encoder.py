@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_sdgm.layers.causal_mixer import CausalMixer
 from keras_sdgm.layers.causal_mixer import frames_before
+from keras_sdgm.utils.initializers import clone_initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
@@ -60,7 +61,7 @@ class CoefficientEncoder(CausalMixer):
                 kernel_size=self.kernel_size,
                 dilation_rate=rate,
                 padding="causal",
-                kernel_initializer=self.kernel_initializer,
+                kernel_initializer=clone_initializer(self.kernel_initializer),
                 dtype=self.dtype_policy,
                 name=f"convolution_{i}",
             )

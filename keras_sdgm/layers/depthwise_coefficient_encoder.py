@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_sdgm.layers.causal_mixer import CausalMixer
 from keras_sdgm.layers.causal_mixer import frames_before
+from keras_sdgm.utils.initializers import clone_initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
@@ -78,7 +79,7 @@ class DepthwiseCoefficientEncoder(CausalMixer):
         self.projection = keras.layers.Dense(
             self.num_atoms,
             activation=self.activation,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
             dtype=self.dtype_policy,
             name="projection",
         )

@@ -3,6 +3,7 @@ import keras
 from keras_sdgm.layers.depthwise_coefficient_encoder import (
     DepthwiseCoefficientEncoder,
 )
+from keras_sdgm.utils.initializers import clone_initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
@@ -46,7 +47,7 @@ class GatedCoefficientEncoder(DepthwiseCoefficientEncoder):
         self.gate = keras.layers.Dense(
             inputs_shape[-1],
             activation="sigmoid",
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
             dtype=self.dtype_policy,
             name="gate",
         )

@@ -8,6 +8,7 @@ from keras_sdgm.layers.causal_mixer import frames_before
 from keras_sdgm.layers.depthwise_coefficient_encoder import (
     DepthwiseCoefficientEncoder,
 )
+from keras_sdgm.utils.initializers import clone_initializer
 from keras_sdgm.utils.validation import require_positive_int
 
 
@@ -118,7 +119,7 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         self.mode_input = keras.layers.Dense(
             self.num_modes,
             use_bias=False,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
             dtype=self.dtype_policy,
             name="mode_input",
         )
@@ -140,12 +141,12 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         self.read_out_real = self.add_weight(
             name="read_out_real",
             shape=read_out,
-            initializer=self.kernel_initializer,
+            initializer=clone_initializer(self.kernel_initializer),
         )
         self.read_out_imaginary = self.add_weight(
             name="read_out_imaginary",
             shape=read_out,
-            initializer=self.kernel_initializer,
+            initializer=clone_initializer(self.kernel_initializer),
         )
 
     def sequence_flops_per_token(self, length):

@@ -32,6 +32,36 @@ class SDGMBackboneTest(TestCase):
             input_data=tiny_inputs(),
         )
 
+    @parameterized.named_parameters(
+        ("dilated_convolution", "dilated_convolution"),
+        ("depthwise", "depthwise"),
+        ("gated", "gated"),
+        ("spectral", "spectral"),
+        ("gated_spectral", "gated_spectral"),
+    )
+    def test_every_random_weight_draws_its_own_values(self, encoder_type):
+        # An unseeded Keras initializer reused for several weights gives
+        # them all the same values; each weight must get its own draw.
+        backbone = SDGMBackbone(
+            **{**TINY_BACKBONE, "encoder_type": encoder_type}
+        )
+        # The decays are a fixed spread of time scales, the same in every
+        # block by design; constant weights (zeros, ones) are not drawn.
+        drawn = [
+            (w.path, keras.ops.convert_to_numpy(w).ravel())
+            for w in backbone.weights
+            if not w.path.endswith("decay")
+            and np.ptp(keras.ops.convert_to_numpy(w)) > 0
+        ]
+        self.assertGreater(len(drawn), 4)
+        for i, (path, values) in enumerate(drawn):
+            for other_path, other in drawn[i + 1 :]:
+                size = min(values.size, other.size)
+                self.assertFalse(
+                    np.array_equal(values[:size], other[:size]),
+                    f"{path} and {other_path} start with the same values",
+                )
+
     def test_config_of_the_older_keys_loads(self):
         config = SDGMBackbone(
             **{**TINY_BACKBONE, "dictionary_type": "static"}

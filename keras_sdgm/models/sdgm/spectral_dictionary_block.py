@@ -17,6 +17,7 @@ from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
 from keras_sdgm.layers.static_dictionary import StaticDictionary
 from keras_sdgm.utils.config_keys import renamed_config
 from keras_sdgm.utils.config_keys import with_earlier_defaults
+from keras_sdgm.utils.initializers import clone_initializer
 from keras_sdgm.utils.validation import require_non_negative_float
 from keras_sdgm.utils.validation import require_one_of
 from keras_sdgm.utils.validation import require_positive_int
@@ -244,14 +245,14 @@ class SpectralDictionaryBlock(keras.layers.Layer):
             self.feedforward_intermediate = keras.layers.Dense(
                 self.intermediate_dim,
                 activation="gelu",
-                kernel_initializer=self.kernel_initializer,
+                kernel_initializer=clone_initializer(self.kernel_initializer),
                 dtype=self.dtype_policy,
                 name="feedforward_intermediate",
             )
             self.feedforward_intermediate.build(hidden_shape)
             self.feedforward_output = keras.layers.Dense(
                 hidden_dim,
-                kernel_initializer=self.kernel_initializer,
+                kernel_initializer=clone_initializer(self.kernel_initializer),
                 dtype=self.dtype_policy,
                 name="feedforward_output",
             )
@@ -269,7 +270,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
             kernel_size=self.kernel_size,
             dilation_rates=self.dilation_rates,
             activation=self.coefficient_activation,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
             dtype=self.dtype_policy,
             name="encoder",
         )
