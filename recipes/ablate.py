@@ -44,9 +44,15 @@ BASE_FLAGS = ["--max-position-offset", "0"]
 # name: (what it changes, the recipe flags that make it).
 VARIANTS = {
     "base": (
-        "`sdgm_base` without position offsets (the package default before "
-        "these ablations)",
+        "`sdgm_base` without position offsets: the gated spectral mixer "
+        "(the default since commit 676e4f2)",
         LONG_WINDOWS,
+    ),
+    "dense-mixer": (
+        "token mixer: the dense dilated convolutions covering the window "
+        "(`--encoder-type dilated_convolution`, the default before commit "
+        "676e4f2)",
+        ["--encoder-type", "dilated_convolution"] + LONG_WINDOWS,
     ),
     "paper-architecture": (
         "the paper's model: 1 non-residual block, kernel-3 encoder, no "
@@ -54,9 +60,9 @@ VARIANTS = {
         ["--preset", "sdgm_paper"],
     ),
     "single-kernel-encoder": (
-        "encoder: one kernel-3 convolution (receptive field 3) instead of "
-        "the dilated stack covering the window",
-        ["--dilation-rates", "1"],
+        "the dense mixer with one kernel-3 convolution (receptive field 3) "
+        "instead of the dilated stack covering the window",
+        ["--encoder-type", "dilated_convolution", "--dilation-rates", "1"],
     ),
     "depthwise-mixer": (
         "token mixer: depthwise causal convolutions covering the window, "
@@ -72,11 +78,6 @@ VARIANTS = {
         "token mixer: damped sinusoidal modes over every past position after "
         "one kernel-3 depthwise convolution (`--encoder-type spectral`)",
         ["--encoder-type", "spectral"] + LONG_WINDOWS,
-    ),
-    "gated-spectral-mixer": (
-        "token mixer: the spectral modes under a sigmoid gate "
-        "(`--encoder-type gated_spectral`)",
-        ["--encoder-type", "gated_spectral"] + LONG_WINDOWS,
     ),
     "tanh-coefficients": (
         "coefficient activation tanh instead of gelu",
