@@ -176,9 +176,7 @@ class SDGMCausalLM(CausalLM):
                 [terms.get(term, ops.zeros(())) for term in AUXILIARY_TERMS]
             )
         )
-        return self.backbone.token_embedding(
-            outputs["sequence_output"], reverse=True
-        )
+        return self._tied_logits(outputs["sequence_output"])
 
     def fit(self, x=None, *args, **kwargs):
         """keras-hub's `fit`; a dict of token ids is checked first.
@@ -224,7 +222,24 @@ class SDGMCausalLM(CausalLM):
         """
         check_token_inputs(inputs, self.backbone.vocabulary_size)
         hidden_states = self.backbone(inputs, training=training)
-        return self.backbone.token_embedding(hidden_states, reverse=True)
+        return self._tied_logits(hidden_states)
+
+    def _tied_logits(self, hidden_states):
+        """Logits `(batch, length, vocabulary_size)` of final hidden states.
+
+        The tied token embedding reversed, multiplied as one `(batch *
+        length, hidden_dim)` matrix. The same product on the 3-D tensor
+        makes XLA on CPU copy the logits' gradient transposed, `(vocabulary,
+        batch * length)`, before the embedding's gradient: at D=64,
+        V=10,000 that copy was ~40% of the output layer's training time
+        (docs/PERFORMANCE.md, "The output layer").
+        """
+        shape = ops.shape(hidden_states)
+        flat = ops.reshape(hidden_states, (-1, shape[-1]))
+        logits = self.backbone.token_embedding(flat, reverse=True)
+        return ops.reshape(
+            logits, (shape[0], shape[1], self.backbone.vocabulary_size)
+        )
 
     def compile(
         self,
@@ -293,7 +308,13 @@ class SDGMCausalLM(CausalLM):
         if weighted_metrics == "auto":
             weighted_metrics = [
                 keras_hub.metrics.Perplexity(from_logits=True),
-                keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                # Top-1 by rank (a compare and a sum), not by argmax: the
+                # same accuracy (a tie counts as a hit), but XLA on CPU
+                # compiles argmax over the vocabulary to a slow variadic
+                # reduce, ~12% of a D=64 training step.
+                keras.metrics.SparseTopKCategoricalAccuracy(
+                    k=1, name="accuracy"
+                ),
             ]
         # `compute_loss` applies `self.nll_loss` itself: Keras gets no loss
         # to compile (it would build one that nothing calls).
@@ -420,8 +441,7 @@ class SDGMCausalLM(CausalLM):
             )
             next_cache.append(block_cache)
         hidden_states = self.backbone.layer_norm(x)
-        logits = self.backbone.token_embedding(hidden_states, reverse=True)
-        return logits, hidden_states, next_cache
+        return self._tied_logits(hidden_states), hidden_states, next_cache
 
     def _coefficient_sampler(self, block, noise):
         """What replaces a block's coefficients in a step, for `compile`'s
