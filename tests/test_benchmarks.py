@@ -14,6 +14,7 @@ from keras import ops
 
 from benchmarks import dictionary
 from benchmarks import generate
+from benchmarks import profile_step
 from benchmarks import run
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
@@ -21,6 +22,7 @@ from keras_sdgm.utils import timing
 from tests.conftest import shared_data_dir
 from tests.testing import END_TO_END
 from tests.testing import TestCase
+from tests.testing import only_under
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 # The tiny sizes of the end-to-end runs; RWKV-7's head size is then
@@ -443,3 +445,79 @@ class DictionaryBenchmarkTest(TestCase):
         self.assertEqual([r["variant"] for r in rows], ["direct", "chunked 16"])
         for row in rows:
             self.assertGreater(row["forward_backward_seconds"], 0)
+
+
+class ProfileStepTest(TestCase):
+    def test_ops_are_attributed_to_the_part_their_metadata_names(self):
+        step = "jit(train_step)/transpose(jvp(sdgm_backbone))"
+        cases = {
+            f"{step}/block_3/feedforward_output/dot_general": (
+                "feedforward_output"
+            ),
+            f"{step}/block_1/encoder/gate/dot_general": "encoder/gate",
+            f"{step}/block_1/encoder/mul": "encoder",
+            f"{step}/block_0/dictionary/while/body/mul": "dictionary",
+            "x/transformer_layer_1/self_attention/query/einsum": (
+                "self_attention"
+            ),
+            "jit(train_step)/jvp(token_embedding)/dot_general": (
+                "output layer + loss"
+            ),
+            "jit(train_step)/jit(log_softmax)/exp": "output layer + loss",
+            "jit(train_step)/adam/mul": "optimizer",
+            "jit(train_step)/mul": "other",
+            None: "(no metadata)",
+        }
+        for op_name, part in cases.items():
+            self.assertEqual(profile_step.part_of(op_name), part, op_name)
+        self.assertEqual(profile_step.kind_of("ynn_fusion.3"), "matmul")
+        self.assertEqual(profile_step.kind_of("copy_bitcast_fusion"), "copy")
+        self.assertEqual(
+            profile_step.kind_of("wrapped_exponential"), "elementwise"
+        )
+
+    def test_shares_split_the_step_by_part_and_kind(self):
+        times = {"ynn_fusion.1": 30, "copy.2": 10, "exp.3": 60}
+        names = {"ynn_fusion.1": "a/block_0/dictionary/x", "copy.2": "a/adam"}
+        rows = profile_step.shares(times, names)
+        self.assertEqual(
+            [(row["part"], row["share"]) for row in rows],
+            [("(no metadata)", 0.6), ("dictionary", 0.3), ("optimizer", 0.1)],
+        )
+        self.assertEqual(rows[1]["matmul"], 0.3)
+        self.assertEqual(rows[2]["copy"], 0.1)
+
+    @only_under("jax", "it reads XLA's trace through the JAX profiler")
+    def test_profiles_a_tiny_model(self):
+        out = os.path.join(self.get_temp_dir(), "profile")
+        profile_step.main(
+            [
+                *TINY,
+                "--models",
+                "sdgm",
+                "--lengths",
+                "16",
+                "--num-layers",
+                "1",
+                "--vocabulary-size",
+                "50",
+                "--steps",
+                "1",
+                "--warmup",
+                "1",
+                "--output-dir",
+                out,
+            ]
+        )
+        with open(os.path.join(out, "profile.json")) as f:
+            parts = {row["part"]: row for row in json.load(f)["parts"]}
+        self.assertAlmostEqual(sum(p["share"] for p in parts.values()), 1.0)
+        for part in ("dictionary", "feedforward_intermediate", "optimizer"):
+            self.assertGreater(parts[part]["share"], 0.0, part)
+        self.assertTrue(os.path.exists(os.path.join(out, "profile.png")))
+        with self.assertRaisesRegex(SystemExit, "--overwrite"):
+            profile_step.main(
+                ["--models", "sdgm", "--lengths", "16", "--output-dir", out]
+            )
+        with self.assertRaisesRegex(SystemExit, "one model"):
+            profile_step.main(["--models", "sdgm", "gpt2", "--lengths", "16"])
