@@ -191,6 +191,9 @@ def main(argv=None):
         + f" --xla_dump_to={hlo_dir} --xla_dump_hlo_as_text"
         + " --xla_dump_hlo_pass_re=^$"
     )
+    # A program from JAX's persistent cache is not compiled, so not dumped.
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
     env["PYTHONPATH"] = os.pathsep.join(
         [root] + [p for p in [env.get("PYTHONPATH")] if p]
     )
