@@ -186,13 +186,29 @@ class SDGMGenerateTest(TestCase):
         prompts = ["the cat", "a dog ran to"]
         texts = lm.generate(prompts, max_length=12)
         self.assertEqual(len(texts), 2)
+        continued = 0
         for prompt, text in zip(prompts, texts):
             # Generation stops at `<eos>`, which is also the pad id of the
-            # positions to fill: it must not stop before the first token.
-            self.assertTrue(text.startswith(prompt + " "), text)
+            # positions to fill: it must stop only where the model itself
+            # picks `<eos>`, so after the prompt exactly when its greedy
+            # first token is `<eos>` (an untrained model may pick it).
+            inputs = preprocessor.generate_preprocess([prompt], 12)
+            length = int(np.sum(ops.convert_to_numpy(inputs["padding_mask"])))
+            ids = ops.convert_to_numpy(inputs["token_ids"])[:, :length]
+            logits = lm.logits(
+                {"token_ids": ids, "padding_mask": np.ones_like(ids, bool)}
+            )
+            first = np.argmax(ops.convert_to_numpy(logits)[0, -1])
+            if first == tokenizer.end_token_id:
+                self.assertEqual(text, prompt)
+            else:
+                self.assertTrue(text.startswith(prompt + " "), text)
+                continued += 1
             self.assertTrue(
                 set(text.split()) <= set(tokenizer.get_vocabulary())
             )
+        # At least one prompt exercises the stop after generated tokens.
+        self.assertGreater(continued, 0)
 
         path = os.path.join(self.get_temp_dir(), "lm.keras")
         lm.save(path)
