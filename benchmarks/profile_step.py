@@ -210,7 +210,6 @@ def profile(args):
     """The worker: trace the steps and write the outputs."""
     import jax
     import keras
-    import numpy as np
 
     from keras_sdgm.training import reporting
 
@@ -218,13 +217,7 @@ def profile(args):
     output_dir = args.output_dir
     keras.utils.set_random_seed(args.seed)
     lm = run.build_model(args, name, length)
-    rng = np.random.default_rng(args.seed)
-    shape = (args.batch_size, length)
-    x = {
-        "token_ids": rng.integers(0, args.vocabulary_size, shape, "int32"),
-        "padding_mask": np.ones(shape, "bool"),
-    }
-    y = rng.integers(0, args.vocabulary_size, shape, "int32")
+    x, y = run.random_batch(args, length)
     for _ in range(args.warmup):
         lm.train_on_batch(x, y)
     trace_dir = os.path.join(output_dir, "trace")

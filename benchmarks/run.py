@@ -323,6 +323,17 @@ def peak_memory_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "rss"
 
 
+def random_batch(args, length):
+    """Uniform random token ids `(x, y)`: one `--batch-size` batch."""
+    rng = np.random.default_rng(args.seed)
+    shape = (args.batch_size, length)
+    x = {
+        "token_ids": rng.integers(0, args.vocabulary_size, shape, "int32"),
+        "padding_mask": np.ones(shape, "bool"),
+    }
+    return x, rng.integers(0, args.vocabulary_size, shape, "int32")
+
+
 def run_worker(args, name, length):
     import keras
 
@@ -331,14 +342,8 @@ def run_worker(args, name, length):
     keras.config.set_dtype_policy(args.dtype_policy)
     keras.utils.set_random_seed(args.seed)
     lm = build_model(args, name, length)
-    rng = np.random.default_rng(args.seed)
-    shape = (args.batch_size, length)
-    x = {
-        "token_ids": rng.integers(0, args.vocabulary_size, shape, "int32"),
-        "padding_mask": np.ones(shape, "bool"),
-    }
-    y = rng.integers(0, args.vocabulary_size, shape, "int32")
-    weights = np.ones(shape, "float32")
+    x, y = random_batch(args, length)
+    weights = np.ones((args.batch_size, length), "float32")
     # Reading each loss waits for its step: JAX dispatches asynchronously,
     # and a step that failed (e.g. out of memory) raises only when read.
     losses = []

@@ -4,9 +4,13 @@ from absl.testing import parameterized
 
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models.sdgm.sdgm_backbone import covering_dilation_rates
+from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
 from tests.fixtures import TINY_BACKBONE
 from tests.fixtures import tiny_inputs
 from tests.testing import TestCase
+
+# One test per token mixer, named after it.
+PER_MIXER = parameterized.named_parameters(*((t, t) for t in ENCODER_TYPES))
 
 
 class SDGMBackboneTest(TestCase):
@@ -18,13 +22,7 @@ class SDGMBackboneTest(TestCase):
             expected_output_shape=(2, 8, 8),
         )
 
-    @parameterized.named_parameters(
-        ("dilated_convolution", "dilated_convolution"),
-        ("depthwise", "depthwise"),
-        ("gated", "gated"),
-        ("spectral", "spectral"),
-        ("gated_spectral", "gated_spectral"),
-    )
+    @PER_MIXER
     def test_saved_model(self, encoder_type):
         self.run_model_saving_test(
             cls=SDGMBackbone,
@@ -32,13 +30,7 @@ class SDGMBackboneTest(TestCase):
             input_data=tiny_inputs(),
         )
 
-    @parameterized.named_parameters(
-        ("dilated_convolution", "dilated_convolution"),
-        ("depthwise", "depthwise"),
-        ("gated", "gated"),
-        ("spectral", "spectral"),
-        ("gated_spectral", "gated_spectral"),
-    )
+    @PER_MIXER
     def test_every_random_weight_draws_its_own_values(self, encoder_type):
         # An unseeded Keras initializer reused for several weights gives
         # them all the same values; each weight must get its own draw.
