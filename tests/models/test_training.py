@@ -1,5 +1,9 @@
 """End-to-end training checks: no leak from the future, and real learning."""
 
+import os
+import warnings
+from unittest import mock
+
 import keras
 import numpy as np
 import pytest
@@ -11,7 +15,12 @@ from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
 from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
+from keras_sdgm.models.sdgm.sdgm_backbone import XLA_CPU_REMAT_FLAG
 from tests.conftest import shared_data_dir
+from tests.fixtures import ALL_TERMS
+from tests.fixtures import TINY_BACKBONE
+from tests.fixtures import lm_batch
+from tests.fixtures import tiny_lm
 from tests.testing import END_TO_END
 from tests.testing import TestCase
 
@@ -81,6 +90,66 @@ class TrainingTest(TestCase):
         # learning; validation never gets below chance.
         self.assertLess(history.history["perplexity"][-1], 40)
         self.assertGreaterEqual(min(history.history["val_perplexity"]), 45)
+
+    def test_rematerialized_blocks_train_the_same(self):
+        # Recomputing the blocks in the backward pass changes memory, not
+        # results: the same steps from the same weights give the same
+        # losses and weights, with dropout and position offsets drawing
+        # (the recomputation must draw what the forward pass drew).
+        def compiled_lm(rematerialize_blocks):
+            # The same seed: the same weights and random generators.
+            keras.utils.set_random_seed(0)
+            backbone = {
+                "dropout": 0.2,
+                "max_position_offset": 4,
+                "rematerialize_blocks": rematerialize_blocks,
+            }
+            lm = tiny_lm(backbone=backbone, **ALL_TERMS)
+            lm.compile(optimizer=keras.optimizers.SGD(0.5))
+            return lm
+
+        plain, rematerialized = compiled_lm(False), compiled_lm(True)
+        x, y, sample_weight = lm_batch()
+        for step in range(3):
+            results = []
+            for lm in (plain, rematerialized):
+                # torch's unseeded dropout draws from its global generator.
+                keras.utils.set_random_seed(step)
+                results.append(
+                    lm.train_on_batch(x, y, sample_weight, return_dict=True)
+                )
+            self.assertEqual(set(results[0]), set(results[1]))
+            for name in results[0]:
+                self.assertAllClose(results[0][name], results[1][name])
+        # Float rounding only: the recomputed graph may be fused otherwise
+        # (TensorFlow: 1.1e-6 after three steps at this learning rate).
+        for expected, actual in zip(
+            plain.get_weights(), rematerialized.get_weights()
+        ):
+            self.assertAllClose(expected, actual, atol=1e-5)
+        self.assertTrue(
+            SDGMBackbone.from_config(
+                rematerialized.backbone.get_config()
+            ).rematerialize_blocks
+        )
+
+    def test_rematerialized_blocks_warn_where_xla_would_undo_them(self):
+        def warnings_of(xla_flags):
+            with mock.patch.dict(os.environ, {"XLA_FLAGS": xla_flags}):
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    SDGMBackbone(**TINY_BACKBONE, rematerialize_blocks=True)
+            return [str(w.message) for w in caught]
+
+        xla_on_cpu = keras.config.backend() != "torch" and (
+            keras.distribution.list_devices()[0].lower().startswith("cpu")
+        )
+        without_flag = warnings_of("--xla_backend_optimization_level=0")
+        if xla_on_cpu:
+            self.assertTrue(any(XLA_CPU_REMAT_FLAG in w for w in without_flag))
+        else:
+            self.assertEqual(without_flag, [])
+        self.assertEqual(warnings_of(XLA_CPU_REMAT_FLAG), [])
 
     @pytest.mark.slow
     @END_TO_END

@@ -1,5 +1,6 @@
 import copy
 import os
+import warnings
 
 import keras
 from keras import ops
@@ -38,6 +39,71 @@ def covering_dilation_rates(kernel_size, window_length):
     while 1 + (kernel_size - 1) * sum(rates) < window_length:
         rates.append(2 * rates[-1])
     return rates
+
+
+# XLA's CPU compiler schedules for concurrency by default, which computes
+# the recomputed activations early and keeps them: rematerialized blocks
+# then save no memory (D=512, 4 blocks, L=2048, batch 8, under JAX: 9.5 GiB
+# of temporaries without and 10.0 GiB with; with this flag 7.3 and 4.4).
+XLA_CPU_REMAT_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def warn_if_remat_saves_nothing():
+    """Warns where XLA on the CPU would undo `rematerialize_blocks`."""
+    if keras.config.backend() not in ("jax", "tensorflow"):
+        return
+    if not keras.distribution.list_devices()[0].lower().startswith("cpu"):
+        return
+    if XLA_CPU_REMAT_FLAG in os.environ.get("XLA_FLAGS", ""):
+        return
+    warnings.warn(
+        "`rematerialize_blocks=True` saves no memory on the CPU under XLA's "
+        "default scheduler, which keeps the recomputed activations alive. "
+        f"Start the process with XLA_FLAGS={XLA_CPU_REMAT_FLAG} (set before "
+        f"{keras.config.backend()} starts) for it to take effect.",
+        stacklevel=3,
+    )
+
+
+def rematerialized_call(block, hidden, padding_mask):
+    """A training call of `block`, recomputed in the backward pass.
+
+    `keras.remat` (JAX's `checkpoint`, TensorFlow's `recompute_grad`,
+    torch's `checkpoint`) wraps a pure function of tensors: the block's
+    `stateless_call`, with its variables' values as inputs. Its state
+    updates (the random generators of dropout and position offsets) come
+    out as outputs and are assigned after the call, so the recomputation
+    draws the same numbers and no traced value leaves the wrapped function.
+
+    Returns:
+        `(hidden, auxiliary_outputs)`, as `block(hidden, padding_mask,
+        training=True, return_auxiliary_outputs=True)`.
+    """
+    trainable = block.trainable_variables
+    non_trainable = block.non_trainable_variables
+
+    def forward(hidden, padding_mask, *values):
+        outputs, non_trainable_values = block.stateless_call(
+            list(values[: len(trainable)]),
+            list(values[len(trainable) :]),
+            hidden,
+            padding_mask=padding_mask,
+            training=True,
+            return_auxiliary_outputs=True,
+        )
+        return outputs, non_trainable_values
+
+    # Copies of the states: torch's checkpoint keeps its inputs for the
+    # recomputation, and the assignments below change the states in place.
+    values = [ops.convert_to_tensor(v) for v in trainable] + [
+        ops.copy(v) for v in non_trainable
+    ]
+    outputs, non_trainable_values = keras.remat(forward)(
+        hidden, padding_mask, *values
+    )
+    for variable, value in zip(non_trainable, non_trainable_values):
+        variable.assign(value)
+    return outputs
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
@@ -92,6 +158,16 @@ class SDGMBackbone(Backbone):
             `[0, max_position_offset]` (see `SpectralDictionaryBlock`).
         dropout: float. Dropout on embeddings and inside the blocks.
         layer_norm_epsilon: float. Epsilon of the layer norms.
+        rematerialize_blocks: bool. In training, keep only each block's
+            input for the backward pass and recompute the block's
+            activations there (`keras.remat`: gradient checkpointing), so
+            that the activation memory of the blocks is one block's plus
+            one `(batch, length, hidden_dim)` tensor per block, at the cost
+            of a second forward pass of the blocks. The result is the same
+            (docs/PERFORMANCE.md has what it saves). On the CPU under JAX
+            or TensorFlow's XLA it takes effect only with `XLA_FLAGS` set
+            to `XLA_CPU_REMAT_FLAG` before the backend starts; without it
+            the constructor warns.
         dtype: dtype policy of the model, e.g. `"mixed_bfloat16"`.
 
     Example:
@@ -130,6 +206,7 @@ class SDGMBackbone(Backbone):
         max_position_offset=0,
         dropout=0.0,
         layer_norm_epsilon=1e-5,
+        rematerialize_blocks=False,
         dtype=None,
         **kwargs,
     ):
@@ -215,6 +292,9 @@ class SDGMBackbone(Backbone):
         self.max_position_offset = max_position_offset
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.rematerialize_blocks = bool(rematerialize_blocks)
+        if self.rematerialize_blocks:
+            warn_if_remat_saves_nothing()
 
     def embed_tokens(self, token_ids):
         """Embeds ids; an id outside [0, vocabulary_size) gives NaN.
@@ -237,12 +317,15 @@ class SDGMBackbone(Backbone):
         x = self.embeddings_dropout(x, training=training)
         auxiliary_outputs = []
         for block in self.blocks:
-            x, block_outputs = block(
-                x,
-                padding_mask=padding_mask,
-                training=training,
-                return_auxiliary_outputs=True,
-            )
+            if training and self.rematerialize_blocks:
+                x, block_outputs = rematerialized_call(block, x, padding_mask)
+            else:
+                x, block_outputs = block(
+                    x,
+                    padding_mask=padding_mask,
+                    training=training,
+                    return_auxiliary_outputs=True,
+                )
             auxiliary_outputs.append(block_outputs)
         return {
             "sequence_output": self.layer_norm(x),
@@ -339,6 +422,7 @@ class SDGMBackbone(Backbone):
                 "max_position_offset": self.max_position_offset,
                 "dropout": self.dropout,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
+                "rematerialize_blocks": self.rematerialize_blocks,
             }
         )
         return config
