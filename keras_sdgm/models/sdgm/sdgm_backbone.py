@@ -43,8 +43,7 @@ def covering_dilation_rates(kernel_size, window_length):
 
 # XLA's CPU compiler schedules for concurrency by default, which computes
 # the recomputed activations early and keeps them: rematerialized blocks
-# then save no memory (D=512, 4 blocks, L=2048, batch 8, under JAX: 9.5 GiB
-# of temporaries without and 10.0 GiB with; with this flag 7.3 and 4.4).
+# then save no memory (docs/PERFORMANCE.md, "Long sequences").
 XLA_CPU_REMAT_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 
 
