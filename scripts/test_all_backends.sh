@@ -43,7 +43,7 @@ for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=${backend} ==="
   start=${SECONDS}
   KERAS_BACKEND="${backend}" python -m pytest -p no:cacheprovider \
-    -n "${PYTEST_WORKERS:-2}" --dist loadscope --durations=15 "$@" \
+    -n "${PYTEST_WORKERS:-2}" --dist worksteal --durations=15 "$@" \
     || failed+=("${backend}")
   echo "=== ${backend}: $((SECONDS - start)) s ==="
 done
