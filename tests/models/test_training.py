@@ -15,6 +15,7 @@ from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
 from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
+from keras_sdgm.models.sdgm import sdgm_backbone
 from keras_sdgm.models.sdgm.sdgm_backbone import XLA_CPU_REMAT_FLAG
 from tests.conftest import shared_data_dir
 from tests.fixtures import ALL_TERMS
@@ -110,14 +111,23 @@ class TrainingTest(TestCase):
 
         plain, rematerialized = compiled_lm(False), compiled_lm(True)
         x, y, sample_weight = lm_batch()
+        remat_call = mock.patch(
+            "keras_sdgm.models.sdgm.sdgm_backbone.rematerialized_call",
+            wraps=sdgm_backbone.rematerialized_call,
+        )
         for step in range(3):
             results = []
             for lm in (plain, rematerialized):
                 # torch's unseeded dropout draws from its global generator.
                 keras.utils.set_random_seed(step)
-                results.append(
-                    lm.train_on_batch(x, y, sample_weight, return_dict=True)
-                )
+                with remat_call as spy:
+                    results.append(
+                        lm.train_on_batch(x, y, sample_weight, return_dict=True)
+                    )
+                # Only the rematerialized model takes the remat path (each
+                # step under torch; the first, traced, step elsewhere).
+                if lm is plain or step == 0:
+                    self.assertEqual(spy.call_count > 0, lm is rematerialized)
             self.assertEqual(set(results[0]), set(results[1]))
             for name in results[0]:
                 self.assertAllClose(results[0][name], results[1][name])
