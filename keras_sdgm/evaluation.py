@@ -146,31 +146,43 @@ _SCORERS = weakref.WeakKeyDictionary()
 def _token_nll_model(model):
     """A model of `(token_ids, padding_mask, targets)` to per-token NLL.
 
-    The log-softmax runs inside the compiled predict function, so only
-    `(batch, length)` numbers leave it instead of the logits (`vocabulary`
-    times more; copying and reducing those in NumPy took most of the
-    evaluation time). It holds the task's network without the task: a
-    keras-hub task tracks its preprocessor, which stays unbuilt when the
-    input is ids, and Keras runs a model with an unbuilt layer once more,
-    eagerly, in every `predict_on_batch` (under JAX op by op).
+    The model's own `score(..., scoring_mode="loss")` (keras-hub's
+    `CausalLM.score`, which SDGM and GPT-2 have) traced once into a
+    functional model, so that the log-softmax runs inside the compiled
+    predict function and only `(batch, length)` numbers leave it instead
+    of the logits (`vocabulary` times more; copying and reducing those in
+    NumPy took most of the evaluation time). A model without `score` (e.g.
+    keras-hub's RWKV-7) is scored from its logits in the same graph. The
+    scorer holds the task's network without the task: a keras-hub task
+    tracks its preprocessor, which stays unbuilt when the input is ids,
+    and Keras runs a model with an unbuilt layer once more, eagerly, in
+    every `predict_on_batch` (under JAX op by op).
     """
     if model in _SCORERS:
         return _SCORERS[model]
-    network = model
-    if getattr(model, "preprocessor", None) is not None:
-        network = keras.Model(model.input, model.output)
     inputs = {
         name: keras.Input(shape=(None,), dtype="int32", name=name)
         for name in ("token_ids", "padding_mask", "targets")
     }
-    logits = ops.cast(
-        network({k: inputs[k] for k in ("token_ids", "padding_mask")}),
-        "float32",
-    )
-    target_logits = ops.take_along_axis(
-        logits, ops.expand_dims(inputs["targets"], -1), axis=-1
-    )
-    nll = ops.logsumexp(logits, axis=-1) - ops.squeeze(target_logits, -1)
+    if hasattr(model, "score"):
+        nll = model.score(
+            inputs["token_ids"],
+            inputs["padding_mask"],
+            scoring_mode="loss",
+            target_ids=inputs["targets"],
+        )
+    else:
+        network = model
+        if getattr(model, "preprocessor", None) is not None:
+            network = keras.Model(model.input, model.output)
+        logits = ops.cast(
+            network({k: inputs[k] for k in ("token_ids", "padding_mask")}),
+            "float32",
+        )
+        target_logits = ops.take_along_axis(
+            logits, ops.expand_dims(inputs["targets"], -1), axis=-1
+        )
+        nll = ops.logsumexp(logits, axis=-1) - ops.squeeze(target_logits, -1)
     _SCORERS[model] = keras.Model(inputs, nll)
     return _SCORERS[model]
 

@@ -12,6 +12,7 @@ from unittest import mock
 
 import h5py
 import keras
+import keras_hub
 import numpy as np
 import pytest
 
@@ -97,6 +98,19 @@ class RecipeTest(TestCase):
         self.assertGreater(metrics["training_tokens_per_second"], 0)
         self.assertEqual(metrics["config"]["max_steps"], 20)
 
+        # The preset directory is the best model, ready to generate.
+        best = keras.saving.load_model(os.path.join(out, "best.keras"))
+        preset = keras_hub.models.CausalLM.from_preset(
+            os.path.join(out, "preset")
+        )
+        x = {
+            "token_ids": np.arange(64, dtype="int32").reshape(2, 32),
+            "padding_mask": np.ones((2, 32), "int32"),
+        }
+        self.assertAllClose(preset.predict(x), best.predict(x), atol=0)
+        self.assertTrue(preset.generate("the company", max_length=8))
+        self.assertFalse(os.path.exists(os.path.join(out, "preset.partial")))
+
         # What --overwrite does to a finished run: OverwriteEndToEndTest
         # (tests/test_recipe_arguments.py).
 
@@ -114,6 +128,10 @@ class RecipeTest(TestCase):
             "ptb", recipe_args(out, "--model", "gpt2", "--max-steps", "5")
         )
         self.assertEqual(result["model"], "gpt2")
+        preset = keras_hub.models.CausalLM.from_preset(
+            os.path.join(out, "preset")
+        )
+        self.assertIsInstance(preset, keras_hub.models.GPT2CausalLM)
         # Token and position embeddings.
         self.assertEqual(
             result["parameters"]["embedding"], 10000 * 16 + 32 * 16

@@ -5,6 +5,9 @@ corpus with the paper's settings, early-stops on validation perplexity,
 and writes to the output folder:
 
 - `best.keras`: the best model, with its tokenizer vocabulary;
+- `preset/`: the same model as a keras-hub preset directory (config,
+  weights, tokenizer vocabulary, preprocessor): `SDGMCausalLM.from_preset`
+  and `keras_hub.models.CausalLM.from_preset` load it, ready to generate;
 - `metrics.json`: validation and test perplexity under both protocols of
   SPEC section 6 (and on longer validation windows with
   `--long-eval-lengths`), parameter counts, training tokens/s, wall time, backend,
@@ -22,8 +25,8 @@ run fails). Every flag is checked before anything is read or written, and
 `main(corpus, argv)` is the whole run, one step per function, each usable
 alone: `parse_args` (flags to a `RecipeConfig`), `check_output_dir`,
 `prepare_output_dir`,
-`load_data`, `build_model`, `make_callbacks`, `fit_resumable`, `evaluate`
-and `write_report`.
+`load_data`, `build_model`, `make_callbacks`, `fit_resumable`,
+`write_preset`, `evaluate` and `write_report`.
 """
 
 import argparse
@@ -54,6 +57,7 @@ from keras_sdgm.training import model_builders
 from keras_sdgm.training import reporting
 
 CONFIG_FILE = "config.json"
+PRESET_DIR = "preset"
 METRICS_FILE = reporting.METRICS_FILE
 SPLITS = ("train", "valid", "test")
 # Sizes that, when not given, come from the preset (for GPT-2 too: the
@@ -558,6 +562,21 @@ def load_best_model(config):
     return load_keras_file(best_path)
 
 
+def write_preset(config, lm):
+    """Saves `lm` as a keras-hub preset directory, `<output-dir>/preset`.
+
+    Written into a fresh folder beside it and moved into place, so that a
+    resumed run that dies while saving leaves no half-written preset.
+    """
+    final = config.path(PRESET_DIR)
+    partial = final + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    lm.save_to_preset(partial)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    return final
+
+
 def evaluate(config, lm, tokens):
     """Validation and test perplexity under both protocols of SPEC section 6.
 
@@ -673,6 +692,7 @@ def main(corpus, argv=None):
         )
 
         best = load_best_model(config)
+        write_preset(config, best)
         return write_report(
             config,
             best,
@@ -802,9 +822,10 @@ def require_free_space(output_dir, lm):
     """Fails now, not hours later, if the checkpoints cannot fit on disk.
 
     A run keeps up to four copies of the weights with the optimizer's two
-    Adam moments: the best model and three backup files.
+    Adam moments (the best model and three backup files) and one without
+    them (the preset directory).
     """
-    needed = 4 * 3 * 4 * lm.count_params()
+    needed = (4 * 3 + 1) * 4 * lm.count_params()
     free = shutil.disk_usage(_nearest_existing(output_dir)).free
     if free < needed:
         raise OSError(

@@ -65,19 +65,8 @@ def check_token_inputs(inputs, vocabulary_size):
             )
         )
     token_ids = inputs["token_ids"]
-    dtype = str(getattr(token_ids, "dtype", ""))
-    if "int" not in dtype:
-        raise ValueError(
-            "`token_ids` must hold integer token ids (int32 or int64). "
-            f"Received dtype: {dtype or type(token_ids).__name__}. Convert "
-            "with `np.asarray(ids, 'int32')` after checking they are whole."
-        )
+    check_ids("token_ids", token_ids, vocabulary_size)
     shape = tuple(token_ids.shape)
-    if len(shape) != 2:
-        raise ValueError(
-            "`token_ids` must have rank 2, (batch, length). "
-            f"Received shape: {shape}"
-        )
     padding_mask = inputs.get("padding_mask")
     if padding_mask is not None:
         mask_shape = tuple(padding_mask.shape)
@@ -89,12 +78,36 @@ def check_token_inputs(inputs, vocabulary_size):
                 "`padding_mask` must have the shape of `token_ids`. "
                 f"Received: token_ids {shape}, padding_mask {mask_shape}"
             )
-    values = _concrete_numpy(token_ids)
+
+
+def check_ids(name, ids, vocabulary_size):
+    """Checks one array of token ids `(batch, length)`, named `name`.
+
+    Dtype and rank always; values in `[0, vocabulary_size)` where they are
+    concrete (see `check_token_inputs`).
+
+    Raises:
+        ValueError: naming `name`, what was received and what is accepted.
+    """
+    dtype = str(getattr(ids, "dtype", ""))
+    if "int" not in dtype:
+        raise ValueError(
+            f"`{name}` must hold integer token ids (int32 or int64). "
+            f"Received dtype: {dtype or type(ids).__name__}. Convert "
+            "with `np.asarray(ids, 'int32')` after checking they are whole."
+        )
+    shape = tuple(ids.shape)
+    if len(shape) != 2:
+        raise ValueError(
+            f"`{name}` must have rank 2, (batch, length). "
+            f"Received shape: {shape}"
+        )
+    values = _concrete_numpy(ids)
     if values is not None and values.size:
         low, high = int(values.min()), int(values.max())
         if low < 0 or high >= vocabulary_size:
             raise ValueError(
-                f"`token_ids` must be in [0, {vocabulary_size}) (the "
+                f"`{name}` must be in [0, {vocabulary_size}) (the "
                 f"vocabulary size). Received ids from {low} to {high}."
             )
 

@@ -19,6 +19,7 @@ from keras_sdgm.models.sdgm.sdgm_causal_lm_preprocessor import (
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
 from keras_sdgm.models.sdgm.spectral_dictionary_block import RENAMED_KEYS
 from keras_sdgm.utils.replicas import replica_count
+from keras_sdgm.utils.validation import check_ids
 from keras_sdgm.utils.validation import check_token_inputs
 from keras_sdgm.utils.validation import require_model_kwargs
 from keras_sdgm.utils.validation import require_non_negative_float
@@ -403,6 +404,87 @@ class SDGMCausalLM(CausalLM):
                 )
         num_blocks = len(self.backbone.blocks)
         return {term: value / num_blocks for term, value in totals.items()}
+
+    def score(
+        self,
+        token_ids,
+        padding_mask=None,
+        scoring_mode="logits",
+        layer_intercept_fn=None,
+        target_ids=None,
+    ):
+        """Scores token ids: per-token logits or loss (keras-hub's `score`).
+
+        The forward pass of `call` (inference: no dropout, no position
+        offsets, no auxiliary terms), with a hook on the activations
+        between the layers, as keras-hub's `GPT2CausalLM.score`.
+
+        Args:
+            token_ids: int tensor `(batch, length)` of ids in
+                `[0, vocabulary_size)`, e.g. `generate`'s output after
+                `preprocessor.generate_preprocess`.
+            padding_mask: tensor `(batch, length)`, 1 for a real token and
+                0 for padding; default all ones.
+            scoring_mode: `"logits"` (per-token logits) or `"loss"` (per
+                token: the cross-entropy of `target_ids` under the logits).
+            layer_intercept_fn: optional function `(activations, index) ->
+                activations` of shape `(batch, length, hidden_dim)`. Index
+                -1 is the token embedding; index `i` the output of block
+                `i` (before the final layer norm).
+            target_ids: int tensor `(batch, length)`, required with
+                `scoring_mode="loss"`: the id that should follow each
+                position (e.g. `token_ids` shifted left by one).
+
+        Returns:
+            `(batch, length, vocabulary_size)` logits, or `(batch, length)`
+            per-token losses in nats.
+
+        Raises:
+            ValueError: an unknown `scoring_mode`, `"loss"` without
+                `target_ids`, or ids outside the vocabulary.
+
+        Example:
+        >>> ids = np.array([[2, 3, 5, 4]], "int32")
+        >>> losses = lm.score(ids, scoring_mode="loss",
+        ...     target_ids=np.roll(ids, -1, axis=1))  # (1, 4)
+        """
+        if scoring_mode not in ("logits", "loss"):
+            raise ValueError(
+                "`scoring_mode` must be 'logits' or 'loss'. Received: "
+                f"scoring_mode={scoring_mode!r}"
+            )
+        if scoring_mode == "loss" and target_ids is None:
+            raise ValueError(
+                "`scoring_mode='loss'` needs `target_ids`: the id that "
+                "should follow each position of `token_ids`."
+            )
+        if padding_mask is None:
+            padding_mask = ops.ones_like(token_ids, dtype="int32")
+        check_token_inputs(
+            {"token_ids": token_ids, "padding_mask": padding_mask},
+            self.backbone.vocabulary_size,
+        )
+        if target_ids is not None:
+            check_ids("target_ids", target_ids, self.backbone.vocabulary_size)
+        if layer_intercept_fn is None:
+
+            def layer_intercept_fn(x, unused_index):
+                return x
+
+        x = layer_intercept_fn(self.backbone.embed_tokens(token_ids), -1)
+        for index, block in enumerate(self.backbone.blocks):
+            x = layer_intercept_fn(block(x, padding_mask=padding_mask), index)
+        # The functional graph's product (`_tied_logits` reshapes by the
+        # concrete shape, which a symbolic trace of `score` does not have).
+        logits = self.backbone.token_embedding(
+            self.backbone.layer_norm(x), reverse=True
+        )
+        if scoring_mode == "logits":
+            return logits
+        per_token_loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="none"
+        )
+        return per_token_loss(target_ids, logits)
 
     def call_with_cache(self, token_ids, cache, cache_update_index, noise=None):
         """Forward pass of one new position with the decoding cache.

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras_hub.tokenizers import WordPieceTokenizer
 
+from keras_sdgm.models.sdgm.sdgm_backbone import SDGMBackbone
+
 try:
     import tensorflow as tf
 except ImportError:  # The Python (grain) workflow needs no TensorFlow.
@@ -49,6 +51,8 @@ class SDGMTokenizer(WordPieceTokenizer):
     >>> tokenizer.detokenize([2, 3, 5])
     'the cat sat'
     """
+
+    backbone_cls = SDGMBackbone
 
     def __init__(self, vocabulary=None, **kwargs):
         for fixed in ("split", "lowercase", "strip_accents", "oov_token"):
