@@ -4,7 +4,9 @@
         runs/ptb-sdgm_tiny saved_models/ptb_sdgm_tiny --command "..."
 
 Writes `OUT_DIR/model.keras` (the run's best model with its vocabulary,
-without the optimizer state) and `OUT_DIR/metadata.json`: the test
+without the optimizer state), the same model as a keras-hub preset
+directory `OUT_DIR/preset/` (what `keras_hub.models.CausalLM.from_preset`
+loads) and `OUT_DIR/metadata.json`: the test
 perplexity of that file (non-overlapping windows, SPEC section 6) measured
 after saving it, the run's own metrics, the command that trained it, its
 size and SHA-256. `tests/test_saved_models.py` re-evaluates every release
@@ -24,6 +26,7 @@ from keras_sdgm.datasets import load_lines
 from keras_sdgm.training import reporting
 
 MODEL_FILE = "model.keras"
+PRESET_DIR = "preset"
 METADATA_FILE = "metadata.json"
 
 
@@ -57,6 +60,7 @@ def main():
     )
     lm.save(model_path)
     lm = keras.saving.load_model(model_path, compile=False)
+    lm.save_to_preset(os.path.join(args.out_dir, PRESET_DIR))
     corpus = run_metrics["corpus"]
     test = evaluate_perplexity(lm, load_lines(corpus, "test", args.data_dir))
     with open(model_path, "rb") as f:

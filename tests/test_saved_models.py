@@ -5,6 +5,8 @@ import json
 import os
 
 import keras
+import keras_hub
+import numpy as np
 import pytest
 from absl.testing import parameterized
 
@@ -30,6 +32,35 @@ class SavedModelsTest(TestCase):
             with open(os.path.join(release, "metadata.json")) as f:
                 corpora.append(json.load(f)["corpus"])
         self.assertIn("ptb", corpora)
+
+    @parameterized.named_parameters(
+        (os.path.basename(release), release) for release in RELEASES
+    )
+    def test_release_preset_is_its_model(self, release):
+        preset = os.path.join(release, "preset")
+        size = sum(
+            os.path.getsize(os.path.join(folder, name))
+            for folder, _, names in os.walk(preset)
+            for name in names
+        )
+        self.assertLessEqual(size, MAX_BYTES)
+        # One line, no other file: the vocabulary is in the directory.
+        from_preset = keras_hub.models.CausalLM.from_preset(preset)
+        lm = keras.saving.load_model(
+            os.path.join(release, "model.keras"), compile=False
+        )
+        x = {
+            "token_ids": np.arange(128, dtype="int32").reshape(2, 64),
+            "padding_mask": np.ones((2, 64), "int32"),
+        }
+        self.assertAllClose(
+            from_preset.predict(x, verbose=0), lm.predict(x, verbose=0), atol=0
+        )
+        self.assertTrue(
+            from_preset.generate("the company said", max_length=12).startswith(
+                "the company said"
+            )
+        )
 
     @pytest.mark.slow
     @parameterized.named_parameters(
