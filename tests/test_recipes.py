@@ -2,6 +2,7 @@
 (the real one is in README)."""
 
 import dataclasses
+import glob
 import json
 import os
 import shutil
@@ -54,6 +55,21 @@ KILLED_AT_STEP = textwrap.dedent(
 )
 
 
+def tensorboard_tags(log_dir):
+    """`{"train": tags, "validation": tags}` of a TensorBoard log folder."""
+    import tensorflow as tf
+
+    tags = {}
+    for folder in ("train", "validation"):
+        tags[folder] = {
+            value.tag
+            for path in glob.glob(os.path.join(log_dir, folder, "events.*"))
+            for event in tf.compat.v1.train.summary_iterator(path)
+            for value in event.summary.value
+        }
+    return tags
+
+
 @pytest.mark.slow
 @END_TO_END
 class RecipeTest(TestCase):
@@ -67,6 +83,7 @@ class RecipeTest(TestCase):
                 "20",
                 "--long-eval-lengths",
                 "48,100",
+                "--tensorboard",
                 whole_splits=True,
             ),
         )
@@ -97,6 +114,17 @@ class RecipeTest(TestCase):
         self.assertGreater(metrics["parameters"]["non_embedding"], 0)
         self.assertGreater(metrics["training_tokens_per_second"], 0)
         self.assertEqual(metrics["config"]["max_steps"], 20)
+
+        # TensorBoard has every logged term, the learning rate and tokens/s.
+        with open(os.path.join(out, "log.csv")) as f:
+            logged = f.readline().strip().split(",")[1:]
+        self.assertIn("val_perplexity", logged)
+        tags = tensorboard_tags(os.path.join(out, "tensorboard"))
+        for name in logged:
+            folder = "validation" if name.startswith("val_") else "train"
+            self.assertIn("epoch_" + name.removeprefix("val_"), tags[folder])
+        for name in ("epoch_learning_rate", "epoch_tokens_per_second"):
+            self.assertIn(name, tags["train"])
 
         # The preset directory is the best model, ready to generate.
         best = keras.saving.load_model(os.path.join(out, "best.keras"))

@@ -103,6 +103,9 @@ def _seed_states(model):
 class ThroughputMeter(keras.callbacks.Callback):
     """Median seconds per training step, after `warmup_steps` steps.
 
+    At the end of each epoch it adds the training `tokens_per_second` so
+    far to the epoch's logs, which the callbacks after it see.
+
     Args:
         tokens_per_step: int. Tokens in one training batch.
         warmup_steps: int. Steps left out (compilation, caches).
@@ -122,6 +125,11 @@ class ThroughputMeter(keras.callbacks.Callback):
         self._seen += 1
         if self._seen > self.warmup_steps:
             self.step_seconds.append(time.perf_counter() - self._start)
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Adds `tokens_per_second` so far to the epoch's logs (once known)."""
+        if logs is not None and self.step_seconds:
+            logs["tokens_per_second"] = self.tokens_per_second()
 
     def tokens_per_second(self):
         if not self.step_seconds:

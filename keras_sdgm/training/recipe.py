@@ -13,6 +13,8 @@ and writes to the output folder:
   `--long-eval-lengths`), parameter counts, training tokens/s, wall time, backend,
   library versions and the full config;
 - `log.csv` and `curves.png`: per-epoch metrics and their plot;
+- with `--tensorboard`, `tensorboard/`: the same metrics, the learning
+  rate and the training tokens/s, for TensorBoard;
 - `config.json`: the arguments, checked again when a run is resumed.
 
 Running the same command again resumes an interrupted run from its last
@@ -32,6 +34,7 @@ alone: `parse_args` (flags to a `RecipeConfig`), `check_output_dir`,
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -71,7 +74,7 @@ PRESET_SIZES = {
 }
 # Fields of a `RecipeConfig` that say how to run, not what: left out of
 # `config.json`, so changing them does not stop a run from resuming.
-RUN_ONLY_FIELDS = ("output_dir", "overwrite", "verbose")
+RUN_ONLY_FIELDS = ("output_dir", "overwrite", "verbose", "tensorboard")
 
 
 @dataclasses.dataclass
@@ -129,6 +132,7 @@ class RecipeConfig:
     output_dir: str
     overwrite: bool
     verbose: int
+    tensorboard: bool
 
     def saved_config(self):
         """The config recorded in `config.json` (compared on resume)."""
@@ -304,6 +308,13 @@ def build_parser(corpus):
         help="Replace a finished run in --output-dir.",
     )
     add("--verbose", type=int, choices=[0, 1, 2], default=1)
+    add(
+        "--tensorboard",
+        action="store_true",
+        help="Also log every epoch's metrics (each loss term, perplexity, "
+        "learning rate, training tokens/s) for TensorBoard in "
+        "<output-dir>/tensorboard.",
+    )
     return parser
 
 
@@ -320,6 +331,11 @@ def parse_args(corpus, argv=None):
         parser.error(
             "--long-eval-lengths is for SDGM: GPT-2's learned "
             "positions end at its window."
+        )
+    if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        parser.error(
+            "--tensorboard needs the tensorboard package: pip install "
+            "tensorboard (or keras-sdgm[tensorboard])."
         )
     if any(length < 2 for length in args.long_eval_lengths):
         parser.error("--long-eval-lengths must be at least 2.")
@@ -491,6 +507,8 @@ def make_callbacks(config, num_devices, start_epoch):
             monitor="val_perplexity", mode="min", patience=config.patience
         ),
         keras.callbacks.CSVLogger(config.path("log.csv"), append=True),
+        # After the CSV log: it adds `tokens_per_second` to the epoch's
+        # logs, which TensorBoard (below) records and the CSV does not.
         throughput,
         callbacks_lib.StepAndEpochBackup(
             config.backup_dir,
@@ -501,6 +519,11 @@ def make_callbacks(config, num_devices, start_epoch):
             delete_checkpoint=False,
         ),
     ]
+    if config.tensorboard:
+        callbacks.insert(
+            callbacks.index(throughput) + 1,
+            keras.callbacks.TensorBoard(config.path("tensorboard")),
+        )
     if num_devices > 1:
         callbacks.append(callbacks_lib.SynchronousBatchEnd())
     return callbacks, throughput
