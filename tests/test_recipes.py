@@ -135,8 +135,8 @@ class RecipeTest(TestCase):
             "token_ids": np.arange(64, dtype="int32").reshape(2, 32),
             "padding_mask": np.ones((2, 32), "int32"),
         }
+        # (generate() from a preset directory: tests/models/test_sdgm_presets.py)
         self.assertAllClose(preset.predict(x), best.predict(x), atol=0)
-        self.assertTrue(preset.generate("the company", max_length=8))
         self.assertFalse(os.path.exists(os.path.join(out, "preset.partial")))
 
         # What --overwrite does to a finished run: OverwriteEndToEndTest
