@@ -116,5 +116,7 @@ class ScoreTest(TestCase):
             lm.score(ids, scoring_mode="loss")
         with self.assertRaisesRegex(ValueError, r"`target_ids` must be in"):
             lm.score(ids, scoring_mode="loss", target_ids=ids + 10)
+        with self.assertRaisesRegex(ValueError, "shape of `token_ids`"):
+            lm.score(ids, scoring_mode="loss", target_ids=ids[:, :1])
         with self.assertRaisesRegex(ValueError, r"`token_ids` must be in"):
             lm.score(ids + 10)

@@ -441,7 +441,8 @@ class SDGMCausalLM(CausalLM):
 
         Raises:
             ValueError: an unknown `scoring_mode`, `"loss"` without
-                `target_ids`, or ids outside the vocabulary.
+                `target_ids`, `target_ids` of another shape than
+                `token_ids`, or ids outside the vocabulary.
 
         Example:
         >>> ids = np.array([[2, 3, 5, 4]], "int32")
@@ -466,6 +467,16 @@ class SDGMCausalLM(CausalLM):
         )
         if target_ids is not None:
             check_ids("target_ids", target_ids, self.backbone.vocabulary_size)
+            if any(
+                a is not None and b is not None and a != b
+                for a, b in zip(target_ids.shape, token_ids.shape)
+            ):
+                raise ValueError(
+                    "`target_ids` must have the shape of `token_ids` (one "
+                    "target per position). Received: token_ids "
+                    f"{tuple(token_ids.shape)}, target_ids "
+                    f"{tuple(target_ids.shape)}"
+                )
         if layer_intercept_fn is None:
 
             def layer_intercept_fn(x, unused_index):
