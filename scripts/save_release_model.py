@@ -15,13 +15,13 @@ against this metadata. An existing release is replaced only with
 """
 
 import argparse
-import hashlib
 import json
 import os
 
 import keras
 
 from keras_sdgm import evaluate_perplexity
+from keras_sdgm.datasets import file_sha256
 from keras_sdgm.datasets import load_lines
 from keras_sdgm.training import reporting
 
@@ -63,8 +63,7 @@ def main():
     lm.save_to_preset(os.path.join(args.out_dir, PRESET_DIR))
     corpus = run_metrics["corpus"]
     test = evaluate_perplexity(lm, load_lines(corpus, "test", args.data_dir))
-    with open(model_path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+    digest = file_sha256(model_path)
     metadata = {
         "corpus": corpus,
         "split": "test",

@@ -335,15 +335,26 @@ BAD_FLAGS = [
     ("--seed", "-1"),
     ("--data-dir", "/no/such/folder"),
 ]
+# recipes/train.py's own flags, beside a real --train-file.
+BAD_TEXT_FLAGS = [
+    ("--train-file", "/no/such/file.txt"),
+    ("--valid-file", "/no/such/file.txt"),
+    ("--test-file", "/no/such/folder/"),
+    ("--holdout-fraction", "0.5"),
+    ("--holdout-fraction", "0"),
+    ("--max-vocabulary-size", "2"),
+    ("--min-count", "0"),
+]
 
 
-def parse_flag(flag, value):
-    """`recipe.parse_args` on a tiny config plus `flag value`; its stderr."""
-    argv = ["--sequence-length", "32", flag, value]
+def parse_flag(flag, value, corpus="ptb", *other):
+    """`recipe.parse_args` on a tiny config, `other` flags and `flag value`;
+    the exit code and stderr."""
+    argv = ["--sequence-length", "32", *other, flag, value]
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
         try:
-            recipe.parse_args("ptb", argv)
+            recipe.parse_args(corpus, argv)
         except SystemExit as exit_:
             return exit_.code, stderr.getvalue()
     return None, stderr.getvalue()
@@ -375,6 +386,19 @@ class BadInputTest(TestCase):
                 code, stderr = parse_flag(flag, value)
                 self.assertEqual(code, 2, stderr)
                 self.assertIn(flag, stderr)
+        train = os.path.join(self.get_temp_dir(), "train.txt")
+        with open(train, "w") as f:
+            f.write("a b c\n")
+        for flag, value in BAD_TEXT_FLAGS:
+            with self.subTest(flag=flag, value=value):
+                code, stderr = parse_flag(
+                    flag, value, "text", "--train-file", train
+                )
+                self.assertEqual(code, 2, stderr)
+                self.assertIn(flag, stderr)
+        code, stderr = parse_flag("--seed", "1", "text")
+        self.assertEqual(code, 2, stderr)
+        self.assertIn("--train-file", stderr)  # required
 
     def test_good_flags_still_parse(self):
         config = recipe.parse_args(

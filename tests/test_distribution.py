@@ -17,15 +17,18 @@ from tests.test_recipes import RECIPE
 from tests.testing import TestCase
 from tests.testing import only_under
 
-# Two fake devices on the host CPU.
+# Two fake devices on the host CPU (after the XLA flags already set, such
+# as the test script's faster-compiling ones).
 TWO_HOST_DEVICES = {
     **os.environ,
     "KERAS_BACKEND": "jax",
-    "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+    + " --xla_force_host_platform_device_count=2",
 }
 
-# The same training twice, on one device and data-parallel over two, with
-# every term of the objective on: the weights must agree.
+# The same training on one device and then distributed over two in each
+# mode given after the backend, with every term of the objective on: the
+# weights must agree.
 EQUIVALENCE = textwrap.dedent(
     """
     import json, sys
@@ -67,25 +70,30 @@ EQUIVALENCE = textwrap.dedent(
         history = lm.fit(epochs=2, verbose=0, **data)
         return lm, initial, history.history
 
+    # One single-device run, then one run per mode given (JAX's global
+    # distribution is set anew by each).
     single, initial, single_log = train()
-    devices, scope = configure_distribution(sys.argv[2], batch_size=8)
-    with scope:
-        parallel, _, parallel_log = train(initial)
-    if sys.argv[1] == "tensorflow":
-        placement = type(parallel.backbone.token_embedding.embeddings.value)
-        placement = placement.__name__
-    else:
-        placement = str(
-            parallel.backbone.token_embedding.embeddings.value.sharding)
-    difference = max(float(np.abs(a - b).max()) for a, b in
-                     zip(single.get_weights(), parallel.get_weights()))
-    moved = max(float(np.abs(a - b).max()) for a, b in
-                zip(single.get_weights(), initial))
-    logs = {name: [single_log[name][-1], parallel_log[name][-1]]
-            for name in ("loss", "nll", "reconstruction_loss", "stft_loss",
-                         "prior_loss")}
-    print(json.dumps({"devices": devices, "difference": difference,
-                      "moved": moved, "placement": placement, "logs": logs}))
+    reports = {}
+    for mode in sys.argv[2:]:
+        devices, scope = configure_distribution(mode, batch_size=8)
+        with scope:
+            parallel, _, parallel_log = train(initial)
+        if sys.argv[1] == "tensorflow":
+            placement = type(parallel.backbone.token_embedding.embeddings.value)
+            placement = placement.__name__
+        else:
+            placement = str(
+                parallel.backbone.token_embedding.embeddings.value.sharding)
+        difference = max(float(np.abs(a - b).max()) for a, b in
+                         zip(single.get_weights(), parallel.get_weights()))
+        moved = max(float(np.abs(a - b).max()) for a, b in
+                    zip(single.get_weights(), initial))
+        logs = {name: [single_log[name][-1], parallel_log[name][-1]]
+                for name in ("loss", "nll", "reconstruction_loss",
+                             "stft_loss", "prior_loss")}
+        reports[mode] = {"devices": devices, "difference": difference,
+                         "moved": moved, "placement": placement, "logs": logs}
+    print(json.dumps(reports))
     """
 )
 
@@ -143,9 +151,10 @@ def check_recipe_runs(test, command, env):
     test.assertEqual(metrics["config"]["distribute"], "data-parallel")
 
 
-def run_equivalence(backend, env, mode="data-parallel"):
+def run_equivalence(backend, env, *modes):
+    """`{mode: report}` of the equivalence script, one process for all."""
     result = subprocess.run(
-        [sys.executable, "-c", EQUIVALENCE, backend, mode],
+        [sys.executable, "-c", EQUIVALENCE, backend, *modes],
         env=env,
         capture_output=True,
         text=True,
@@ -159,24 +168,32 @@ def run_equivalence(backend, env, mode="data-parallel"):
 @ONLY_UNDER_JAX
 class DataParallelTest(TestCase):
     def test_two_devices_match_one_device_with_the_same_global_batch(self):
-        report = run_equivalence("jax", TWO_HOST_DEVICES)
-        check_equivalence(self, report, placement="batch")  # a 2-device mesh
+        # Both modes from one process: one import and one single-device run.
+        reports = run_equivalence(
+            "jax", TWO_HOST_DEVICES, "data-parallel", "model-parallel"
+        )
+        # Data-parallel: a 2-device mesh over the batch.
+        check_equivalence(self, reports["data-parallel"], placement="batch")
+        # Model-parallel: the token embedding split by vocabulary rows over
+        # the 2 devices.
+        check_equivalence(
+            self, reports["model-parallel"], placement="P('model', None)"
+        )
 
     def test_recipe_runs_data_parallel(self):
         check_recipe_runs(self, [sys.executable, RECIPE], TWO_HOST_DEVICES)
-
-    def test_model_parallel_matches_one_device(self):
-        report = run_equivalence("jax", TWO_HOST_DEVICES, "model-parallel")
-        # The token embedding split by vocabulary rows over the 2 devices.
-        check_equivalence(self, report, placement="P('model', None)")
 
 
 @pytest.mark.slow
 @ONLY_UNDER_TENSORFLOW
 class MirroredStrategyTest(TestCase):
     def test_two_replicas_match_one_device_with_the_same_global_batch(self):
-        report = run_equivalence("tensorflow", TWO_TENSORFLOW_DEVICES)
-        check_equivalence(self, report, placement="MirroredVariable")
+        reports = run_equivalence(
+            "tensorflow", TWO_TENSORFLOW_DEVICES, "data-parallel"
+        )
+        check_equivalence(
+            self, reports["data-parallel"], placement="MirroredVariable"
+        )
 
     def test_recipe_runs_data_parallel(self):
         check_recipe_runs(

@@ -1,10 +1,13 @@
 """The PTB recipe: its steps alone (cheap), and end to end on a tiny config
 (the real one is in README)."""
 
+import contextlib
 import dataclasses
 import glob
+import io
 import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -17,6 +20,7 @@ import keras_hub
 import numpy as np
 import pytest
 
+from keras_sdgm import datasets
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
@@ -25,11 +29,14 @@ from keras_sdgm.training import model_builders
 from keras_sdgm.training import recipe
 from keras_sdgm.training.callbacks import StepAndEpochBackup
 from keras_sdgm.training.recipe import main
+from tests.fixtures import RECIPE_TINY
 from tests.fixtures import recipe_args
+from tests.fixtures import tiny_lm
 from tests.testing import END_TO_END
 from tests.testing import TestCase
 
-RECIPE = os.path.join(os.path.dirname(__file__), os.pardir, "recipes", "ptb.py")
+RECIPES = os.path.join(os.path.dirname(__file__), os.pardir, "recipes")
+RECIPE = os.path.join(RECIPES, "ptb.py")
 
 # The recipe, killed abruptly (no cleanup, like SIGKILL) when the optimizer
 # reaches the step given as the first argument.
@@ -142,6 +149,77 @@ class RecipeTest(TestCase):
         # What --overwrite does to a finished run: OverwriteEndToEndTest
         # (tests/test_recipe_arguments.py).
 
+    def test_trains_on_a_text_file_with_callbacks_of_your_own(self):
+        # 400 lines of a generated language: valid and test are held out
+        # from the end (40 lines each), rare words become <unk>.
+        rng = np.random.default_rng(0)
+        words = [f"w{i}" for i in range(60)]
+        weights = 1.0 / np.arange(1, 61)
+        lines = [
+            " ".join(rng.choice(words, size=10, p=weights / weights.sum()))
+            for _ in range(400)
+        ]
+        train_file = os.path.join(self.get_temp_dir(), "mine.txt")
+        with open(train_file, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+        class Recorder(keras.callbacks.Callback):
+            logs = []
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.logs.append(dict(logs))
+
+        out = os.path.join(self.get_temp_dir(), "run")
+        flags = [
+            *RECIPE_TINY,
+            "--train-file",
+            train_file,
+            "--min-count",
+            "3",
+            "--max-vocabulary-size",
+            "40",
+            # One epoch of 7 steps (the training part, 320 lines of 11
+            # tokens, is 2 batches a pass): tokens/s is measured after 5.
+            "--steps-per-epoch",
+            "7",
+            "--max-steps",
+            "7",
+            "--output-dir",
+            out,
+            "--verbose",
+            "0",
+        ]
+        metrics = main("text", flags, callbacks=[Recorder()])
+        vocabulary = SDGMTokenizer.build_vocabulary(
+            lines[:320], max_size=40, min_count=3
+        )
+        self.assertEqual(metrics["vocabulary_size"], len(vocabulary))
+        self.assertEqual(metrics["corpus"], "text")
+        self.assertEqual(
+            metrics["config"]["text_sha256"],
+            {"train": datasets.file_sha256(train_file)},
+        )
+        # 40 lines of 10 words and an <eos>, less the first token.
+        for split in ("valid", "test"):
+            entry = metrics["perplexity"][split]["non_overlapping"]
+            self.assertEqual(entry["num_predicted"], 40 * 11 - 1)
+            self.assertTrue(np.isfinite(entry["perplexity"]))
+        # The caller's callback saw the epoch's logs, tokens/s included.
+        self.assertEqual(metrics["epochs_logged"], 1)
+        self.assertLen(Recorder.logs, 1)
+        for name in ("loss", "val_perplexity", "tokens_per_second"):
+            self.assertIn(name, Recorder.logs[0])
+        # The preset holds the corpus's own vocabulary, ready to use.
+        preset = keras_hub.models.CausalLM.from_preset(
+            os.path.join(out, "preset")
+        )
+        self.assertEqual(
+            preset.preprocessor.tokenizer.get_vocabulary(), vocabulary
+        )
+        # The same command resumes nothing: the run is finished.
+        with self.assertRaisesRegex(FileExistsError, "--overwrite"):
+            main("text", flags)
+
     def test_gpt2_baseline(self):
         out = os.path.join(self.get_temp_dir(), "gpt2")
         with self.assertRaises(SystemExit):
@@ -228,8 +306,9 @@ class ResumeTest(TestCase):
             dropout,
         ]
         # The uninterrupted run in this process (the recipe seeds every
-        # generator itself); the killed and the resumed run each in a fresh
-        # process, as a user runs the recipe.
+        # generator itself), the killed run in a process of its own, and
+        # the resumed run in this process again: it must restore every
+        # generator from the backup, whatever the first run left in them.
         whole = os.path.join(self.get_temp_dir(), "whole")
         main("ptb", recipe_args(whole, *arguments))
 
@@ -248,14 +327,10 @@ class ResumeTest(TestCase):
             StepAndEpochBackup.restored_step(os.path.join(out, "backup")), 6
         )
 
-        resumed = subprocess.run(
-            [sys.executable, RECIPE] + recipe_args(out, *arguments),
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        self.assertEqual(resumed.returncode, 0, resumed.stderr[-3000:])
-        self.assertIn("at epoch 2, step 2.", resumed.stdout)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            main("ptb", recipe_args(out, *arguments))
+        self.assertIn("at epoch 2, step 2.", printed.getvalue())
         rows = open(os.path.join(out, "log.csv")).read().splitlines()[1:]
         self.assertEqual([int(r.split(",")[0]) for r in rows], [0, 1])
         # Every batch trained on once, in order (a step more or less, or
@@ -277,6 +352,23 @@ class RecipeStepsTest(TestCase):
     def config(self, *extra, output_dir=None):
         output_dir = output_dir or os.path.join(self.get_temp_dir(), "run")
         return recipe.parse_args("ptb", recipe_args(output_dir, *extra))
+
+    def test_train_script_is_the_text_recipe(self):
+        printed = io.StringIO()
+        with (
+            mock.patch.object(sys, "argv", ["train.py", "--help"]),
+            contextlib.redirect_stdout(printed),
+            self.assertRaises(SystemExit) as exit_,
+        ):
+            runpy.run_path(
+                os.path.join(RECIPES, "train.py"), run_name="__main__"
+            )
+        self.assertEqual(exit_.exception.code, 0)
+        usage = " ".join(printed.getvalue().split())
+        self.assertIn("your own text", usage)
+        self.assertIn("--train-file TRAIN_FILE", usage)
+        self.assertNotIn("--data-dir", usage)
+        self.assertIn("(default: 0.1)", usage)  # --holdout-fraction
 
     def test_parse_args_fills_the_preset_and_the_output_dir(self):
         config = recipe.parse_args("ptb", ["--model", "gpt2"])
@@ -303,14 +395,57 @@ class RecipeStepsTest(TestCase):
             self.config("--eval-tokens", "32")  # the window is 32
 
     def test_config_fields_are_the_flags(self):
-        parser = recipe.build_parser("ptb")
-        flags = {a.dest for a in parser._actions if a.dest != "help"}
+        flags = {}
+        for corpus in ("ptb", "text"):
+            parser = recipe.build_parser(corpus)
+            flags[corpus] = {a.dest for a in parser._actions} - {"help"}
         fields = {f.name for f in dataclasses.fields(recipe.RecipeConfig)}
-        self.assertEqual(fields, flags | {"corpus"})
+        self.assertEqual(
+            fields, flags["ptb"] | flags["text"] | {"corpus", "text_sha256"}
+        )
+        # The two kinds of recipe differ only in where the text comes from.
+        text_only = {
+            "train_file",
+            "valid_file",
+            "test_file",
+            "holdout_fraction",
+            "max_vocabulary_size",
+            "min_count",
+        }
+        self.assertEqual(flags["ptb"] ^ flags["text"], {"data_dir"} | text_only)
+        # A field of one kind is None in the other, as in a config.json
+        # written before it existed (a run started then still resumes).
         saved = self.config().saved_config()
         self.assertEqual(set(saved), fields - set(recipe.RUN_ONLY_FIELDS))
         self.assertEqual(saved["corpus"], "ptb")
+        for name in text_only | {"text_sha256"}:
+            self.assertIsNone(saved[name], name)
         self.assertEqual(json.loads(json.dumps(saved)), saved)
+
+    def test_text_flags(self):
+        folder = self.get_temp_dir()
+        train = os.path.join(folder, "my corpus.txt")
+        with open(train, "w") as f:
+            f.write("a b c\n")
+        config = recipe.parse_args("text", ["--train-file", train])
+        self.assertEqual(config.corpus, "text")
+        self.assertEqual(config.corpus_name, "my corpus.txt")
+        self.assertEqual(
+            config.output_dir, os.path.join("runs", "my corpus-sdgm")
+        )
+        self.assertEqual((config.holdout_fraction, config.min_count), (0.1, 1))
+        self.assertIsNone(config.data_dir)
+        # The digest of each file given: a run does not resume on changed
+        # text.
+        self.assertEqual(
+            config.text_sha256, {"train": datasets.file_sha256(train)}
+        )
+        with self.assertRaises(SystemExit):
+            recipe.parse_args(
+                "text", ["--train-file", train, "--data-dir", "."]
+            )
+        with self.assertRaisesRegex(ValueError, "Unknown corpus 'pdb'"):
+            recipe.parse_args("pdb", [])
 
     def test_parse_args_refuses_flags_that_do_not_go_together(self):
         with self.assertRaises(SystemExit):
@@ -340,6 +475,33 @@ class RecipeStepsTest(TestCase):
         with open(path, "w") as f:
             json.dump({"epoch": 2, "batch": 3, "step": 24}, f)
         self.assertEqual(recipe.resume_step(backup, 2, 10), 24)
+
+    def test_backup_restores_generator_states_in_model_order(self):
+        # Paths name layers as Keras numbered them in the process that
+        # wrote the backup; a second model in one process has other names.
+        lm = tiny_lm(backbone={"dropout": 0.1})
+        lm.build({"token_ids": (None, 8), "padding_mask": (None, 8)})
+        generators = callbacks_lib._seed_states(lm)
+        self.assertNotEmpty(generators)
+        backup = os.path.join(self.get_temp_dir(), "backup")
+        os.makedirs(backup)
+        path = os.path.join(backup, "training_metadata.json")
+
+        def restore(states):
+            with open(path, "w") as f:
+                json.dump({"epoch": 0, "seed_states": states}, f)
+            callback = StepAndEpochBackup(backup)
+            callback.set_model(lm)
+            callback.on_train_begin()
+            return [keras.ops.convert_to_numpy(v).tolist() for v in generators]
+
+        states = [[i, 7] for i in range(len(generators))]
+        self.assertEqual(restore(states), states)
+        # A backup of an older version, keyed by path.
+        older = {v.path: [i, 9] for i, v in enumerate(generators)}
+        self.assertEqual(restore(older), list(older.values()))
+        with self.assertRaisesRegex(ValueError, "another model"):
+            restore(states + [[0, 0]])
 
     def test_make_callbacks(self):
         config = self.config()
@@ -391,6 +553,23 @@ class RecipeStepsTest(TestCase):
             recipe.prepare_output_dir(
                 config.output_dir, {**saved, "encoder_type": "depthwise"}, False
             )
+
+    def test_make_callbacks_adds_the_callers_after_the_logging(self):
+        config = self.config("--tensorboard")
+        mine = keras.callbacks.Callback()
+        callbacks, throughput = recipe.make_callbacks(config, 1, 0, [mine])
+        kinds = [type(c) for c in callbacks]
+        self.assertLess(
+            kinds.index(keras.callbacks.CSVLogger), kinds.index(type(mine))
+        )
+        self.assertLess(callbacks.index(throughput), callbacks.index(mine))
+        self.assertLess(
+            kinds.index(keras.callbacks.TensorBoard), callbacks.index(mine)
+        )
+        self.assertEqual(callbacks.index(mine), len(callbacks) - 2)
+        with self.assertRaisesRegex(TypeError, "`callbacks` must be"):
+            main("ptb", recipe_args(config.output_dir), callbacks=[print])
+        self.assertFalse(os.path.exists(config.output_dir))
 
     def test_build_causal_lm_from_a_config(self):
         tokenizer = SDGMTokenizer(

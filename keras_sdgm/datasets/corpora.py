@@ -134,7 +134,8 @@ def _corpus_spec(corpus, split):
     return CORPORA[corpus]
 
 
-def _sha256(path):
+def file_sha256(path):
+    """The SHA-256 hex digest of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -143,7 +144,7 @@ def _sha256(path):
 
 
 def _verified(path, expected):
-    actual = _sha256(path)
+    actual = file_sha256(path)
     if actual != expected:
         raise ValueError(
             f"Checksum mismatch for {path}: SHA-256 {actual}, expected "

@@ -30,10 +30,23 @@ class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)  # restores the weights and the epoch
         metadata = _read_json(self._training_metadata_path)
-        states = (metadata or {}).get("seed_states", {})
-        for variable in _seed_states(self.model):
-            if variable.path in states:
-                variable.assign(np.asarray(states[variable.path], "uint32"))
+        variables = _seed_states(self.model)
+        states = (metadata or {}).get("seed_states", [])
+        if isinstance(states, dict):
+            # A backup written before the states were kept in order, keyed
+            # by path (which holds only in a process that names its layers
+            # the same way).
+            states = [states.get(v.path) for v in variables]
+        if states and len(states) != len(variables):
+            raise ValueError(
+                f"The backup in {self.backup_dir} holds {len(states)} random "
+                f"generator states, but the model has {len(variables)}: it "
+                "was written by another model. Resume with the run's own "
+                "arguments, or start the run in another folder."
+            )
+        for variable, state in zip(variables, states):
+            if state is not None:
+                variable.assign(np.asarray(state, "uint32"))
         if (metadata or {}).get("torch_rng_state") is not None:
             import torch
 
@@ -51,10 +64,14 @@ class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
         metadata["step"] = int(
             keras.ops.convert_to_numpy(self.model.optimizer.iterations)
         )
-        metadata["seed_states"] = {
-            variable.path: keras.ops.convert_to_numpy(variable).tolist()
+        # In the model's order, not by path: the paths hold layer names
+        # that Keras numbers per process (`seed_generator_4` in a second
+        # model built in the same process), so a run resumed in the
+        # process that ran it (a notebook) would match none of them.
+        metadata["seed_states"] = [
+            keras.ops.convert_to_numpy(variable).tolist()
             for variable in _seed_states(self.model)
-        }
+        ]
         if keras.config.backend() == "torch":
             # Keras's torch dropout without a fixed seed draws from torch's
             # global generator instead of the layer's seed state.

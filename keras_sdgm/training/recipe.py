@@ -2,7 +2,9 @@
 
 Trains SDGM (or the same-size keras-hub GPT-2 baseline) on a word-level
 corpus with the paper's settings, early-stops on validation perplexity,
-and writes to the output folder:
+and writes to the output folder. The corpus is PTB or WikiText-2 by name
+(`recipes/ptb.py`, `recipes/wt2.py`) or plain-text files of your own
+(`recipes/train.py --train-file`, corpus `"text"`). It writes:
 
 - `best.keras`: the best model, with its tokenizer vocabulary;
 - `preset/`: the same model as a keras-hub preset directory (config,
@@ -24,8 +26,8 @@ overwritten without `--overwrite`, and with it is kept aside
 run fails). Every flag is checked before anything is read or written, and
 `config.json` is written only once the data and the model are ready.
 
-`main(corpus, argv)` is the whole run, one step per function, each usable
-alone: `parse_args` (flags to a `RecipeConfig`), `check_output_dir`,
+`main(corpus, argv, callbacks)` is the whole run, one step per function,
+each usable alone: `parse_args` (flags to a `RecipeConfig`), `check_output_dir`,
 `prepare_output_dir`,
 `load_data`, `build_model`, `make_callbacks`, `fit_resumable`,
 `write_preset`, `evaluate` and `write_report`.
@@ -44,8 +46,11 @@ import time
 import keras
 import keras_hub
 
+from keras_sdgm.datasets import CORPORA
+from keras_sdgm.datasets import file_sha256
 from keras_sdgm.datasets import language_model_dataset
 from keras_sdgm.datasets import load_lines
+from keras_sdgm.datasets import load_text_splits
 from keras_sdgm.datasets import token_windows
 from keras_sdgm.datasets import tokenize_corpus
 from keras_sdgm.evaluation import evaluate_perplexity
@@ -63,6 +68,8 @@ CONFIG_FILE = "config.json"
 PRESET_DIR = "preset"
 METRICS_FILE = reporting.METRICS_FILE
 SPLITS = ("train", "valid", "test")
+# The corpus of `recipes/train.py`: text files named by flags.
+TEXT_CORPUS = "text"
 # Sizes that, when not given, come from the preset (for GPT-2 too: the
 # baseline has the same size).
 # Recipe field -> preset key: the training window is the dictionary's L0.
@@ -84,7 +91,12 @@ class RecipeConfig:
     Build it with `parse_args`, which fills the sizes left out from the
     preset and the output folder. Its fields are the flags' names with
     underscores (`--hidden-dim`: `hidden_dim`); `saved_config()` is what
-    `config.json` and `metrics.json` record.
+    `config.json` and `metrics.json` record. The fields after
+    `tensorboard` belong to one kind of recipe and are `None` in the
+    other: `data_dir` to a named corpus, the text flags and
+    `text_sha256` (the digest of each text file given, filled by
+    `parse_args`, so that a run does not resume on changed files) to
+    `"text"`.
     """
 
     corpus: str
@@ -128,11 +140,20 @@ class RecipeConfig:
     distribute: str
     checkpoint_every: int
     seed: int
-    data_dir: str | None
     output_dir: str
     overwrite: bool
     verbose: int
     tensorboard: bool
+    # A named corpus.
+    data_dir: str | None = None
+    # Text files of your own.
+    train_file: str | None = None
+    valid_file: str | None = None
+    test_file: str | None = None
+    holdout_fraction: float | None = None
+    max_vocabulary_size: int | None = None
+    min_count: int | None = None
+    text_sha256: dict | None = None
 
     def saved_config(self):
         """The config recorded in `config.json` (compared on resume)."""
@@ -149,12 +170,30 @@ class RecipeConfig:
     def backup_dir(self):
         return self.path("backup")
 
+    @property
+    def corpus_name(self):
+        """The corpus as people name it: `ptb`, or the train file's name."""
+        if self.corpus == TEXT_CORPUS:
+            return os.path.basename(self.train_file)
+        return self.corpus
+
 
 def build_parser(corpus):
+    """The recipe's flags: the same for every corpus, but where the text
+    comes from (`--data-dir` for a named corpus, the text flags for
+    `"text"`)."""
+    if corpus != TEXT_CORPUS and corpus not in CORPORA:
+        raise ValueError(
+            f"Unknown corpus {corpus!r}: one of {sorted(CORPORA)} or "
+            f"{TEXT_CORPUS!r} (your own text files)."
+        )
+    named = "your own text" if corpus == TEXT_CORPUS else corpus
     parser = argparse.ArgumentParser(
-        description=f"Train and evaluate SDGM or GPT-2 on {corpus}.",
+        description=f"Train and evaluate SDGM or GPT-2 on {named}.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    if corpus == TEXT_CORPUS:
+        add_text_flags(parser)
     add = parser.add_argument
     add("--model", choices=["sdgm", "gpt2"], default="sdgm")
     add(
@@ -295,13 +334,20 @@ def build_parser(corpus):
         help="Steps between resumable checkpoints.",
     )
     add("--seed", type=_non_negative_int, default=0)
+    if corpus != TEXT_CORPUS:
+        add(
+            "--data-dir",
+            default=None,
+            help="Folder with ptb/ and wikitext-2/ (else "
+            "$KERAS_SDGM_DATA_DIR, the Keras cache, then a download).",
+        )
     add(
-        "--data-dir",
+        "--output-dir",
         default=None,
-        help="Folder with ptb/ and wikitext-2/ (else $KERAS_SDGM_DATA_DIR, "
-        "the Keras cache, then a download).",
+        help="Default: runs/<train file name>-<model>."
+        if corpus == TEXT_CORPUS
+        else f"Default: runs/{corpus}-<model>.",
     )
-    add("--output-dir", default=None, help=f"Default: runs/{corpus}-<model>.")
     add(
         "--overwrite",
         action="store_true",
@@ -316,6 +362,50 @@ def build_parser(corpus):
         "<output-dir>/tensorboard.",
     )
     return parser
+
+
+def add_text_flags(parser):
+    """`recipes/train.py`'s flags: the text files and their vocabulary."""
+    text = parser.add_argument_group(
+        "your own text",
+        "UTF-8 files, one sentence or paragraph per line, words separated "
+        "by white space (punctuation touching a word is part of it).",
+    )
+    text.add_argument(
+        "--train-file", required=True, help="The training text (required)."
+    )
+    text.add_argument(
+        "--valid-file",
+        default=None,
+        help="The validation text. Default: the end of --train-file "
+        "(--holdout-fraction of its lines, before the test part).",
+    )
+    text.add_argument(
+        "--test-file",
+        default=None,
+        help="The test text. Default: the last --holdout-fraction of "
+        "--train-file's lines.",
+    )
+    text.add_argument(
+        "--holdout-fraction",
+        type=_holdout_fraction,
+        default=0.1,
+        help="The share of --train-file's lines held out for each of "
+        "valid and test when their file is not given.",
+    )
+    text.add_argument(
+        "--max-vocabulary-size",
+        type=_positive_int,
+        default=None,
+        help="At most this many entries, <eos> and <unk> included; rarer "
+        "words become <unk>. Default: every word seen --min-count times.",
+    )
+    text.add_argument(
+        "--min-count",
+        type=_positive_int,
+        default=1,
+        help="Words seen fewer times in the training part become <unk>.",
+    )
 
 
 def parse_args(corpus, argv=None):
@@ -346,7 +436,7 @@ def parse_args(corpus, argv=None):
             "--dilation-rates must be positive integers, e.g. 1,2,4; "
             f"received {args.dilation_rates}."
         )
-    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+    if getattr(args, "data_dir", None) and not os.path.isdir(args.data_dir):
         parser.error(
             f"--data-dir {args.data_dir} is not a folder (it should hold "
             "ptb/ and/or wikitext-2/)."
@@ -368,9 +458,34 @@ def parse_args(corpus, argv=None):
             "--eval-tokens must be more than --sequence-length (one "
             f"window); received {args.eval_tokens}."
         )
+    if corpus == TEXT_CORPUS:
+        check_text_flags(parser, args)
     if args.output_dir is None:
-        args.output_dir = os.path.join("runs", f"{corpus}-{args.model}")
+        name = (
+            os.path.splitext(os.path.basename(args.train_file))[0]
+            if corpus == TEXT_CORPUS
+            else corpus
+        )
+        args.output_dir = os.path.join("runs", f"{name}-{args.model}")
     return RecipeConfig(corpus=corpus, **vars(args))
+
+
+def check_text_flags(parser, args):
+    """Exits with the usage message unless every text file given is a
+    file; records each one's digest in `args.text_sha256`."""
+    args.text_sha256 = {}
+    for split in SPLITS:
+        path = getattr(args, f"{split}_file")
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            parser.error(f"--{split}-file {path} is not a file.")
+        args.text_sha256[split] = file_sha256(path)
+    if args.max_vocabulary_size is not None and args.max_vocabulary_size < 3:
+        parser.error(
+            "--max-vocabulary-size must be at least 3 (<eos>, <unk> and a "
+            f"word); received {args.max_vocabulary_size}."
+        )
 
 
 @dataclasses.dataclass
@@ -393,11 +508,18 @@ class RecipeData:
 
 def load_data(config):
     """Reads and tokenizes the corpus (vocabulary from the training split)."""
-    lines = {s: load_lines(config.corpus, s, config.data_dir) for s in SPLITS}
-    tokenizer = SDGMTokenizer(SDGMTokenizer.build_vocabulary(lines["train"]))
+    lines = read_splits(config)
+    tokenizer = SDGMTokenizer(
+        SDGMTokenizer.build_vocabulary(
+            lines["train"],
+            max_size=config.max_vocabulary_size,
+            min_count=config.min_count or 1,
+        )
+    )
     tokens = {s: tokenize_corpus(tokenizer, lines[s]) for s in lines}
     for split in ("valid", "test"):
         tokens[split] = tokens[split][: config.eval_tokens]
+    check_split_sizes(config, tokens)
     preprocessor = SDGMCausalLMPreprocessor(
         tokenizer, sequence_length=config.sequence_length
     )
@@ -432,6 +554,53 @@ def load_data(config):
         steps_per_epoch,
         epochs,
     )
+
+
+def read_splits(config):
+    """`{split: lines}`: the named corpus, or the text files of the flags."""
+    if config.corpus != TEXT_CORPUS:
+        return {
+            s: load_lines(config.corpus, s, config.data_dir) for s in SPLITS
+        }
+    lines, _ = load_text_splits(
+        config.train_file,
+        config.valid_file,
+        config.test_file,
+        holdout_fraction=config.holdout_fraction,
+    )
+    for split, path in (
+        ("valid", config.valid_file),
+        ("test", config.test_file),
+    ):
+        if path is None:
+            print(
+                f"The {split} split: {len(lines[split])} lines held out from "
+                f"the end of {config.train_file} (--holdout-fraction "
+                f"{config.holdout_fraction})."
+            )
+    return lines
+
+
+def check_split_sizes(config, tokens):
+    """Every split must hold at least one window of `--sequence-length`."""
+    needed = config.sequence_length + 1
+    for split in SPLITS:
+        if len(tokens[split]) >= needed:
+            continue
+        if config.corpus != TEXT_CORPUS:
+            where = f"{config.corpus}'s {split} split"
+        elif getattr(config, f"{split}_file") is not None:
+            where = f"--{split}-file {getattr(config, f'{split}_file')}"
+        else:
+            where = (
+                f"the {split} part held out from --train-file (raise "
+                f"--holdout-fraction or give --{split}-file)"
+            )
+        raise ValueError(
+            f"{where} has {len(tokens[split])} tokens (each line's words "
+            f"and an <eos>), fewer than one window of --sequence-length + 1 "
+            f"= {needed}. Give more text or a smaller --sequence-length."
+        )
 
 
 def training_plan(config, num_batches):
@@ -479,12 +648,15 @@ def build_model(config, data):
     return lm, num_devices
 
 
-def make_callbacks(config, num_devices, start_epoch):
+def make_callbacks(config, num_devices, start_epoch, extra_callbacks=()):
     """The run's callbacks, in the order they must run, and its meter.
 
     The CSV log is first cut back to the `start_epoch` epochs the backup
     kept (a resumed run logs the others again), and the best model of those
-    epochs is the one to beat. Returns `(callbacks, throughput_meter)`.
+    epochs is the one to beat. `extra_callbacks` (the caller's own) run
+    after the recipe's logging, so their `logs` hold every term and
+    `tokens_per_second`, and before the backup. Returns `(callbacks,
+    throughput_meter)`.
     """
     past = reporting.truncate_csv_log(config.path("log.csv"), start_epoch)
     throughput = callbacks_lib.ThroughputMeter(
@@ -508,8 +680,16 @@ def make_callbacks(config, num_devices, start_epoch):
         ),
         keras.callbacks.CSVLogger(config.path("log.csv"), append=True),
         # After the CSV log: it adds `tokens_per_second` to the epoch's
-        # logs, which TensorBoard (below) records and the CSV does not.
+        # logs, which TensorBoard and the caller's callbacks see and the
+        # CSV does not.
         throughput,
+    ]
+    if config.tensorboard:
+        callbacks.append(
+            keras.callbacks.TensorBoard(config.path("tensorboard"))
+        )
+    callbacks.extend(extra_callbacks)
+    callbacks.append(
         callbacks_lib.StepAndEpochBackup(
             config.backup_dir,
             save_freq=config.checkpoint_every,
@@ -517,13 +697,8 @@ def make_callbacks(config, num_devices, start_epoch):
             # Kept until metrics.json is written: a run killed while it is
             # evaluated resumes after its last epoch, not from scratch.
             delete_checkpoint=False,
-        ),
-    ]
-    if config.tensorboard:
-        callbacks.insert(
-            callbacks.index(throughput) + 1,
-            keras.callbacks.TensorBoard(config.path("tensorboard")),
         )
+    )
     if num_devices > 1:
         callbacks.append(callbacks_lib.SynchronousBatchEnd())
     return callbacks, throughput
@@ -652,7 +827,7 @@ def write_report(
     reporting.plot_training_curves(
         csv_path,
         config.path("curves.png"),
-        f"{config.model} on {config.corpus}",
+        f"{config.model} on {config.corpus_name}",
     )
     result = {
         "corpus": config.corpus,
@@ -675,15 +850,41 @@ def write_report(
     return result
 
 
-def main(corpus, argv=None):
-    """Runs the recipe for `corpus` (`"ptb"` or `"wikitext2"`).
+def main(corpus, argv=None, callbacks=()):
+    """Runs the recipe for `corpus` and returns what `metrics.json` holds.
 
     Nothing is written until the flags, the output folder, the data, the
     model and the free disk space have all been checked: a failed start
     leaves the output folder as it was. A finished run replaced with
     `--overwrite` is kept aside until the new run finishes, and restored
     if it fails (see `prepare_output_dir`).
+
+    Args:
+        corpus: `"ptb"`, `"wikitext2"`, or `"text"` (files named by
+            `--train-file` and the other text flags).
+        argv: list of flags, as on the command line. Default:
+            `sys.argv[1:]`.
+        callbacks: `keras.callbacks.Callback`s of your own, added to the
+            recipe's for `fit` (see `make_callbacks`). They are not part of
+            the run's config: a resumed run takes whichever are passed.
+
+    Example:
+
+    ```python
+    class PrintPerplexity(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            print(epoch, logs["val_perplexity"], logs["tokens_per_second"])
+
+    main("ptb", ["--max-steps", "50"], callbacks=[PrintPerplexity()])
+    ```
     """
+    callbacks = list(callbacks)
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise TypeError(
+                "`callbacks` must be `keras.callbacks.Callback` instances; "
+                f"received {callback!r} ({type(callback).__name__})."
+            )
     config = parse_args(corpus, argv)
     check_output_dir(config.output_dir, config.saved_config(), config.overwrite)
     keras.utils.set_random_seed(config.seed)
@@ -699,7 +900,9 @@ def main(corpus, argv=None):
         start_epoch = callbacks_lib.StepAndEpochBackup.restored_epoch(
             config.backup_dir
         )
-        callbacks, throughput = make_callbacks(config, num_devices, start_epoch)
+        run_callbacks, throughput = make_callbacks(
+            config, num_devices, start_epoch, callbacks
+        )
         done_steps = resume_step(
             config.backup_dir, start_epoch, data.steps_per_epoch
         )
@@ -711,7 +914,12 @@ def main(corpus, argv=None):
                 + (f", step {done_in_epoch + 1}." if done_in_epoch else ".")
             )
         fit_resumable(
-            lm, data, callbacks, start_epoch, done_steps, verbose=config.verbose
+            lm,
+            data,
+            run_callbacks,
+            start_epoch,
+            done_steps,
+            verbose=config.verbose,
         )
 
         best = load_best_model(config)
@@ -904,6 +1112,10 @@ def _non_negative_float(text):
         lambda v: 0 <= v < math.inf,
         "a non-negative finite number",
     )
+
+
+def _holdout_fraction(text):
+    return _number(float, text, lambda v: 0 < v < 0.5, "a number in (0, 0.5)")
 
 
 def _dropout_rate(text):

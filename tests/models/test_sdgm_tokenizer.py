@@ -23,6 +23,32 @@ class SDGMTokenizerTest(TestCase):
     def test_vocabulary_order(self):
         self.assertEqual(self.vocabulary[:4], ["<eos>", "<unk>", "cat", "the"])
 
+    def test_vocabulary_size_cap_and_minimum_count(self):
+        lines = ["a a a b b c", "a b d"]
+        self.assertEqual(
+            SDGMTokenizer.build_vocabulary(lines),
+            ["<eos>", "<unk>", "a", "b", "c", "d"],
+        )
+        self.assertEqual(
+            SDGMTokenizer.build_vocabulary(lines, max_size=4),
+            ["<eos>", "<unk>", "a", "b"],
+        )
+        # c and d, seen once each, become <unk>.
+        self.assertEqual(
+            SDGMTokenizer.build_vocabulary(lines, min_count=2),
+            ["<eos>", "<unk>", "a", "b"],
+        )
+        self.assertEqual(
+            SDGMTokenizer.build_vocabulary(lines, max_size=3, min_count=2),
+            ["<eos>", "<unk>", "a"],
+        )
+        for bad in (2, 0, 3.5, True):
+            with self.assertRaisesRegex(ValueError, "`max_size`"):
+                SDGMTokenizer.build_vocabulary(lines, max_size=bad)
+        for bad in (0, -1, 1.5, None):
+            with self.assertRaisesRegex(ValueError, "`min_count`"):
+                SDGMTokenizer.build_vocabulary(lines, min_count=bad)
+
     def test_round_trip_and_unknown_words(self):
         ids = self.tokenizer(["the cat sat", "the zebra @-@ sat"])
         self.assertEqual(self.tokenizer.detokenize(ids[0]), "the cat sat")

@@ -70,7 +70,7 @@ class SDGMTokenizer(WordPieceTokenizer):
         )
 
     @staticmethod
-    def build_vocabulary(lines, max_size=None):
+    def build_vocabulary(lines, max_size=None, min_count=1):
         """The vocabulary of a training split.
 
         Words are ordered by decreasing count, ties alphabetically, after
@@ -78,18 +78,42 @@ class SDGMTokenizer(WordPieceTokenizer):
 
         Args:
             lines: iterable of strings (the training split's lines).
-            max_size: int or `None`. Keep at most this many entries; the
-                rarest words are left out (and become `<unk>`).
+            max_size: int or `None`. Keep at most this many entries, the
+                two special tokens included; the rarest words are left out
+                (and become `<unk>`).
+            min_count: int. Leave out the words seen fewer times than this
+                (they become `<unk>`).
 
         Returns:
             A list of words.
         """
+        if max_size is not None and (
+            isinstance(max_size, bool)
+            or not isinstance(max_size, int)
+            or max_size < 3
+        ):
+            raise ValueError(
+                "`max_size` must be an integer of at least 3 (`<eos>`, "
+                f"`<unk>` and a word) or None; received {max_size!r}."
+            )
+        if (
+            isinstance(min_count, bool)
+            or not isinstance(min_count, int)
+            or (min_count < 1)
+        ):
+            raise ValueError(
+                "`min_count` must be a positive integer; received "
+                f"{min_count!r}."
+            )
         counts = collections.Counter(
             word for line in lines for word in line.split()
         )
         counts.pop(EOS_TOKEN, None)
         counts.pop(UNK_TOKEN, None)
-        words = sorted(counts, key=lambda w: (-counts[w], w))
+        words = sorted(
+            (w for w in counts if counts[w] >= min_count),
+            key=lambda w: (-counts[w], w),
+        )
         vocabulary = [EOS_TOKEN, UNK_TOKEN] + words
         return vocabulary[:max_size] if max_size else vocabulary
 
