@@ -47,7 +47,10 @@ def compiled_loss_and_grad(layer, mix, weights):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument(
         "--shapes", nargs="+", default=SHAPES, help="length,atoms,hidden,batch"
     )

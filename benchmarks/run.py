@@ -109,7 +109,10 @@ PEERS = ("gpt2", "rwkv7")
 def parse_args(argv=None):
     from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add = parser.add_argument
     add("--lengths", type=int, nargs="+", default=[128, 512, 2048, 8192])
     add("--models", nargs="+", default=list(MODELS), choices=MODELS)

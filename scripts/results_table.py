@@ -73,7 +73,10 @@ def results_table(run_dirs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("run_dirs", nargs="+")
     args = parser.parse_args(argv)
     print(results_table(args.run_dirs))

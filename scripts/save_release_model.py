@@ -31,7 +31,10 @@ METADATA_FILE = "metadata.json"
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("run_dir", help="A finished recipe run folder.")
     parser.add_argument("out_dir", help="e.g. saved_models/ptb_sdgm_tiny")
     parser.add_argument(

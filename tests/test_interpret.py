@@ -1,5 +1,8 @@
+import contextlib
+import io
 import os
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -101,6 +104,38 @@ class InterpretTest(TestCase):
             )
             self.assertAllClose(value, cosine.mean(), atol=1e-5)
 
+    def test_cli_reports_errors_plainly(self):
+        out = os.path.join(self.get_temp_dir(), "report")
+
+        def cli_error(*argv):
+            stderr = io.StringIO()
+            with (
+                contextlib.redirect_stderr(stderr),
+                self.assertRaises(SystemExit) as exit_,
+            ):
+                main(list(argv))
+            self.assertEqual(exit_.exception.code, 2)
+            return stderr.getvalue()
+
+        missing = os.path.join(self.get_temp_dir(), "missing.keras")
+        message = cli_error(missing, "--output-dir", out)
+        self.assertIn("error: No saved model at", message)
+        self.assertNotIn("Traceback", message)
+        self.assertIn(
+            "--max-windows",
+            cli_error(missing, "--output-dir", out, "--max-windows", "0"),
+        )
+        self.assertIn(
+            "--text-file",
+            cli_error(missing, "--out", out, "--text-file", missing),
+        )
+        self.assertIn("--output-dir", cli_error(missing))  # required
+        # Not an SDGM model: said so, not an AttributeError.
+        path = os.path.join(self.get_temp_dir(), "dense.keras")
+        keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(path)
+        self.assertIn("`SDGMCausalLM`", cli_error(path, "--output-dir", out))
+        self.assertFalse(os.path.exists(out))
+
     def test_cli_writes_the_report_and_plots(self):
         lm = tiny_lm()
         model_path = os.path.join(self.get_temp_dir(), "lm.keras")
@@ -112,7 +147,7 @@ class InterpretTest(TestCase):
         main(
             [
                 model_path,
-                "--out",
+                "--output-dir",
                 out,
                 "--text-file",
                 text_path,

@@ -27,6 +27,7 @@ from keras_sdgm.models import SDGMTokenizer
 from keras_sdgm.training import callbacks as callbacks_lib
 from keras_sdgm.training import model_builders
 from keras_sdgm.training import recipe
+from keras_sdgm.training import reporting
 from keras_sdgm.training.callbacks import StepAndEpochBackup
 from keras_sdgm.training.recipe import main
 from tests.fixtures import RECIPE_TINY
@@ -36,7 +37,6 @@ from tests.testing import END_TO_END
 from tests.testing import TestCase
 
 RECIPES = os.path.join(os.path.dirname(__file__), os.pardir, "recipes")
-RECIPE = os.path.join(RECIPES, "ptb.py")
 
 # The recipe, killed abruptly (no cleanup, like SIGKILL) when the optimizer
 # reaches the step given as the first argument.
@@ -91,7 +91,6 @@ class RecipeTest(TestCase):
                 "--long-eval-lengths",
                 "48,100",
                 "--tensorboard",
-                whole_splits=True,
             ),
         )
         for name in (
@@ -105,16 +104,18 @@ class RecipeTest(TestCase):
         with open(os.path.join(out, "metrics.json")) as f:
             metrics = json.load(f)
         self.assertEqual(metrics, json.loads(json.dumps(result)))
-        for split, predicted in (("valid", 73759), ("test", 82429)):
+        # --eval-tokens 4096: every token of that part of each split but
+        # the first (the whole splits by default: the test below).
+        for split in ("valid", "test"):
             for protocol in ("non_overlapping", "sliding"):
                 entry = metrics["perplexity"][split][protocol]
                 self.assertTrue(np.isfinite(entry["perplexity"]))
-                self.assertEqual(entry["num_predicted"], predicted)
+                self.assertEqual(entry["num_predicted"], 4095)
         # Windows longer than the training window (32), validation only.
         long_windows = metrics["perplexity"]["valid"]["long_windows"]
         self.assertEqual(sorted(long_windows), ["100", "48"])
         for length, entry in long_windows.items():
-            self.assertEqual(entry["num_predicted"], 73759)
+            self.assertEqual(entry["num_predicted"], 4095)
             self.assertTrue(np.isfinite(entry["perplexity"]), length)
         self.assertEqual(metrics["vocabulary_size"], 10000)
         self.assertEqual(metrics["parameters"]["embedding"], 10000 * 16)
@@ -148,6 +149,22 @@ class RecipeTest(TestCase):
 
         # What --overwrite does to a finished run: OverwriteEndToEndTest
         # (tests/test_recipe_arguments.py).
+
+    def test_the_final_evaluation_scores_the_whole_splits_by_default(self):
+        def split_sizes(**kwargs):
+            config = recipe.parse_args("ptb", recipe_args("run", **kwargs))
+            tokens = recipe.load_data(config).tokens
+            return {split: len(ids) for split, ids in tokens.items()}
+
+        # Each split's words and an <eos> per line (shared/data/README.md).
+        self.assertEqual(
+            split_sizes(whole_splits=True),
+            {"train": 929589, "valid": 73760, "test": 82430},
+        )
+        self.assertEqual(
+            split_sizes(),  # --eval-tokens 4096
+            {"train": 929589, "valid": 4096, "test": 4096},
+        )
 
     def test_trains_on_a_text_file_with_callbacks_of_your_own(self):
         # 400 lines of a generated language: valid and test are held out
@@ -206,6 +223,9 @@ class RecipeTest(TestCase):
             self.assertTrue(np.isfinite(entry["perplexity"]))
         # The caller's callback saw the epoch's logs, tokens/s included.
         self.assertEqual(metrics["epochs_logged"], 1)
+        # A one-epoch run's curve: a row per step (7 steps an epoch).
+        steps = reporting.read_csv_log(os.path.join(out, "steps.csv"))
+        self.assertEqual([r["step"] for r in steps], list(range(1, 8)))
         self.assertLen(Recorder.logs, 1)
         for name in ("loss", "val_perplexity", "tokens_per_second"):
             self.assertIn(name, Recorder.logs[0])
@@ -333,6 +353,16 @@ class ResumeTest(TestCase):
         self.assertIn("at epoch 2, step 2.", printed.getvalue())
         rows = open(os.path.join(out, "log.csv")).read().splitlines()[1:]
         self.assertEqual([int(r.split(",")[0]) for r in rows], [0, 1])
+        # Step 7, logged after the backup and before the kill, is cut and
+        # logged again: each step once, with the uninterrupted run's loss.
+        steps = reporting.read_csv_log(os.path.join(out, "steps.csv"))
+        self.assertEqual([r["step"] for r in steps], list(range(1, 11)))
+        whole_steps = reporting.read_csv_log(os.path.join(whole, "steps.csv"))
+        self.assertAllClose(
+            [r["loss"] for r in steps],
+            [r["loss"] for r in whole_steps],
+            atol=1e-5,
+        )
         # Every batch trained on once, in order (a step more or less, or
         # another batch, would move the weights): those of the
         # uninterrupted run.
@@ -346,6 +376,46 @@ class ResumeTest(TestCase):
             self.assertEqual(json.load(f)["perplexity"], expected_perplexity)
 
 
+class StepLogTest(TestCase):
+    def test_rows_are_the_means_of_their_own_steps(self):
+        # A model that predicts 0 and does not learn: batch b's loss is
+        # mean(y_b ** 2) = b, for 6 batches of 2 an epoch.
+        model = keras.Sequential(
+            [
+                keras.Input((1,)),
+                keras.layers.Dense(
+                    1, kernel_initializer="zeros", bias_initializer="zeros"
+                ),
+            ]
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+        y = np.sqrt(np.repeat(np.arange(1.0, 7.0), 2))[:, None]
+        path = os.path.join(self.get_temp_dir(), "steps.csv")
+        model.fit(
+            np.zeros((12, 1)),
+            y,
+            batch_size=2,
+            epochs=2,
+            shuffle=False,
+            verbose=0,
+            callbacks=[callbacks_lib.StepLog(path, every=4)],
+        )
+        rows = reporting.read_csv_log(path)
+        # Every 4 steps, and the epoch's last 2 at its end.
+        self.assertEqual(
+            [(r["step"], r["epoch"]) for r in rows],
+            [(4, 0), (6, 0), (10, 1), (12, 1)],
+        )
+        self.assertAllClose(
+            [r["loss"] for r in rows], [2.5, 5.5, 2.5, 5.5], atol=1e-5
+        )
+        # The plot puts them on a step axis with the epochs' validation.
+        png = reporting.plot_training_curves(
+            path, path + ".png", "t", steps_path=path, steps_per_epoch=6
+        )
+        self.assertGreater(os.path.getsize(png), 1000)
+
+
 class RecipeStepsTest(TestCase):
     """The recipe's steps alone: no data read, no training."""
 
@@ -353,22 +423,30 @@ class RecipeStepsTest(TestCase):
         output_dir = output_dir or os.path.join(self.get_temp_dir(), "run")
         return recipe.parse_args("ptb", recipe_args(output_dir, *extra))
 
-    def test_train_script_is_the_text_recipe(self):
-        printed = io.StringIO()
-        with (
-            mock.patch.object(sys, "argv", ["train.py", "--help"]),
-            contextlib.redirect_stdout(printed),
-            self.assertRaises(SystemExit) as exit_,
-        ):
-            runpy.run_path(
-                os.path.join(RECIPES, "train.py"), run_name="__main__"
-            )
-        self.assertEqual(exit_.exception.code, 0)
-        usage = " ".join(printed.getvalue().split())
-        self.assertIn("your own text", usage)
-        self.assertIn("--train-file TRAIN_FILE", usage)
-        self.assertNotIn("--data-dir", usage)
-        self.assertIn("(default: 0.1)", usage)  # --holdout-fraction
+    def test_scripts_are_the_recipes(self):
+        def usage(script):
+            printed = io.StringIO()
+            with (
+                mock.patch.object(sys, "argv", [script, "--help"]),
+                contextlib.redirect_stdout(printed),
+                self.assertRaises(SystemExit) as exit_,
+            ):
+                runpy.run_path(
+                    os.path.join(RECIPES, script), run_name="__main__"
+                )
+            self.assertEqual(exit_.exception.code, 0)
+            return " ".join(printed.getvalue().split())
+
+        for script, corpus in (("ptb.py", "ptb"), ("wt2.py", "wikitext2")):
+            text = usage(script)
+            self.assertIn(f"GPT-2 on {corpus}.", text)
+            self.assertIn("--data-dir", text)
+            self.assertNotIn("--train-file", text)
+        text = usage("train.py")
+        self.assertIn("your own text", text)
+        self.assertIn("--train-file TRAIN_FILE", text)
+        self.assertNotIn("--data-dir", text)
+        self.assertIn("(default: 0.1)", text)  # --holdout-fraction
 
     def test_parse_args_fills_the_preset_and_the_output_dir(self):
         config = recipe.parse_args("ptb", ["--model", "gpt2"])
@@ -511,10 +589,19 @@ class RecipeStepsTest(TestCase):
                 "epoch,loss,val_perplexity\n0,5.0,300.0\n1,4.0,200.0\n"
                 "2,3.0,100.0\n"
             )
-        callbacks, throughput = recipe.make_callbacks(config, 1, 2)
-        # The epoch after the backup is logged again: cut from the log.
+        with open(config.path("steps.csv"), "w") as f:
+            f.write("step,epoch,loss\n10,0,5.0\n20,1,4.0\n21,2,3.9\n")
+        callbacks, throughput = recipe.make_callbacks(config, 1, 2, 20, 10)
+        # The epoch and the step after the backup are logged again: cut
+        # from the logs.
         with open(config.path("log.csv")) as f:
             self.assertEqual(len(f.read().splitlines()), 3)
+        with open(config.path("steps.csv")) as f:
+            self.assertEqual(f.read(), "step,epoch,loss\n10,0,5.0\n20,1,4.0\n")
+        step_log = next(
+            c for c in callbacks if isinstance(c, callbacks_lib.StepLog)
+        )
+        self.assertEqual(step_log.every, 1)  # 10 steps an epoch
         self.assertIsInstance(callbacks[0], callbacks_lib.StopOnNonFiniteLoss)
         self.assertIsInstance(callbacks[-1], callbacks_lib.StepAndEpochBackup)
         self.assertIn(throughput, callbacks)
@@ -525,7 +612,7 @@ class RecipeStepsTest(TestCase):
             if isinstance(c, keras.callbacks.ModelCheckpoint)
         )
         self.assertEqual(checkpoint.best, 200.0)  # the best kept epoch's
-        callbacks, _ = recipe.make_callbacks(config, 2, 2)
+        callbacks, _ = recipe.make_callbacks(config, 2, 2, 20, 10)
         self.assertIsInstance(callbacks[-1], callbacks_lib.SynchronousBatchEnd)
 
     def test_prepare_output_dir_resumes_the_same_config(self):
@@ -557,7 +644,9 @@ class RecipeStepsTest(TestCase):
     def test_make_callbacks_adds_the_callers_after_the_logging(self):
         config = self.config("--tensorboard")
         mine = keras.callbacks.Callback()
-        callbacks, throughput = recipe.make_callbacks(config, 1, 0, [mine])
+        callbacks, throughput = recipe.make_callbacks(
+            config, 1, 0, 0, 10, [mine]
+        )
         kinds = [type(c) for c in callbacks]
         self.assertLess(
             kinds.index(keras.callbacks.CSVLogger), kinds.index(type(mine))

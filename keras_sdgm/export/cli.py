@@ -10,6 +10,7 @@ def main(argv=None):
         prog="python -m keras_sdgm.export",
         description="Export a saved SDGMCausalLM as a TF Serving SavedModel "
         "(DEST/<version>/) or an ONNX file (DEST).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("model", help="A saved SDGMCausalLM (.keras).")
     parser.add_argument(

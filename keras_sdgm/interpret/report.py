@@ -1,11 +1,10 @@
-"""The interpretability report: `python -m keras_sdgm.interpret MODEL --out DIR`."""
+"""The interpretability report: `python -m keras_sdgm.interpret MODEL --output-dir DIR`."""
 
 import argparse
 import csv
 import json
 import os
 
-import keras
 import numpy as np
 
 from keras_sdgm.datasets import CORPORA
@@ -13,6 +12,8 @@ from keras_sdgm.datasets import load_lines
 from keras_sdgm.datasets import tokenize_corpus
 from keras_sdgm.interpret import analysis
 from keras_sdgm.interpret import plots
+from keras_sdgm.models import SDGMCausalLM
+from keras_sdgm.utils import arguments
 
 DEFAULT_SENTENCE = (
     "the company said it expects sales to rise in the third quarter"
@@ -44,6 +45,11 @@ def write_report(
     Returns:
         dict with what `summary.json` holds.
     """
+    if not isinstance(lm, SDGMCausalLM):
+        raise ValueError(
+            "The report is for an `SDGMCausalLM` (its atoms and "
+            f"coefficients); received a {type(lm).__name__}."
+        )
     if lm.preprocessor is None:
         raise ValueError(
             "The report needs the model's tokenizer: load a model saved with "
@@ -165,9 +171,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m keras_sdgm.interpret",
         description="Write an interpretability report for a saved SDGM model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("model", help="A saved SDGMCausalLM (.keras).")
-    parser.add_argument("--out", required=True, help="Output folder.")
+    parser.add_argument(
+        "--output-dir",
+        "--out",
+        dest="output_dir",
+        required=True,
+        help="Folder to write the report into (created if missing; --out "
+        "is its older name).",
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--corpus",
@@ -175,26 +189,45 @@ def main(argv=None):
         help="Corpus whose --split gives the token statistics.",
     )
     source.add_argument("--text-file", help="Text file, one line per sequence.")
-    parser.add_argument("--split", default="valid")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--sentence", default=DEFAULT_SENTENCE)
-    parser.add_argument("--max-windows", type=int, default=200)
+    parser.add_argument(
+        "--split", choices=["train", "valid", "test"], default="valid"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="Folder with ptb/ and wikitext-2/."
+    )
+    parser.add_argument(
+        "--sentence",
+        default=DEFAULT_SENTENCE,
+        help="Text for the coefficient heat maps.",
+    )
+    parser.add_argument(
+        "--max-windows",
+        type=arguments.positive_int,
+        default=200,
+        help="Windows of the text run through the model.",
+    )
     args = parser.parse_args(argv)
+    if args.text_file is not None and not os.path.isfile(args.text_file):
+        parser.error(f"--text-file {args.text_file} is not a file.")
 
     import keras_sdgm  # noqa: F401  (registers the classes for loading)
+    from keras_sdgm.export.export_utils import load_keras_file
 
-    lm = keras.saving.load_model(args.model, compile=False)
-    lines = None
-    if args.corpus:
-        lines = load_lines(args.corpus, args.split, args.data_dir)
-    elif args.text_file:
-        with open(args.text_file) as f:
-            lines = [line.strip() for line in f if line.strip()]
-    write_report(
-        lm,
-        args.out,
-        lines=lines,
-        sentence=args.sentence,
-        max_windows=args.max_windows,
-    )
-    print(f"Wrote {os.path.join(args.out, 'report.md')}")
+    try:
+        lm = load_keras_file(args.model, compile=False)
+        lines = None
+        if args.corpus:
+            lines = load_lines(args.corpus, args.split, args.data_dir)
+        elif args.text_file:
+            with open(args.text_file, encoding="utf-8") as f:
+                lines = [line.strip() for line in f if line.strip()]
+        write_report(
+            lm,
+            args.output_dir,
+            lines=lines,
+            sentence=args.sentence,
+            max_windows=args.max_windows,
+        )
+    except (FileNotFoundError, UnicodeDecodeError, ValueError) as error:
+        parser.exit(2, f"error: {error}\n")
+    print(f"Wrote {os.path.join(args.output_dir, 'report.md')}")

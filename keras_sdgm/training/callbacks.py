@@ -1,5 +1,7 @@
-"""Callbacks of the recipes: resumable backups, a NaN stop, a throughput meter."""
+"""Callbacks of the recipes: resumable backups, a NaN stop, a throughput
+meter, a per-step log."""
 
+import csv
 import json
 import os
 import time
@@ -152,6 +154,71 @@ class ThroughputMeter(keras.callbacks.Callback):
         if not self.step_seconds:
             return None
         return self.tokens_per_step / float(np.median(self.step_seconds))
+
+
+class StepLog(keras.callbacks.Callback):
+    """Appends the training loss every `every` steps to a CSV file.
+
+    Each row is `step` (the optimizer's, counted over the whole run),
+    `epoch` (from 0) and, for each of `names` in the logs, its mean over the
+    steps since the previous row. Keras's batch logs are the means since the
+    epoch began; the mean over the last `n` steps is taken from two of them
+    (`(b * mean_b - a * mean_a) / (b - a)`), so it is exact and costs
+    nothing. A row is written at the end of each epoch too, so no step is
+    left out.
+
+    Args:
+        path: the CSV file, appended to (cut it back to the resumed step
+            with `reporting.truncate_csv_log` before resuming a run).
+        every: int. Steps between rows.
+        names: the logged quantities to record (those absent are skipped).
+    """
+
+    def __init__(self, path, every, names=("loss", "nll")):
+        super().__init__()
+        self.path = path
+        self.every = every
+        self.names = tuple(names)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._batches = 0
+        self._last = (0, {})  # batches at the last row, and their means
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches = batch + 1
+        if self._batches % self.every == 0:
+            self._write(self._batches, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        # The epoch's training logs are the means over all its batches,
+        # those of its last batch.
+        if self._batches > self._last[0]:
+            self._write(self._batches, logs)
+
+    def _write(self, batches, logs):
+        previous_batches, previous_means = self._last
+        row = {
+            "step": int(
+                keras.ops.convert_to_numpy(self.model.optimizer.iterations)
+            ),
+            "epoch": self._epoch,
+        }
+        means = {}
+        for name in self.names:
+            if name not in (logs or {}):
+                continue
+            means[name] = float(logs[name])
+            total = batches * means[name]
+            before = previous_batches * previous_means.get(name, 0.0)
+            row[name] = (total - before) / (batches - previous_batches)
+        self._last = (batches, means)
+        new_file = not os.path.exists(self.path)
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

@@ -119,6 +119,7 @@ def sdgm_causal_lm(
     """
     backbone = SDGMBackbone.from_preset(
         preset,
+        load_weights=False,
         vocabulary_size=vocabulary_size,
         **{k: v for k, v in overrides.items() if v is not None},
     )

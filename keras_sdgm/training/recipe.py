@@ -14,7 +14,8 @@ and writes to the output folder. The corpus is PTB or WikiText-2 by name
   SPEC section 6 (and on longer validation windows with
   `--long-eval-lengths`), parameter counts, training tokens/s, wall time, backend,
   library versions and the full config;
-- `log.csv` and `curves.png`: per-epoch metrics and their plot;
+- `log.csv`: per-epoch metrics; `steps.csv`: the training loss about 20
+  times an epoch; `curves.png`: both against the step;
 - with `--tensorboard`, `tensorboard/`: the same metrics, the learning
   rate and the training tokens/s, for TensorBoard;
 - `config.json`: the arguments, checked again when a run is resumed.
@@ -63,9 +64,11 @@ from keras_sdgm.training import callbacks as callbacks_lib
 from keras_sdgm.training import distribution
 from keras_sdgm.training import model_builders
 from keras_sdgm.training import reporting
+from keras_sdgm.utils import arguments
 
 CONFIG_FILE = "config.json"
 PRESET_DIR = "preset"
+STEPS_LOG = "steps.csv"
 METRICS_FILE = reporting.METRICS_FILE
 SPLITS = ("train", "valid", "test")
 # The corpus of `recipes/train.py`: text files named by flags.
@@ -204,44 +207,44 @@ def build_parser(corpus):
     )
     add(
         "--hidden-dim",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=None,
         help="Default: the preset's (sdgm_base: 512).",
     )
     add(
         "--num-atoms",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=None,
         help="SDGM dictionary size K. Default: the preset's (256).",
     )
     add(
         "--sequence-length",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=None,
         help="Training window L. Default: the preset's (128).",
     )
     add(
         "--num-layers",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=None,
         help="Blocks or Transformer layers. Default: the preset's.",
     )
-    add("--kernel-size", type=_positive_int, default=None)
+    add("--kernel-size", type=arguments.positive_int, default=None)
     add(
         "--dilation-rates",
-        type=_int_list,
+        type=arguments.int_list,
         default=None,
         help="Comma-separated, e.g. 1,2,4 (SDGM).",
     )
     add("--coefficient-activation", default=None)
     add(
         "--intermediate-dim",
-        type=_non_negative_int,
+        type=arguments.non_negative_int,
         default=None,
         help="Feed-forward width (0: none, SDGM); default 4 x hidden.",
     )
     add("--residual", action=argparse.BooleanOptionalAction, default=None)
-    add("--num-mixture-components", type=_positive_int, default=None)
+    add("--num-mixture-components", type=arguments.positive_int, default=None)
     add(
         "--dictionary",
         dest="dictionary_type",
@@ -257,53 +260,57 @@ def build_parser(corpus):
     )
     add(
         "--max-position-offset",
-        type=_non_negative_int,
+        type=arguments.non_negative_int,
         default=None,
         help="Train the dictionaries at positions shifted by a random "
         "offset up to this (SDGM).",
     )
     add(
         "--num-heads",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=8,
         help="GPT-2 attention heads.",
     )
-    add("--dropout", type=_dropout_rate, default=0.0)
-    add("--nll-weight", type=_non_negative_float, default=1.0)
-    add("--reconstruction-weight", type=_non_negative_float, default=0.0)
-    add("--stft-weight", type=_non_negative_float, default=0.0)
-    add("--prior-weight", type=_non_negative_float, default=0.0)
-    add("--learning-rate", type=_positive_float, default=1e-3)
-    add("--weight-decay", type=_non_negative_float, default=1e-5)
-    add("--batch-size", type=_positive_int, default=32)
-    add("--epochs", type=_positive_int, default=10)
+    add("--dropout", type=arguments.dropout_rate, default=0.0)
+    add("--nll-weight", type=arguments.non_negative_float, default=1.0)
+    add(
+        "--reconstruction-weight",
+        type=arguments.non_negative_float,
+        default=0.0,
+    )
+    add("--stft-weight", type=arguments.non_negative_float, default=0.0)
+    add("--prior-weight", type=arguments.non_negative_float, default=0.0)
+    add("--learning-rate", type=arguments.positive_float, default=1e-3)
+    add("--weight-decay", type=arguments.non_negative_float, default=1e-5)
+    add("--batch-size", type=arguments.positive_int, default=32)
+    add("--epochs", type=arguments.positive_int, default=10)
     add(
         "--patience",
-        type=_non_negative_int,
+        type=arguments.non_negative_int,
         default=2,
         help="Epochs without a better validation perplexity before stopping.",
     )
     add(
         "--steps-per-epoch",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=None,
         help="Steps between validations (default: one pass over the data).",
     )
     add(
         "--max-steps",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=None,
         help="Train at most this many steps (whole epochs when larger).",
     )
     add(
         "--eval-stride",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=None,
         help="Stride of the sliding-window evaluation (default L / 2).",
     )
     add(
         "--eval-tokens",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=None,
         help="Validate and test on the first N tokens of each split only "
         "(a quick check: not comparable with full-split perplexities). "
@@ -311,7 +318,7 @@ def build_parser(corpus):
     )
     add(
         "--long-eval-lengths",
-        type=_int_list,
+        type=arguments.int_list,
         default=[],
         help="Also score the validation split in non-overlapping windows "
         "of these lengths, longer than the training window (SDGM only; "
@@ -329,11 +336,11 @@ def build_parser(corpus):
     )
     add(
         "--checkpoint-every",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=200,
         help="Steps between resumable checkpoints.",
     )
-    add("--seed", type=_non_negative_int, default=0)
+    add("--seed", type=arguments.non_negative_int, default=0)
     if corpus != TEXT_CORPUS:
         add(
             "--data-dir",
@@ -388,21 +395,21 @@ def add_text_flags(parser):
     )
     text.add_argument(
         "--holdout-fraction",
-        type=_holdout_fraction,
+        type=arguments.holdout_fraction,
         default=0.1,
         help="The share of --train-file's lines held out for each of "
         "valid and test when their file is not given.",
     )
     text.add_argument(
         "--max-vocabulary-size",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=None,
         help="At most this many entries, <eos> and <unk> included; rarer "
         "words become <unk>. Default: every word seen --min-count times.",
     )
     text.add_argument(
         "--min-count",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=1,
         help="Words seen fewer times in the training part become <unk>.",
     )
@@ -648,17 +655,27 @@ def build_model(config, data):
     return lm, num_devices
 
 
-def make_callbacks(config, num_devices, start_epoch, extra_callbacks=()):
+def make_callbacks(
+    config,
+    num_devices,
+    start_epoch,
+    done_steps,
+    steps_per_epoch,
+    extra_callbacks=(),
+):
     """The run's callbacks, in the order they must run, and its meter.
 
-    The CSV log is first cut back to the `start_epoch` epochs the backup
-    kept (a resumed run logs the others again), and the best model of those
-    epochs is the one to beat. `extra_callbacks` (the caller's own) run
-    after the recipe's logging, so their `logs` hold every term and
-    `tokens_per_second`, and before the backup. Returns `(callbacks,
+    The CSV logs are first cut back to the `start_epoch` epochs and
+    `done_steps` steps the backup kept (a resumed run logs the others
+    again), and the best model of those epochs is the one to beat.
+    `steps.csv` gets a row about 20 times an epoch (`StepLog`).
+    `extra_callbacks` (the caller's own) run after the recipe's logging, so
+    their `logs` hold every term and `tokens_per_second`, and before the
+    backup. Returns `(callbacks,
     throughput_meter)`.
     """
     past = reporting.truncate_csv_log(config.path("log.csv"), start_epoch)
+    reporting.truncate_csv_log(config.path(STEPS_LOG), done_steps + 1)
     throughput = callbacks_lib.ThroughputMeter(
         config.batch_size * config.sequence_length
     )
@@ -683,6 +700,9 @@ def make_callbacks(config, num_devices, start_epoch, extra_callbacks=()):
         # logs, which TensorBoard and the caller's callbacks see and the
         # CSV does not.
         throughput,
+        callbacks_lib.StepLog(
+            config.path(STEPS_LOG), every=max(1, steps_per_epoch // 20)
+        ),
     ]
     if config.tensorboard:
         callbacks.append(
@@ -818,6 +838,7 @@ def write_report(
     tokens_per_second,
     num_devices,
     started,
+    steps_per_epoch,
 ):
     """Writes `curves.png` and `metrics.json`, then drops the backup.
 
@@ -828,6 +849,8 @@ def write_report(
         csv_path,
         config.path("curves.png"),
         f"{config.model} on {config.corpus_name}",
+        steps_path=config.path(STEPS_LOG),
+        steps_per_epoch=steps_per_epoch,
     )
     result = {
         "corpus": config.corpus,
@@ -900,11 +923,16 @@ def main(corpus, argv=None, callbacks=()):
         start_epoch = callbacks_lib.StepAndEpochBackup.restored_epoch(
             config.backup_dir
         )
-        run_callbacks, throughput = make_callbacks(
-            config, num_devices, start_epoch, callbacks
-        )
         done_steps = resume_step(
             config.backup_dir, start_epoch, data.steps_per_epoch
+        )
+        run_callbacks, throughput = make_callbacks(
+            config,
+            num_devices,
+            start_epoch,
+            done_steps,
+            data.steps_per_epoch,
+            callbacks,
         )
         if resuming:
             done_in_epoch = done_steps - start_epoch * data.steps_per_epoch
@@ -932,6 +960,7 @@ def main(corpus, argv=None, callbacks=()):
             tokens_per_second=throughput.tokens_per_second(),
             num_devices=num_devices,
             started=started,
+            steps_per_epoch=data.steps_per_epoch,
         )
 
 
@@ -1064,59 +1093,3 @@ def require_free_space(output_dir, lm):
             f"checkpoints need about {needed / 2**20:.0f} MiB. Free some "
             "space or choose another --output-dir."
         )
-
-
-def _int_list(text):
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated integers, e.g. 1,2,4; received {text!r}"
-        ) from None
-
-
-def _number(kind, text, accept, accepted):
-    """`kind(text)` if `accept` takes it, else an argparse error saying why.
-
-    argparse prefixes the message with the flag's name.
-    """
-    try:
-        value = kind(text)
-    except ValueError:
-        value = None
-    if value is None or not accept(value):
-        raise argparse.ArgumentTypeError(
-            f"must be {accepted}; received {text!r}"
-        )
-    return value
-
-
-def _positive_int(text):
-    return _number(int, text, lambda v: v > 0, "a positive integer")
-
-
-def _non_negative_int(text):
-    return _number(int, text, lambda v: v >= 0, "a non-negative integer")
-
-
-def _positive_float(text):
-    return _number(
-        float, text, lambda v: 0 < v < math.inf, "a positive finite number"
-    )
-
-
-def _non_negative_float(text):
-    return _number(
-        float,
-        text,
-        lambda v: 0 <= v < math.inf,
-        "a non-negative finite number",
-    )
-
-
-def _holdout_fraction(text):
-    return _number(float, text, lambda v: 0 < v < 0.5, "a number in (0, 0.5)")
-
-
-def _dropout_rate(text):
-    return _number(float, text, lambda v: 0 <= v < 1, "a number in [0, 1)")

@@ -28,12 +28,13 @@ def read_csv_log(path):
         return []
 
 
-def truncate_csv_log(path, num_epochs):
-    """Keeps the first `num_epochs` epochs of a CSV log; returns their rows.
+def truncate_csv_log(path, limit):
+    """Keeps the rows whose first column is below `limit`; returns them.
 
-    A resumed run restarts at the epoch of its last backup: rows logged
-    after that backup describe weights that were lost, and would be logged
-    twice.
+    The first column is the epoch of `log.csv` or the step of `steps.csv`.
+    A resumed run restarts at its last backup (`limit`: its epochs, or its
+    steps + 1): rows logged after that backup describe weights that were
+    lost, and would be logged twice.
     """
     try:
         with open(path, newline="") as f:
@@ -41,33 +42,60 @@ def truncate_csv_log(path, num_epochs):
     except FileNotFoundError:
         return []
     kept = lines[:1] + [
-        line for line in lines[1:] if int(line.split(",", 1)[0]) < num_epochs
+        line for line in lines[1:] if int(line.split(",", 1)[0]) < limit
     ]
     with open(path, "w", newline="") as f:
         f.writelines(kept)
     return read_csv_log(path)
 
 
-def plot_training_curves(csv_path, png_path, title):
-    """Loss and perplexity per epoch, training and validation."""
+def plot_training_curves(
+    csv_path, png_path, title, steps_path=None, steps_per_epoch=None
+):
+    """Loss and perplexity, training and validation, against the step.
+
+    The training curves come from `steps_path` (a `StepLog` file: a point
+    every few steps, so a one-epoch run has a curve) when it has rows, else
+    from the per-epoch `csv_path`; the validation points, one per epoch,
+    from `csv_path`, at the epoch's last step (`steps_per_epoch`).
+    Without `steps_path`, the x axis is the epoch.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = read_csv_log(csv_path)
-    if not rows:
+    steps = read_csv_log(steps_path) if steps_path else []
+    if not rows and not steps:
         return None
-    epochs = [int(r["epoch"]) + 1 for r in rows]
+    for row in steps:
+        if "nll" in row:
+            row["perplexity"] = float(np.exp(row["nll"]))
+    if steps:
+        x_label = "step"
+        epoch_x = [(int(r["epoch"]) + 1) * steps_per_epoch for r in rows]
+        train_x, train_rows = [r["step"] for r in steps], steps
+    else:
+        x_label = "epoch"
+        epoch_x = [int(r["epoch"]) + 1 for r in rows]
+        train_x, train_rows = epoch_x, rows
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, metric in zip(axes, ("loss", "perplexity")):
-        for prefix, style in (("", "-"), ("val_", "--")):
-            key = prefix + metric
-            if key in rows[0]:
-                axis.plot(epochs, [r[key] for r in rows], style, label=key)
-        axis.set_xlabel("epoch")
+        if train_rows and metric in train_rows[0]:
+            axis.plot(
+                train_x,
+                [r[metric] for r in train_rows],
+                "-" if steps else "-o",
+                label=metric,
+            )
+        key = "val_" + metric
+        if rows and key in rows[0]:
+            axis.plot(epoch_x, [r[key] for r in rows], "--o", label=key)
+        axis.set_xlabel(x_label)
         axis.set_ylabel(metric)
-        axis.legend()
+        if axis.lines:
+            axis.legend()
     axes[1].set_yscale("log")
     figure.suptitle(title)
     figure.tight_layout()

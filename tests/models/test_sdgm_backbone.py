@@ -79,7 +79,10 @@ class SDGMBackboneTest(TestCase):
         )
         # Through from_preset's keyword arguments too.
         paper = SDGMBackbone.from_preset(
-            "sdgm_paper", vocabulary_size=10, sequence_length=32
+            "sdgm_paper",
+            load_weights=False,
+            vocabulary_size=10,
+            sequence_length=32,
         )
         self.assertEqual(paper.window_length, 32)
         config["window_length"] = 8
@@ -107,7 +110,9 @@ class SDGMBackboneTest(TestCase):
 
     def test_presets(self):
         self.assertIn("sdgm_paper", SDGMBackbone.presets)
-        paper = SDGMBackbone.from_preset("sdgm_paper", vocabulary_size=100)
+        paper = SDGMBackbone.from_preset(
+            "sdgm_paper", load_weights=False, vocabulary_size=100
+        )
         self.assertEqual(
             (
                 paper.hidden_dim,
@@ -121,10 +126,12 @@ class SDGMBackboneTest(TestCase):
             (512, 256, 128, 1, [1], 0, False),
         )
         tiny = SDGMBackbone.from_preset(
-            "sdgm_tiny", vocabulary_size=20, num_layers=1
+            "sdgm_tiny", load_weights=False, vocabulary_size=20, num_layers=1
         )
         self.assertEqual(tiny.num_layers, 1)
-        base = SDGMBackbone.from_preset("sdgm_base", vocabulary_size=20)
+        base = SDGMBackbone.from_preset(
+            "sdgm_base", load_weights=False, vocabulary_size=20
+        )
         self.assertEqual(
             (
                 base.num_layers,
@@ -146,7 +153,15 @@ class SDGMBackboneTest(TestCase):
         with self.assertRaisesRegex(ValueError, "sdgm_paper"):
             SDGMBackbone.from_preset("sdgm_huge", vocabulary_size=10)
         with self.assertRaisesRegex(ValueError, "vocabulary_size"):
-            SDGMBackbone.from_preset("sdgm_paper")
+            SDGMBackbone.from_preset("sdgm_paper", load_weights=False)
+        # A named preset has no trained weights: asked for them (keras-hub's
+        # default), it says so instead of giving random ones.
+        for name, preset in SDGMBackbone.presets.items():
+            self.assertIn("Architecture only", preset["description"], name)
+            with self.assertRaisesRegex(
+                ValueError, "architecture without trained weights"
+            ):
+                SDGMBackbone.from_preset(name, vocabulary_size=10)
 
     @parameterized.named_parameters(
         ("vocabulary_size", "vocabulary_size", 0),

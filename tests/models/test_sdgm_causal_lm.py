@@ -267,10 +267,12 @@ class SDGMCausalLMTest(TestCase):
 
     def test_from_preset(self):
         lm = SDGMCausalLM.from_preset(
-            "sdgm_tiny", vocabulary_size=30, stft_weight=1.0
+            "sdgm_tiny", load_weights=False, vocabulary_size=30, stft_weight=1.0
         )
         self.assertEqual(lm.backbone.vocabulary_size, 30)
         self.assertEqual(lm.stft_weight, 1.0)
+        with self.assertRaisesRegex(ValueError, "load_weights=False"):
+            SDGMCausalLM.from_preset("sdgm_tiny", vocabulary_size=30)
 
     def test_invalid_arguments(self):
         with self.assertRaisesRegex(ValueError, "stft_weight"):

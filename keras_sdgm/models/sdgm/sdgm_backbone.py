@@ -184,7 +184,9 @@ class SDGMBackbone(Backbone):
     ...     return_auxiliary_outputs=True)
     >>> outputs["auxiliary_outputs"][0]["coefficients"].shape
     (2, 64, 16)
-    >>> paper = SDGMBackbone.from_preset("sdgm_paper", vocabulary_size=10000)
+    >>> paper = SDGMBackbone.from_preset(
+    ...     "sdgm_paper", load_weights=False, vocabulary_size=10000
+    ... )
     """
 
     def __init__(
@@ -369,13 +371,27 @@ class SDGMBackbone(Backbone):
         """Builds a backbone from a named preset or a saved preset directory.
 
         Args:
-            preset: one of `SDGMBackbone.presets` (an architecture without
-                weights: pass `vocabulary_size` unless the preset fixes
-                it), or a path/handle that keras-hub's `from_preset` reads.
-            load_weights: bool, for saved presets with weights.
+            preset: one of `SDGMBackbone.presets` (an architecture only:
+                no trained weights and no vocabulary; pass
+                `load_weights=False` and `vocabulary_size`), or a path or
+                handle that keras-hub's `from_preset` reads (e.g.
+                `saved_models/ptb_sdgm_tiny/preset`, trained on PTB).
+            load_weights: bool. Load the preset's trained weights; a named
+                preset has none, so it needs `False` (a randomly
+                initialized model).
             **kwargs: overrides of the preset's config.
         """
         if preset in backbone_presets:
+            if load_weights:
+                raise ValueError(
+                    f"Preset {preset!r} is an architecture without trained "
+                    "weights. Pass `load_weights=False` (and "
+                    "`vocabulary_size`) for a randomly initialized model to "
+                    "train, or load a trained preset directory, e.g. "
+                    "`keras_hub.models.CausalLM.from_preset("
+                    '"saved_models/ptb_sdgm_tiny/preset")` or a recipe '
+                    "run's `<output-dir>/preset`."
+                )
             config = dict(backbone_presets[preset]["config"])
             config.update(renamed_config(kwargs, RENAMED_KEYS))
             if "vocabulary_size" not in config:

@@ -781,8 +781,11 @@ class SDGMCausalLM(CausalLM):
     def from_preset(cls, preset, load_weights=True, **kwargs):
         """Builds the task from a named SDGM preset or a preset directory.
 
-        Keyword arguments that `SDGMBackbone` accepts configure the backbone
-        (e.g. `vocabulary_size`); the rest go to `SDGMCausalLM`.
+        A named preset is an architecture only (`SDGMBackbone.from_preset`):
+        it needs `load_weights=False`, gives random weights and no
+        preprocessor. Keyword arguments that `SDGMBackbone` accepts
+        configure the backbone (e.g. `vocabulary_size`); the rest go to
+        `SDGMCausalLM`.
         """
         if preset not in backbone_presets:
             return super().from_preset(
@@ -793,7 +796,9 @@ class SDGMCausalLM(CausalLM):
         backbone_kwargs = {
             k: kwargs.pop(k) for k in list(kwargs) if k in backbone_args
         }
-        backbone = SDGMBackbone.from_preset(preset, **backbone_kwargs)
+        backbone = SDGMBackbone.from_preset(
+            preset, load_weights=load_weights, **backbone_kwargs
+        )
         return cls(backbone=backbone, **kwargs)
 
     def get_config(self):

@@ -1,12 +1,15 @@
-"""Named SDGM architectures (configs without weights)."""
+"""Named SDGM architectures: configs without trained weights or a
+vocabulary (`from_preset(name, load_weights=False, vocabulary_size=...)`).
+The trained PTB model is the preset directory
+`saved_models/ptb_sdgm_tiny/preset`."""
 
 backbone_presets = {
     "sdgm_paper": {
         "description": (
             "The paper's model: one dictionary (D=512, K=256, L=128) whose "
             "reconstruction replaces the embedding, coefficients from one "
-            "kernel-3 causal convolution, no feed-forward. Pass "
-            "`vocabulary_size`."
+            "kernel-3 causal convolution, no feed-forward. Architecture "
+            "only: pass `load_weights=False` and `vocabulary_size`."
         ),
         "config": {
             "hidden_dim": 512,
@@ -27,7 +30,8 @@ backbone_presets = {
             "sinusoidal modes that see every past position, at a constant "
             "cost per generated token) and a 4x feed-forward; the "
             "dictionaries are trained at random position offsets up to "
-            "three windows (docs/ABLATIONS.md). Pass `vocabulary_size`."
+            "three windows (docs/ABLATIONS.md). Architecture only: pass "
+            "`load_weights=False` and `vocabulary_size`."
         ),
         "config": {
             "hidden_dim": 512,
@@ -41,7 +45,8 @@ backbone_presets = {
         "description": (
             "A tiny model for tests and demos (D=64, K=32, L=64, two "
             "blocks with the gated spectral mixer, position offsets up to "
-            "three windows). Pass `vocabulary_size`."
+            "three windows). Architecture only: pass `load_weights=False` "
+            "and `vocabulary_size`."
         ),
         "config": {
             "hidden_dim": 64,

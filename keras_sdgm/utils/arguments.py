@@ -1,0 +1,61 @@
+"""`argparse` types of the command lines: a value out of range is a usage
+error that names the flag (argparse prefixes the message with it)."""
+
+import argparse
+import math
+
+
+def int_list(text):
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated integers, e.g. 1,2,4; received {text!r}"
+        ) from None
+
+
+def number(kind, text, accept, accepted):
+    """`kind(text)` if `accept` takes it, else an argparse error saying why.
+
+    argparse prefixes the message with the flag's name.
+    """
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError(
+            f"must be {accepted}; received {text!r}"
+        )
+    return value
+
+
+def positive_int(text):
+    return number(int, text, lambda v: v > 0, "a positive integer")
+
+
+def non_negative_int(text):
+    return number(int, text, lambda v: v >= 0, "a non-negative integer")
+
+
+def positive_float(text):
+    return number(
+        float, text, lambda v: 0 < v < math.inf, "a positive finite number"
+    )
+
+
+def non_negative_float(text):
+    return number(
+        float,
+        text,
+        lambda v: 0 <= v < math.inf,
+        "a non-negative finite number",
+    )
+
+
+def holdout_fraction(text):
+    return number(float, text, lambda v: 0 < v < 0.5, "a number in (0, 0.5)")
+
+
+def dropout_rate(text):
+    return number(float, text, lambda v: 0 <= v < 1, "a number in [0, 1)")
