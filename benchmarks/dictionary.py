@@ -24,6 +24,7 @@ from keras import ops
 from keras_sdgm.layers import SpectralDictionary
 from keras_sdgm.training import reporting
 from keras_sdgm.utils import timing
+from keras_sdgm.utils.arguments import run_command
 
 SHAPES = ["128,256,512,8", "512,256,512,8", "2048,64,256,2"]
 
@@ -162,4 +163,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

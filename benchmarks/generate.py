@@ -62,6 +62,7 @@ from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES  # no
 from keras_sdgm.training import model_builders  # noqa: E402
 from keras_sdgm.training import reporting  # noqa: E402
 from keras_sdgm.utils import timing  # noqa: E402
+from keras_sdgm.utils.arguments import run_command  # noqa: E402
 
 MODELS = ("sdgm", "gpt2", "rwkv7")
 NAMES = {"sdgm": "SDGM", "gpt2": "GPT-2", "rwkv7": "RWKV-7"}
@@ -469,4 +470,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -791,4 +791,6 @@ def report_status(report, name, length):
 
 
 if __name__ == "__main__":
-    main()
+    from keras_sdgm.utils.arguments import run_command
+
+    run_command(main)

@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 from keras_sdgm.training import reporting
+from keras_sdgm.utils.arguments import run_command
 
 REFERENCE = "base"
 LONG_WINDOWS = ["--long-eval-lengths", "256,512,1024"]
@@ -411,4 +412,4 @@ def write_table(args, output_dir, results_dir, command, shared):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -10,6 +10,7 @@ recipes/ptb.py's; `python recipes/train.py --help` lists them.
 
 from keras_sdgm.training.recipe import TEXT_CORPUS
 from keras_sdgm.training.recipe import main
+from keras_sdgm.utils.arguments import run_command
 
 if __name__ == "__main__":
-    main(TEXT_CORPUS)
+    run_command(main, TEXT_CORPUS)

@@ -6,6 +6,7 @@
 """
 
 from keras_sdgm.training.recipe import main
+from keras_sdgm.utils.arguments import run_command
 
 if __name__ == "__main__":
-    main("wikitext2")
+    run_command(main, "wikitext2")

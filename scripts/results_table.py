@@ -11,6 +11,7 @@ import argparse
 import os
 
 from keras_sdgm.training import reporting
+from keras_sdgm.utils.arguments import run_command
 
 HEADER = [
     "run",
@@ -83,4 +84,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -24,6 +24,7 @@ from keras_sdgm import evaluate_perplexity
 from keras_sdgm.datasets import file_sha256
 from keras_sdgm.datasets import load_lines
 from keras_sdgm.training import reporting
+from keras_sdgm.utils.arguments import run_command
 
 MODEL_FILE = "model.keras"
 PRESET_DIR = "preset"
@@ -106,4 +107,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -1,14 +1,18 @@
 """The recipe never loses a finished run and a failed start leaves nothing
 behind (issue 16). The flags' ranges are in `tests/test_bad_input.py`."""
 
+import contextlib
+import io
 import json
 import os
+import sys
 from unittest import mock
 
 import pytest
 
 from keras_sdgm.training import recipe
 from keras_sdgm.training.recipe import main
+from keras_sdgm.utils.arguments import run_command
 from tests.fixtures import recipe_args
 from tests.testing import END_TO_END
 from tests.testing import TestCase
@@ -35,6 +39,33 @@ def read_folder(folder):
         with open(os.path.join(folder, name), "rb") as f:
             contents[name] = f.read()
     return contents
+
+
+class CommandLineErrorsTest(TestCase):
+    def test_a_refused_input_is_an_error_line_not_a_traceback(self):
+        out = os.path.join(self.get_temp_dir(), "run")
+        write_finished_run(out)
+        stderr = io.StringIO()
+        with (
+            mock.patch.object(sys, "argv", ["recipes/ptb.py"]),
+            contextlib.redirect_stderr(stderr),
+            self.assertRaises(SystemExit) as exit_,
+        ):
+            run_command(main, "ptb", recipe_args(out))
+        self.assertEqual(exit_.exception.code, 2)
+        self.assertEqual(
+            stderr.getvalue(),
+            f"ptb.py: error: {out} holds a finished run. Pass --overwrite "
+            "to replace it, or choose another --output-dir.\n",
+        )
+        self.assertEqual(read_folder(out), FINISHED_RUN)
+
+        # Anything else is not about the input: it keeps its traceback.
+        def broken():
+            raise RuntimeError("a bug")
+
+        with self.assertRaisesRegex(RuntimeError, "a bug"):
+            run_command(broken)
 
 
 class OverwriteKeepsTheFinishedRunTest(TestCase):

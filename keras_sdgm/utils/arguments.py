@@ -3,6 +3,8 @@ error that names the flag (argparse prefixes the message with it)."""
 
 import argparse
 import math
+import os
+import sys
 
 
 def int_list(text):
@@ -59,3 +61,20 @@ def holdout_fraction(text):
 
 def dropout_rate(text):
     return number(float, text, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def run_command(main, *args):
+    """Runs a command line's `main(*args)` as a program.
+
+    The errors a command raises about what it was given (a file that is
+    there or not, a value it refuses, a run it will not replace) end it
+    with `<program>: error: <message>` and exit status 2, as argparse's
+    usage errors do, instead of a traceback. Called from Python, `main`
+    raises them as usual.
+    """
+    try:
+        return main(*args)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        program = os.path.basename(sys.argv[0])
+        print(f"{program}: error: {error}", file=sys.stderr)
+        sys.exit(2)
