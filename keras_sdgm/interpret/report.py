@@ -228,6 +228,6 @@ def main(argv=None):
             sentence=args.sentence,
             max_windows=args.max_windows,
         )
-    except (FileNotFoundError, UnicodeDecodeError, ValueError) as error:
+    except (FileNotFoundError, ValueError) as error:  # UnicodeDecodeError too
         parser.exit(2, f"error: {error}\n")
     print(f"Wrote {os.path.join(args.output_dir, 'report.md')}")

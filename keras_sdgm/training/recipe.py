@@ -443,9 +443,10 @@ def parse_args(corpus, argv=None):
             "--dilation-rates must be positive integers, e.g. 1,2,4; "
             f"received {args.dilation_rates}."
         )
-    if getattr(args, "data_dir", None) and not os.path.isdir(args.data_dir):
+    data_dir = getattr(args, "data_dir", None)  # not a text recipe flag
+    if data_dir is not None and not os.path.isdir(data_dir):
         parser.error(
-            f"--data-dir {args.data_dir} is not a folder (it should hold "
+            f"--data-dir {data_dir} is not a folder (it should hold "
             "ptb/ and/or wikitext-2/)."
         )
     preset = SDGMBackbone.presets[args.preset]["config"]

@@ -99,7 +99,7 @@ class SDGMTokenizer(WordPieceTokenizer):
         if (
             isinstance(min_count, bool)
             or not isinstance(min_count, int)
-            or (min_count < 1)
+            or min_count < 1
         ):
             raise ValueError(
                 "`min_count` must be a positive integer; received "
