@@ -109,7 +109,8 @@ def sdgm_causal_lm(
     """An `SDGMCausalLM` of the named `preset`.
 
     Args:
-        preset: a name in `SDGMBackbone.presets`.
+        preset: a name in `SDGMBackbone.presets` (an architecture, or
+            a trained preset's architecture: its weights are not loaded).
         vocabulary_size: int.
         preprocessor: an `SDGMCausalLMPreprocessor`, or `None`.
         loss_weights: dict of `SDGMCausalLM`'s loss weights

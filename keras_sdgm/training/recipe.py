@@ -56,9 +56,9 @@ from keras_sdgm.datasets import token_windows
 from keras_sdgm.datasets import tokenize_corpus
 from keras_sdgm.evaluation import evaluate_perplexity
 from keras_sdgm.export.export_utils import load_keras_file
-from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
+from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
 from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
 from keras_sdgm.training import callbacks as callbacks_lib
 from keras_sdgm.training import distribution
@@ -201,7 +201,7 @@ def build_parser(corpus):
     add("--model", choices=["sdgm", "gpt2"], default="sdgm")
     add(
         "--preset",
-        choices=sorted(SDGMBackbone.presets),
+        choices=sorted(backbone_presets),
         default="sdgm_base",
         help="SDGM architecture; the size flags below override it.",
     )
@@ -449,7 +449,7 @@ def parse_args(corpus, argv=None):
             f"--data-dir {data_dir} is not a folder (it should hold "
             "ptb/ and/or wikitext-2/)."
         )
-    preset = SDGMBackbone.presets[args.preset]["config"]
+    preset = backbone_presets[args.preset]["config"]
     for name, key in PRESET_SIZES.items():
         if getattr(args, name) is None:
             setattr(args, name, preset[key])

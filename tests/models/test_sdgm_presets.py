@@ -1,5 +1,6 @@
 """A preset directory (`save_to_preset`) through every SDGM class and
-through keras-hub's generic `CausalLM`, and `SDGMCausalLM.score()`."""
+through keras-hub's generic `CausalLM`, the trained presets the package
+ships by name, and `SDGMCausalLM.score()`."""
 
 import os
 
@@ -59,6 +60,66 @@ class PresetDirectoryTest(TestCase):
         text = loaded.generate("the cat", max_length=6)
         self.assertTrue(text.startswith("the cat"))
         self.assertLessEqual(set(text.split()), set(tokenizer.get_vocabulary()))
+
+
+class TrainedPresetTest(TestCase):
+    """`ptb_sdgm_tiny`, by name. That it gives its release's logits is
+    `tests/test_saved_models.py`; that the wheel ships it, test_packaging."""
+
+    def test_each_class_loads_it_by_name(self):
+        name = "ptb_sdgm_tiny"
+        for cls in (
+            SDGMBackbone,
+            SDGMCausalLM,
+            SDGMCausalLMPreprocessor,
+            SDGMTokenizer,
+        ):
+            self.assertIn(name, cls.presets, cls.__name__)
+            self.assertTrue(
+                os.path.isfile(
+                    os.path.join(cls.presets[name]["directory"], "config.json")
+                )
+            )
+        tokenizer = SDGMTokenizer.from_preset(name)
+        self.assertEqual(tokenizer.vocabulary_size(), 10000)
+        preprocessor = SDGMCausalLMPreprocessor.from_preset(
+            name, sequence_length=16
+        )
+        self.assertEqual(preprocessor.sequence_length, 16)
+        self.assertEqual(
+            preprocessor.tokenizer.get_vocabulary(), tokenizer.get_vocabulary()
+        )
+        lm = SDGMCausalLM.from_preset(name)
+        self.assertIsNotNone(lm.preprocessor)
+        backbone = SDGMBackbone.from_preset(name)
+        x = tiny_inputs(batch=2, length=16, vocabulary_size=10000)
+        self.assertAllClose(
+            ops.convert_to_numpy(backbone(x)),
+            ops.convert_to_numpy(lm.backbone(x)),
+            atol=0,
+        )
+        # load_weights=False: the preset's architecture, newly initialized.
+        untrained = SDGMBackbone.from_preset(name, load_weights=False)
+        self.assertEqual(untrained.get_config(), backbone.get_config())
+        self.assertNotAllClose(
+            ops.convert_to_numpy(untrained(x)),
+            ops.convert_to_numpy(backbone(x)),
+        )
+
+    def test_architectures_are_not_tokenizers(self):
+        self.assertNotIn("sdgm_tiny", SDGMTokenizer.presets)
+        for cls in (SDGMTokenizer, SDGMCausalLMPreprocessor):
+            with self.assertRaisesRegex(
+                ValueError, "architecture without a vocabulary.*ptb_sdgm_tiny"
+            ):
+                cls.from_preset("sdgm_tiny")
+
+    def test_an_unknown_name_lists_the_presets(self):
+        for cls in (SDGMBackbone, SDGMCausalLM):
+            with self.assertRaisesRegex(
+                ValueError, "Unknown SDGM preset.*ptb_sdgm_tiny, sdgm_base"
+            ):
+                cls.from_preset("ptb_sdgm_huge")
 
 
 class ScoreTest(TestCase):

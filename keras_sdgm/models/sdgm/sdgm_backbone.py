@@ -1,4 +1,3 @@
-import copy
 import os
 import warnings
 
@@ -8,6 +7,9 @@ from keras_hub.models import Backbone
 from keras_hub.src.utils.python_utils import classproperty
 
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
+from keras_sdgm.models.sdgm.sdgm_presets import listed_presets
+from keras_sdgm.models.sdgm.sdgm_presets import resolve_trained_preset
+from keras_sdgm.models.sdgm.sdgm_presets import trained_presets
 from keras_sdgm.models.sdgm.spectral_dictionary_block import EARLIER_DEFAULTS
 from keras_sdgm.models.sdgm.spectral_dictionary_block import RENAMED_KEYS
 from keras_sdgm.models.sdgm.spectral_dictionary_block import (
@@ -345,8 +347,10 @@ class SDGMBackbone(Backbone):
 
     @classproperty
     def presets(cls):
-        """The named architectures `from_preset` accepts."""
-        return copy.deepcopy(backbone_presets)
+        """The named presets `from_preset` accepts: the architectures
+        (`"config"`, no weights) and the trained presets the package ships
+        (`"directory"`)."""
+        return listed_presets()
 
     def enable_lora(self, rank, target_layer_names=None):
         """Not supported: raises `ValueError` saying what to do instead.
@@ -371,13 +375,14 @@ class SDGMBackbone(Backbone):
         """Builds a backbone from a named preset or a saved preset directory.
 
         Args:
-            preset: one of `SDGMBackbone.presets` (an architecture only:
-                no trained weights and no vocabulary; pass
-                `load_weights=False` and `vocabulary_size`), or a path or
-                handle that keras-hub's `from_preset` reads (e.g.
-                `saved_models/ptb_sdgm_tiny/preset`, trained on PTB).
-            load_weights: bool. Load the preset's trained weights; a named
-                preset has none, so it needs `False` (a randomly
+            preset: one of `SDGMBackbone.presets`: a trained preset the
+                package ships (e.g. `"ptb_sdgm_tiny"`), or an architecture
+                (e.g. `"sdgm_base"`: no trained weights and no vocabulary;
+                pass `load_weights=False` and `vocabulary_size`); or a path
+                or handle that keras-hub's `from_preset` reads (e.g. a
+                recipe run's `<output-dir>/preset`).
+            load_weights: bool. Load the preset's trained weights; an
+                architecture has none, so it needs `False` (a randomly
                 initialized model).
             **kwargs: overrides of the preset's config.
         """
@@ -387,9 +392,8 @@ class SDGMBackbone(Backbone):
                     f"Preset {preset!r} is an architecture without trained "
                     "weights. Pass `load_weights=False` (and "
                     "`vocabulary_size`) for a randomly initialized model to "
-                    "train, or load a trained preset directory, e.g. "
-                    "`keras_hub.models.CausalLM.from_preset("
-                    '"saved_models/ptb_sdgm_tiny/preset")` or a recipe '
+                    "train, or load a trained preset: "
+                    f"{', '.join(sorted(trained_presets))}, or a recipe "
                     "run's `<output-dir>/preset`."
                 )
             config = dict(backbone_presets[preset]["config"])
@@ -401,13 +405,11 @@ class SDGMBackbone(Backbone):
                     "for PTB, 33278 for WikiText-2)."
                 )
             return cls(**config)
-        if not os.path.isdir(str(preset)) and "://" not in str(preset):
-            raise ValueError(
-                f"Unknown SDGM preset {preset!r}. Known presets: "
-                f"{', '.join(sorted(backbone_presets))}; or pass a preset "
-                "directory saved with `save_to_preset()`."
-            )
-        return super().from_preset(preset, load_weights=load_weights, **kwargs)
+        return super().from_preset(
+            resolve_trained_preset(preset),
+            load_weights=load_weights,
+            **kwargs,
+        )
 
     @classmethod
     def from_config(cls, config):

@@ -6,6 +6,7 @@ import keras_hub
 import numpy as np
 from keras import ops
 from keras_hub.models import CausalLM
+from keras_hub.src.utils.python_utils import classproperty
 from keras_hub.src.utils.tensor_utils import any_equal
 
 from keras_sdgm.layers.add_loss import AddLoss
@@ -17,6 +18,8 @@ from keras_sdgm.models.sdgm.sdgm_causal_lm_preprocessor import (
     SDGMCausalLMPreprocessor,
 )
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
+from keras_sdgm.models.sdgm.sdgm_presets import listed_presets
+from keras_sdgm.models.sdgm.sdgm_presets import resolve_trained_preset
 from keras_sdgm.models.sdgm.spectral_dictionary_block import RENAMED_KEYS
 from keras_sdgm.utils.replicas import replica_count
 from keras_sdgm.utils.validation import check_ids
@@ -777,19 +780,28 @@ class SDGMCausalLM(CausalLM):
             noise.append((-ops.log(-ops.log(uniform)), normal))
         return noise
 
+    @classproperty
+    def presets(cls):
+        """The named presets `from_preset` accepts (`SDGMBackbone.presets`)."""
+        return listed_presets()
+
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):
         """Builds the task from a named SDGM preset or a preset directory.
 
-        A named preset is an architecture only (`SDGMBackbone.from_preset`):
-        it needs `load_weights=False`, gives random weights and no
-        preprocessor. Keyword arguments that `SDGMBackbone` accepts
-        configure the backbone (e.g. `vocabulary_size`); the rest go to
-        `SDGMCausalLM`.
+        A trained preset the package ships (e.g. `"ptb_sdgm_tiny"`) or a
+        preset directory gives the trained model with its preprocessor,
+        ready to `generate("text")`. An architecture (e.g. `"sdgm_base"`,
+        `SDGMBackbone.from_preset`) needs `load_weights=False` and gives
+        random weights and no preprocessor; keyword arguments that
+        `SDGMBackbone` accepts then configure the backbone (e.g.
+        `vocabulary_size`), the rest go to `SDGMCausalLM`.
         """
         if preset not in backbone_presets:
             return super().from_preset(
-                preset, load_weights=load_weights, **kwargs
+                resolve_trained_preset(preset),
+                load_weights=load_weights,
+                **kwargs,
             )
         backbone_args = set(inspect.signature(SDGMBackbone.__init__).parameters)
         backbone_args |= set(RENAMED_KEYS)  # older names, renamed there

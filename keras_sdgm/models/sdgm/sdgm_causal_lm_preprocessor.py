@@ -2,6 +2,7 @@ import keras
 from keras_hub.models import CausalLMPreprocessor
 
 from keras_sdgm.models.sdgm.sdgm_backbone import SDGMBackbone
+from keras_sdgm.models.sdgm.sdgm_presets import TrainedPresetsMixin
 from keras_sdgm.models.sdgm.sdgm_tokenizer import SDGMTokenizer
 from keras_sdgm.utils.validation import check_token_inputs
 
@@ -9,7 +10,7 @@ MODEL_INPUT_KEYS = ("padding_mask", "token_ids")
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
-class SDGMCausalLMPreprocessor(CausalLMPreprocessor):
+class SDGMCausalLMPreprocessor(TrainedPresetsMixin, CausalLMPreprocessor):
     """Tokenizes, packs and shifts text or token windows for `SDGMCausalLM`.
 
     keras-hub's `CausalLMPreprocessor` with an `SDGMTokenizer`: strings are

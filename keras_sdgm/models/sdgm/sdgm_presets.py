@@ -1,7 +1,17 @@
-"""Named SDGM architectures: configs without trained weights or a
+"""Named SDGM presets.
+
+`backbone_presets` are architectures: configs without trained weights or a
 vocabulary (`from_preset(name, load_weights=False, vocabulary_size=...)`).
-The trained PTB model is the preset directory
-`saved_models/ptb_sdgm_tiny/preset`."""
+`trained_presets` are keras-hub preset directories shipped in the package
+(`keras_sdgm/presets/`): config, trained weights and vocabulary.
+"""
+
+import copy
+import os
+
+from keras_hub.src.utils.python_utils import classproperty
+
+import keras_sdgm.presets
 
 backbone_presets = {
     "sdgm_paper": {
@@ -57,3 +67,106 @@ backbone_presets = {
         },
     },
 }
+
+trained_presets = {
+    "ptb_sdgm_tiny": {
+        "description": (
+            "A tiny SDGM (D=64, K=32, L=64, two blocks with the dense "
+            "dilated-convolution mixer, the default when it was trained; "
+            "0.86M parameters) "
+            "trained 3 epochs on Penn Treebank, with its 10,000-word "
+            "vocabulary: ready to `generate`. Its test perplexity, the "
+            "command that trained it and its TF Serving export are in "
+            "`saved_models/ptb_sdgm_tiny/` of the repository."
+        ),
+        "directory": "ptb_sdgm_tiny",
+    },
+}
+
+
+def trained_preset_directory(name):
+    """The package directory that holds the trained preset `name`."""
+    return os.path.join(
+        os.path.dirname(keras_sdgm.presets.__file__),
+        trained_presets[name]["directory"],
+    )
+
+
+def listed_presets(architectures=True):
+    """The named presets, as the classes' `presets` show them.
+
+    Args:
+        architectures: bool. Include the architecture-only presets (the
+            tokenizer and preprocessor need a vocabulary, which only the
+            trained presets have).
+    """
+    listed = {
+        name: {**preset, "directory": trained_preset_directory(name)}
+        for name, preset in trained_presets.items()
+    }
+    if architectures:
+        listed.update(copy.deepcopy(backbone_presets))
+    return listed
+
+
+def resolve_trained_preset(preset, architectures=True):
+    """`preset`, or the directory of the trained preset it names.
+
+    Args:
+        preset: what a `from_preset` received.
+        architectures: bool. Whether the caller builds architecture-only
+            presets itself; if not, naming one raises a `ValueError`
+            saying that it has no vocabulary.
+
+    Raises:
+        ValueError: `preset` is neither a known name, a directory nor a
+            handle (`scheme://...`); the message lists the known names.
+    """
+    if preset in trained_presets:
+        return trained_preset_directory(preset)
+    if preset in backbone_presets:
+        if architectures:
+            return preset
+        raise ValueError(
+            f"Preset {preset!r} is an architecture without a vocabulary or "
+            "trained weights. Pass a trained preset "
+            f"({', '.join(sorted(trained_presets))}) or a preset directory "
+            "saved with `save_to_preset()` (a recipe run's "
+            "`<output-dir>/preset`); or build an `SDGMTokenizer` from a "
+            "vocabulary (`SDGMTokenizer.build_vocabulary`)."
+        )
+    if not os.path.isdir(str(preset)) and "://" not in str(preset):
+        known = listed_presets(architectures)
+        raise ValueError(
+            f"Unknown SDGM preset {preset!r}. Known presets: "
+            f"{', '.join(sorted(known))}; or pass a preset directory saved "
+            "with `save_to_preset()`, or a keras-hub handle (`kaggle://`, "
+            "`hf://`)."
+        )
+    return preset
+
+
+class TrainedPresetsMixin:
+    """`presets` and `from_preset` by trained preset name, for the classes
+    that need a vocabulary (`SDGMTokenizer`, `SDGMCausalLMPreprocessor`)."""
+
+    @classproperty
+    def presets(cls):
+        """The trained presets the package ships (they have a vocabulary)."""
+        return listed_presets(architectures=False)
+
+    @classmethod
+    def from_preset(cls, preset, **kwargs):
+        """Loads from a trained preset or a preset directory.
+
+        Args:
+            preset: one of `cls.presets` (e.g. `"ptb_sdgm_tiny"`), or a
+                path or handle that keras-hub's `from_preset` reads. An
+                architecture-only preset has no vocabulary: it raises
+                `ValueError`.
+            **kwargs: keras-hub's `from_preset` arguments (`config_file`)
+                and overrides of the saved config (e.g. `sequence_length`).
+        """
+        return super().from_preset(
+            resolve_trained_preset(preset, architectures=False), **kwargs
+        )

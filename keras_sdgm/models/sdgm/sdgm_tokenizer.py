@@ -5,6 +5,7 @@ import numpy as np
 from keras_hub.tokenizers import WordPieceTokenizer
 
 from keras_sdgm.models.sdgm.sdgm_backbone import SDGMBackbone
+from keras_sdgm.models.sdgm.sdgm_presets import TrainedPresetsMixin
 
 try:
     import tensorflow as tf
@@ -16,7 +17,7 @@ UNK_TOKEN = "<unk>"
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
-class SDGMTokenizer(WordPieceTokenizer):
+class SDGMTokenizer(TrainedPresetsMixin, WordPieceTokenizer):
     """Word-level tokenizer of the WikiText-2 and Penn Treebank corpora.
 
     Text is split on whitespace only, and each word maps to one id; a word
