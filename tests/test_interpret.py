@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_sdgm import interpret
 from keras_sdgm.interpret.report import main
+from keras_sdgm.interpret.report import write_report
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
 from keras_sdgm.models import SDGMCausalLMPreprocessor
@@ -170,3 +171,21 @@ class InterpretTest(TestCase):
         self.assertIn("reconstruction", report)
         # Six atoms per block, all in the strongest-atoms table rows.
         self.assertEqual(report.count("\n| "), 2 * (1 + 6))
+
+        # A second run into the same folder: refused before any work, the
+        # report kept; replaced with --overwrite.
+        stderr = io.StringIO()
+        with (
+            contextlib.redirect_stderr(stderr),
+            self.assertRaises(SystemExit) as exit_,
+        ):
+            main([model_path, "--output-dir", out])
+        self.assertEqual(exit_.exception.code, 2)
+        self.assertIn("--overwrite", stderr.getvalue())
+        with open(os.path.join(out, "report.md")) as f:
+            self.assertEqual(f.read(), report)
+        with self.assertRaisesRegex(FileExistsError, "overwrite=True"):
+            write_report(lm, out)
+        main([model_path, "--output-dir", out, "--overwrite"])
+        with open(os.path.join(out, "report.md")) as f:
+            self.assertNotIn("reconstruction", f.read())  # no --text-file

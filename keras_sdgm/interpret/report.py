@@ -28,6 +28,7 @@ def write_report(
     max_windows=200,
     top=8,
     num_waveforms=8,
+    overwrite=False,
 ):
     """Writes `report.md`, its PNG figures, `atoms.csv` and `summary.json`.
 
@@ -41,6 +42,9 @@ def write_report(
         top: int. Tokens listed per atom.
         num_waveforms: int. Atoms whose waveforms are plotted (the largest
             amplitudes).
+        overwrite: bool. Replace the report of a folder that has one;
+            without it, such a folder raises `FileExistsError` before
+            anything is computed or written.
 
     Returns:
         dict with what `summary.json` holds.
@@ -55,6 +59,7 @@ def write_report(
             "The report needs the model's tokenizer: load a model saved with "
             "its preprocessor (as the recipes save it)."
         )
+    check_report_destination(out_dir, overwrite)
     tokenizer = lm.preprocessor.tokenizer
     os.makedirs(out_dir, exist_ok=True)
     backbone = lm.backbone
@@ -167,6 +172,17 @@ def write_report(
     return summary
 
 
+def check_report_destination(out_dir, overwrite):
+    """Refuses a folder that holds a report unless asked to replace it."""
+    report = os.path.join(out_dir, "report.md")
+    if os.path.exists(report) and not overwrite:
+        raise FileExistsError(
+            f"{report} exists; nothing was written. Pass `overwrite=True` "
+            "(`--overwrite`) to replace the report, or choose another "
+            "output folder."
+        )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m keras_sdgm.interpret",
@@ -181,6 +197,11 @@ def main(argv=None):
         required=True,
         help="Folder to write the report into (created if missing; --out "
         "is its older name).",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace the report of an output folder that has one.",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -209,6 +230,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.text_file is not None and not os.path.isfile(args.text_file):
         parser.error(f"--text-file {args.text_file} is not a file.")
+    try:
+        check_report_destination(args.output_dir, args.overwrite)
+    except FileExistsError as error:
+        parser.error(f"--output-dir: {error}")
 
     import keras_sdgm  # noqa: F401  (registers the classes for loading)
     from keras_sdgm.export.export_utils import load_keras_file
@@ -227,6 +252,7 @@ def main(argv=None):
             lines=lines,
             sentence=args.sentence,
             max_windows=args.max_windows,
+            overwrite=args.overwrite,
         )
     except (FileNotFoundError, ValueError) as error:  # UnicodeDecodeError too
         parser.exit(2, f"error: {error}\n")
