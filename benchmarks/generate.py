@@ -58,6 +58,7 @@ import keras_sdgm  # noqa: E402
 from keras_sdgm.datasets import load_lines  # noqa: E402
 from keras_sdgm.datasets import token_windows  # noqa: E402
 from keras_sdgm.datasets import tokenize_corpus  # noqa: E402
+from keras_sdgm.models.sdgm.spectral_dictionary_block import DICTIONARY_TYPES  # noqa: E402
 from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES  # noqa: E402
 from keras_sdgm.training import model_builders  # noqa: E402
 from keras_sdgm.training import reporting  # noqa: E402
@@ -85,6 +86,7 @@ def build_models(args, max_context):
             hidden_dim=args.hidden_dim,
             num_layers=args.num_layers,
             encoder_type=args.encoder_type,
+            dictionary_type=args.dictionary_type,
         ),
         "gpt2": lambda: model_builders.gpt2_causal_lm(
             args.vocabulary_size,
@@ -107,7 +109,11 @@ def model_details(models):
     """What each model was built as, beyond the sizes in the config."""
     details = {}
     if "sdgm" in models:
-        details["sdgm"] = {"encoder_type": models["sdgm"].backbone.encoder_type}
+        backbone = models["sdgm"].backbone
+        details["sdgm"] = {
+            "encoder_type": backbone.encoder_type,
+            "dictionary_type": backbone.dictionary_type,
+        }
     if "rwkv7" in models:
         lm = models["rwkv7"]
         op = lm.backbone.rwkv_layers[0].att.RWKV7_OP_RNN
@@ -425,6 +431,12 @@ def parse_args(argv=None):
         default=None,
         choices=ENCODER_TYPES,
         help="The SDGM block's token mixer; default: the preset's.",
+    )
+    add(
+        "--dictionary-type",
+        default=None,
+        choices=DICTIONARY_TYPES,
+        help="The SDGM block's dictionary; default: the preset's.",
     )
     add("--hidden-dim", type=int, default=512)
     add("--num-layers", type=int, default=2)

@@ -107,6 +107,9 @@ PEERS = ("gpt2", "rwkv7")
 
 
 def parse_args(argv=None):
+    from keras_sdgm.models.sdgm.spectral_dictionary_block import (
+        DICTIONARY_TYPES,
+    )
     from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
 
     parser = argparse.ArgumentParser(
@@ -122,6 +125,12 @@ def parse_args(argv=None):
         default=None,
         choices=ENCODER_TYPES,
         help="The SDGM block's token mixer; default: the preset's.",
+    )
+    add(
+        "--dictionary-type",
+        default=None,
+        choices=DICTIONARY_TYPES,
+        help="The SDGM block's dictionary; default: the preset's.",
     )
     add("--hidden-dim", type=int, default=512)
     add("--num-layers", type=int, default=4)
@@ -234,6 +243,7 @@ def build_model(args, name, length):
             dropout=0.0,
             num_atoms=args.num_atoms,
             encoder_type=args.encoder_type,
+            dictionary_type=args.dictionary_type,
             rematerialize_blocks=args.rematerialize_blocks,
         )
     elif name == "rwkv7":
@@ -297,7 +307,7 @@ def flops_per_token(name, backbone, length, vocabulary_size):
             total += 2 * matmul_weights(
                 block, exclude=(block.prior, block.dictionary)
             )
-            total += 2 * block.num_atoms * d
+            total += block.dictionary.flops_per_token()
             weightless = getattr(
                 block.encoder, "sequence_flops_per_token", None
             )
@@ -383,6 +393,7 @@ def run_worker(args, name, length):
     details = {}
     if name == "sdgm":
         details["encoder_type"] = lm.backbone.encoder_type
+        details["dictionary_type"] = lm.backbone.dictionary_type
     elif name == "rwkv7":
         details["head_size"] = lm.backbone.head_size
         details["delta_rule_operator"] = delta_rule_operator(lm)

@@ -93,6 +93,12 @@ VARIANTS = {
         "a position-independent (K, D) matrix instead of sinusoidal atoms",
         ["--dictionary", "static"],
     ),
+    "shared-frequency-dictionary": (
+        "sinusoidal atoms with one frequency per atom (amplitude and phase "
+        "per feature), mixed by one matrix product "
+        "(`--dictionary shared_frequency`)",
+        ["--dictionary", "shared_frequency"] + LONG_WINDOWS,
+    ),
     "reconstruction-0.1": (
         "+ 0.1 x time-domain reconstruction (alpha)",
         ["--reconstruction-weight", "0.1"],

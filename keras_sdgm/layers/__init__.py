@@ -10,6 +10,9 @@ from keras_sdgm.layers.gated_spectral_coefficient_encoder import (
     GatedSpectralCoefficientEncoder,
 )
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
+from keras_sdgm.layers.shared_frequency_dictionary import (
+    SharedFrequencyDictionary,
+)
 from keras_sdgm.layers.spectral_coefficient_encoder import (
     SpectralCoefficientEncoder,
 )
@@ -25,6 +28,7 @@ __all__ = [
     "GatedCoefficientEncoder",
     "GatedSpectralCoefficientEncoder",
     "GaussianMixturePrior",
+    "SharedFrequencyDictionary",
     "SpectralCoefficientEncoder",
     "SpectralDictionary",
     "StaticDictionary",

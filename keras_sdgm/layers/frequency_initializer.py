@@ -9,6 +9,8 @@ class FrequencyBandInitializer(keras.initializers.RandomUniform):
     For a weight of shape `(num_atoms, hidden_dim)`, atom `k` gets frequencies
     drawn uniformly from its own slice of `[0, max_frequency)`:
     `f[k, d] = (k + u[k, d]) * max_frequency / num_atoms` with `u ~ U(0, 1)`.
+    A weight of shape `(num_atoms,)` (one frequency per atom) gets one draw
+    per slice.
     Atom 0 holds the slowest waves, the last atom the fastest, and together
     the atoms tile the band evenly.
 
@@ -35,13 +37,16 @@ class FrequencyBandInitializer(keras.initializers.RandomUniform):
         super().__init__(minval=0.0, maxval=1.0, seed=seed)
 
     def __call__(self, shape, dtype=None):
-        if len(shape) != 2:
+        if len(shape) not in (1, 2):
             raise ValueError(
-                "FrequencyBandInitializer expects a 2D shape "
+                "FrequencyBandInitializer expects a shape (num_atoms,) or "
                 f"(num_atoms, hidden_dim). Received: shape={shape}"
             )
         offsets = super().__call__(shape, dtype=dtype)
-        atom_index = ops.cast(ops.arange(shape[0]), offsets.dtype)[:, None]
+        atom_index = ops.reshape(
+            ops.cast(ops.arange(shape[0]), offsets.dtype),
+            (shape[0],) + (1,) * (len(shape) - 1),
+        )
         return (atom_index + offsets) * (self.max_frequency / shape[0])
 
     def get_config(self):

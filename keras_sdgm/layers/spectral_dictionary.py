@@ -5,20 +5,11 @@ from keras import ops
 
 from keras_sdgm.layers.frequency_initializer import FrequencyBandInitializer
 from keras_sdgm.utils.config_keys import renamed_config
+from keras_sdgm.utils.positions import outer
+from keras_sdgm.utils.positions import position_turns
 from keras_sdgm.utils.sine import cos_turns
 from keras_sdgm.utils.sine import sin_turns
 from keras_sdgm.utils.validation import require_positive_int
-
-
-def _outer(vector, table):
-    """`vector[n] * table[k, d]` as an `(n, K, D)` tensor.
-
-    Written as a product rather than a broadcast because of its gradient:
-    the gradient of a broadcast is a sum over the leading axis, which XLA
-    compiles ~20x slower on CPU than the matrix-vector product an einsum's
-    gradient is (measured at n=32, K=256, D=512).
-    """
-    return ops.einsum("n,kd->nkd", vector, table)
 
 
 def _mix(coefficients, atoms, compute_dtype):
@@ -147,7 +138,7 @@ class SpectralDictionary(keras.layers.Layer):
         """Evaluates the atoms at positions `start_index .. start_index+length-1`.
 
         One `sin` per position, atom and feature, of the exactly
-        range-reduced angle (see `_turns`): the reference evaluation, used
+        range-reduced angle (see `position_turns`): the reference evaluation, used
         for one decoding step and by `keras_sdgm.interpret`. `call` mixes
         longer inputs chunk by chunk with angle addition instead (same atoms
         within float32 rounding).
@@ -162,50 +153,10 @@ class SpectralDictionary(keras.layers.Layer):
         positions = ops.cast(start_index, "int32") + ops.arange(
             length, dtype="int32"
         )
-        turns = self._turns(positions, self.frequency, self.phase)
-        return ops.cast(self.amplitude, "float32")[None] * sin_turns(turns)
-
-    def _turns(self, positions, frequency, phase):
-        """Angles `f t / L0 + phi / (2 pi)` in turns at integer positions `t`.
-
-        The angle is range-reduced, in turns, before the `sin` (which
-        `sin_turns` evaluates with an exact reduction and a polynomial):
-        with `t = q L0 + r` (integers, exact), `f t / L0 = f q + f r / L0`,
-        and the whole cycles of each term are dropped exactly. `f q` is
-        computed exactly by splitting `f` into a part on a grid of
-        `2**-grid_bits` cycles and a small remainder, so the angle stays
-        accurate to about 1e-5 rad at any position below
-        `2**12 * window_length` (524,288 for L0 = 128) while `|f|` is below
-        `window_length` (twice the initial band), instead of losing ~1e-3
-        rad per 4,000 cycles as a plain float32 product does.
-
-        Returns:
-            A float32 tensor of shape `(len(positions), num_atoms,
-            hidden_dim)`, within a few turns of 0.
-        """
-        windows = ops.cast(positions // self.window_length, "float32")
-        offsets = ops.cast(positions % self.window_length, "float32")
-        frequency = ops.cast(frequency, "float32")
-        # f = f_grid + f_rest with f_grid a multiple of 2**-grid_bits: for
-        # |f| < L0 it has at most 12 significant bits, so q * f_grid is
-        # exact for q < 2**12.
-        grid = float(2 ** self._grid_bits())
-        f_grid = ops.floor(frequency * grid) / grid
-        f_rest = frequency - f_grid
-        whole = _outer(windows, f_grid)
-        rest = _outer(windows, f_rest)
-        within = _outer(offsets / self.window_length, frequency)
-        phase = ops.cast(phase, "float32") / (2.0 * math.pi)
-        return (
-            (whole - ops.round(whole))
-            + (rest - ops.round(rest))
-            + (within - ops.round(within))
-            + _outer(ops.ones_like(windows), phase - ops.round(phase))
+        turns = position_turns(
+            positions, self.frequency, self.window_length, self.phase
         )
-
-    def _grid_bits(self):
-        """Fraction bits of the frequency grid: 12 significant bits below L0."""
-        return max(0, 12 - math.ceil(math.log2(self.window_length)))
+        return ops.cast(self.amplitude, "float32")[None] * sin_turns(turns)
 
     def call(self, coefficients, start_index=0):
         length = coefficients.shape[-2]
@@ -253,13 +204,15 @@ class SpectralDictionary(keras.layers.Layer):
         chunk_starts = ops.cast(start_index, "int32") + chunk_size * ops.arange(
             num_chunks, dtype="int32"
         )
-        start_turns = self._turns(chunk_starts, self.frequency, self.phase)
-        offset_turns = _outer(
+        start_turns = position_turns(
+            chunk_starts, self.frequency, self.window_length, self.phase
+        )
+        offset_turns = outer(
             ops.arange(chunk_size, dtype="float32") / self.window_length,
             ops.cast(self.frequency, "float32"),
         )
         ones = ops.ones((chunk_size,), "float32")
-        amplitude = _outer(ones, ops.cast(self.amplitude, "float32"))
+        amplitude = outer(ones, ops.cast(self.amplitude, "float32"))
         scaled_sin = amplitude * sin_turns(offset_turns)
         scaled_cos = amplitude * cos_turns(offset_turns)
         compute_dtype = self.compute_dtype
@@ -267,8 +220,8 @@ class SpectralDictionary(keras.layers.Layer):
         @keras.remat
         def mix_chunk(chunk, start_sin, start_cos, scaled_sin, scaled_cos):
             atoms = (
-                _outer(ones, start_sin) * scaled_cos
-                + _outer(ones, start_cos) * scaled_sin
+                outer(ones, start_sin) * scaled_cos
+                + outer(ones, start_cos) * scaled_sin
             )
             return _mix(chunk, atoms, compute_dtype)
 
@@ -285,6 +238,10 @@ class SpectralDictionary(keras.layers.Layer):
             mixed, (num_chunks * chunk_size, batch_size, self.hidden_dim)
         )
         return ops.transpose(mixed[:length], (1, 0, 2))
+
+    def flops_per_token(self):
+        """Forward matmul FLOPs per token: mixing the `K` atoms, `2 K D`."""
+        return 2 * self.num_atoms * self.hidden_dim
 
     def compute_output_shape(self, coefficients_shape):
         return tuple(coefficients_shape[:-1]) + (self.hidden_dim,)

@@ -58,6 +58,10 @@ class StaticDictionary(keras.layers.Layer):
             coefficients, ops.cast(self.kernel, coefficients.dtype)
         )
 
+    def flops_per_token(self):
+        """Forward matmul FLOPs per token: mixing the `K` atoms, `2 K D`."""
+        return 2 * self.num_atoms * self.hidden_dim
+
     def compute_output_shape(self, coefficients_shape):
         return tuple(coefficients_shape[:-1]) + (self.hidden_dim,)
 

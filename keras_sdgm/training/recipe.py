@@ -59,6 +59,7 @@ from keras_sdgm.export.export_utils import load_keras_file
 from keras_sdgm.models import SDGMCausalLMPreprocessor
 from keras_sdgm.models import SDGMTokenizer
 from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
+from keras_sdgm.models.sdgm.spectral_dictionary_block import DICTIONARY_TYPES
 from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
 from keras_sdgm.training import callbacks as callbacks_lib
 from keras_sdgm.training import distribution
@@ -248,9 +249,12 @@ def build_parser(corpus):
     add(
         "--dictionary",
         dest="dictionary_type",
-        choices=["spectral", "static"],
+        choices=list(DICTIONARY_TYPES),
         default=None,
-        help="static: a position-independent (K, D) matrix (ablation).",
+        help="SDGM's dictionary: spectral (the method's atoms), "
+        "shared_frequency (one frequency per atom, one matmul), static (a "
+        "position-independent (K, D) matrix, ablation); default: the "
+        "preset's.",
     )
     add(
         "--encoder-type",

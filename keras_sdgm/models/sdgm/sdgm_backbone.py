@@ -151,8 +151,10 @@ class SDGMBackbone(Backbone):
         residual: bool. Residual blocks (True) or the paper's replacement of
             the hidden state by the reconstruction (False).
         num_mixture_components: int. Components of each block's GMM prior.
-        dictionary_type: `"spectral"` (the method) or `"static"` (ablation:
-            a position-independent `(num_atoms, hidden_dim)` matrix per
+        dictionary_type: `"spectral"` (the method), `"shared_frequency"`
+            (the method's atoms with one frequency per atom, computed as
+            one matrix product) or `"static"` (ablation: a
+            position-independent `(num_atoms, hidden_dim)` matrix per
             block).
         max_position_offset: int. Train each block's dictionary at
             positions shifted by a random offset in

@@ -10,6 +10,9 @@ from keras_sdgm.layers.gated_spectral_coefficient_encoder import (
     GatedSpectralCoefficientEncoder,
 )
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
+from keras_sdgm.layers.shared_frequency_dictionary import (
+    SharedFrequencyDictionary,
+)
 from keras_sdgm.layers.spectral_coefficient_encoder import (
     SpectralCoefficientEncoder,
 )
@@ -40,7 +43,7 @@ SPECTRAL_ENCODER_TYPES = tuple(
     for name, encoder in ENCODERS.items()
     if issubclass(encoder, SpectralCoefficientEncoder)
 )
-DICTIONARY_TYPES = ("spectral", "static")
+DICTIONARY_TYPES = ("spectral", "shared_frequency", "static")
 # Arguments renamed since earlier releases, whose saved configs still load:
 # old key -> argument (the block's and `SDGMBackbone`'s).
 RENAMED_KEYS = {
@@ -79,9 +82,11 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     the multiplicative gate).
     The dictionary is a
     sublayer named by `dictionary_type`: `"spectral"` (`SpectralDictionary`,
-    the method's sinusoidal atoms, which depend on the position) or
-    `"static"` (`StaticDictionary`, one `(num_atoms, hidden_dim)` matrix at
-    every position, an ablation). Every encoder takes `(x, cache=None,
+    the method's sinusoidal atoms, which depend on the position),
+    `"shared_frequency"` (`SharedFrequencyDictionary`, the same atoms with
+    one frequency per atom, mixed by one matrix product) or `"static"`
+    (`StaticDictionary`, one `(num_atoms, hidden_dim)` matrix at every
+    position, an ablation). Every encoder takes `(x, cache=None,
     cache_update_index=None)` and every dictionary `(C, start_index=0)`.
 
     With `encoder_type="dilated_convolution"`, `residual=False` and
@@ -278,6 +283,13 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     def _make_dictionary(self, hidden_dim):
         dictionaries = {
             "spectral": lambda: SpectralDictionary(
+                num_atoms=self.num_atoms,
+                hidden_dim=hidden_dim,
+                window_length=self.window_length,
+                dtype=self.dtype_policy,
+                name="dictionary",
+            ),
+            "shared_frequency": lambda: SharedFrequencyDictionary(
                 num_atoms=self.num_atoms,
                 hidden_dim=hidden_dim,
                 window_length=self.window_length,
