@@ -46,7 +46,9 @@ BASE_FLAGS = ["--max-position-offset", "0"]
 VARIANTS = {
     "base": (
         "`sdgm_base` without position offsets: the gated spectral mixer "
-        "(the default since commit 676e4f2)",
+        "(the default since commit 676e4f2) and the shared-frequency "
+        "dictionary (the default since the dictionary ablation, "
+        "docs/ABLATIONS.md)",
         LONG_WINDOWS,
     ),
     "dense-mixer": (
@@ -93,11 +95,11 @@ VARIANTS = {
         "a position-independent (K, D) matrix instead of sinusoidal atoms",
         ["--dictionary", "static"],
     ),
-    "shared-frequency-dictionary": (
-        "sinusoidal atoms with one frequency per atom (amplitude and phase "
-        "per feature), mixed by one matrix product "
-        "(`--dictionary shared_frequency`)",
-        ["--dictionary", "shared_frequency"] + LONG_WINDOWS,
+    "spectral-dictionary": (
+        "the paper's sinusoidal atoms, one frequency per atom and feature "
+        "(`--dictionary spectral`, the default before the dictionary "
+        "ablation)",
+        ["--dictionary", "spectral"] + LONG_WINDOWS,
     ),
     "reconstruction-0.1": (
         "+ 0.1 x time-domain reconstruction (alpha)",

@@ -6,6 +6,9 @@ import keras
 import numpy as np
 
 from keras_sdgm.datasets.pipeline import token_windows
+from keras_sdgm.layers.shared_frequency_dictionary import (
+    SharedFrequencyDictionary,
+)
 from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
 
 
@@ -14,7 +17,9 @@ def atom_table(lm, block=0):
 
     Frequencies are in cycles per `window_length` positions (the
     training window), so `f = 1` is one period per window; each atom has
-    one frequency, amplitude and phase per feature, summarized here.
+    one amplitude and phase per feature, summarized here, and one frequency
+    per feature (`SpectralDictionary`) or one for all its features
+    (`SharedFrequencyDictionary`, where minimum, mean and maximum agree).
 
     Args:
         lm: an `SDGMCausalLM` (or `SDGMBackbone`).
@@ -29,8 +34,11 @@ def atom_table(lm, block=0):
         share one phase, near 0 when phases are spread).
     """
     dictionary = spectral_dictionary(lm, block)
-    frequency = np.abs(keras.ops.convert_to_numpy(dictionary.frequency))
     amplitude = keras.ops.convert_to_numpy(dictionary.amplitude)
+    frequency = np.abs(keras.ops.convert_to_numpy(dictionary.frequency))
+    frequency = np.broadcast_to(
+        frequency.reshape(dictionary.num_atoms, -1), amplitude.shape
+    )
     phasor = np.exp(1j * keras.ops.convert_to_numpy(dictionary.phase))
     window_length = dictionary.window_length
     rows = []
@@ -179,9 +187,10 @@ def sentence_coefficients(lm, token_ids):
 
 
 def spectral_dictionary(lm, block=0):
-    """The `SpectralDictionary` of a block; a clear error if it has none."""
+    """The sinusoidal dictionary of a block; a clear error if it has none."""
     layer = _backbone(lm).blocks[block]
-    if not isinstance(layer.dictionary, SpectralDictionary):
+    sinusoidal = (SpectralDictionary, SharedFrequencyDictionary)
+    if not isinstance(layer.dictionary, sinusoidal):
         raise ValueError(
             f"Block {block} has a {layer.dictionary_type!r} dictionary (a "
             "position-independent matrix, an ablation): it has no atoms, "

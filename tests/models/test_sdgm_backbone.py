@@ -2,6 +2,8 @@ import keras
 import numpy as np
 from absl.testing import parameterized
 
+from keras_sdgm.layers import SharedFrequencyDictionary
+from keras_sdgm.layers import SpectralDictionary
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models.sdgm.sdgm_backbone import covering_dilation_rates
 from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
@@ -76,6 +78,17 @@ class SDGMBackboneTest(TestCase):
         )
         self.assertEqual(
             SDGMBackbone(**TINY_BACKBONE).encoder_type, "gated_spectral"
+        )
+        # Likewise the dictionary: the paper's per-feature frequencies until
+        # "shared_frequency" became the default.
+        del config["dictionary"]
+        older = SDGMBackbone.from_config(config)
+        self.assertEqual(older.dictionary_type, "spectral")
+        self.assertIsInstance(older.blocks[0].dictionary, SpectralDictionary)
+        default = SDGMBackbone(**TINY_BACKBONE)
+        self.assertEqual(default.dictionary_type, "shared_frequency")
+        self.assertIsInstance(
+            default.blocks[0].dictionary, SharedFrequencyDictionary
         )
         # Through from_preset's keyword arguments too.
         paper = SDGMBackbone.from_preset(

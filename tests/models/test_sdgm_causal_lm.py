@@ -11,6 +11,7 @@ from keras import ops
 
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
+from keras_sdgm.models.sdgm.spectral_dictionary_block import DICTIONARY_TYPES
 from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
 from tests.fixtures import ALL_TERMS
 from tests.fixtures import TINY_BACKBONE
@@ -301,6 +302,15 @@ class CausalityTest(TestCase):
         ("spectral_two_blocks", 2, 3, [1], True, "spectral"),
         ("spectral_one_block", 1, 2, [1], False, "spectral"),
         ("gated_spectral_two_blocks", 2, 3, [1], True, "gated_spectral"),
+        (
+            "gated_spectral_spectral_dictionary",
+            2,
+            3,
+            [1],
+            True,
+            "gated_spectral",
+            "spectral",
+        ),
     )
     def test_future_tokens_do_not_change_past_logits(
         self,
@@ -309,10 +319,12 @@ class CausalityTest(TestCase):
         dilation_rates,
         residual,
         encoder_type="dilated_convolution",
+        dictionary_type="shared_frequency",
     ):
         lm = tiny_lm(
             backbone={
                 "encoder_type": encoder_type,
+                "dictionary_type": dictionary_type,
                 "num_layers": num_layers,
                 "kernel_size": kernel_size,
                 "dilation_rates": dilation_rates,
@@ -358,18 +370,21 @@ CROSS_BACKEND_SCRIPT = textwrap.dedent(
 
 class CrossBackendTest(TestCase):
     def test_saved_model_loads_under_another_backend(self):
-        # Every token mixer saved under this backend, loaded in one process
-        # of the next backend in the cycle tensorflow -> jax -> torch ->
-        # tensorflow: over the suite's three runs every backend saves and
-        # every backend loads, one child process per run.
+        # Every token mixer and dictionary saved under this backend, loaded
+        # in one process of the next backend in the cycle tensorflow -> jax
+        # -> torch -> tensorflow: over the suite's three runs every backend
+        # saves and every backend loads, one child process per run.
         x, _, _ = lm_batch()
         tmp = self.get_temp_dir()
         inputs_path = os.path.join(tmp, "inputs.npz")
         np.savez(inputs_path, **x)
         expected = {}
-        for encoder_type in ENCODER_TYPES:
-            lm = tiny_lm(backbone={"encoder_type": encoder_type}, **ALL_TERMS)
-            model_path = os.path.join(tmp, f"{encoder_type}.keras")
+        blocks = [{"encoder_type": name} for name in ENCODER_TYPES] + [
+            {"dictionary_type": name} for name in DICTIONARY_TYPES
+        ]
+        for block in blocks:
+            lm = tiny_lm(backbone=block, **ALL_TERMS)
+            model_path = os.path.join(tmp, f"{'-'.join(block.values())}.keras")
             lm.save(model_path)
             expected[model_path] = ops.convert_to_numpy(lm(x))
         cycle = ["tensorflow", "jax", "torch"]

@@ -61,20 +61,26 @@ def uncached_greedy(lm, prompts, lengths):
     return token_ids
 
 
-ENCODER_TYPES = [
-    ("dilated_convolution", "dilated_convolution"),
-    ("depthwise", "depthwise"),
-    ("gated", "gated"),
-    ("spectral", "spectral"),
-    ("gated_spectral", "gated_spectral"),
+# Every token mixer with the default dictionary, and every dictionary with
+# the default mixer.
+BLOCK_TYPES = [
+    ("dilated_convolution", {"encoder_type": "dilated_convolution"}),
+    ("depthwise", {"encoder_type": "depthwise"}),
+    ("gated", {"encoder_type": "gated"}),
+    ("spectral", {"encoder_type": "spectral"}),
+    ("gated_spectral", {"encoder_type": "gated_spectral"}),
+    (
+        "gated_spectral_spectral_dictionary",
+        {"encoder_type": "gated_spectral", "dictionary_type": "spectral"},
+    ),
 ]
 
 
 class SDGMGenerateTest(TestCase):
-    @parameterized.named_parameters(ENCODER_TYPES)
-    def test_greedy_cached_generation_equals_full_forward(self, encoder_type):
+    @parameterized.named_parameters(BLOCK_TYPES)
+    def test_greedy_cached_generation_equals_full_forward(self, block_kwargs):
         keras.utils.set_random_seed(1)
-        lm = random_lm(encoder_type=encoder_type)
+        lm = random_lm(**block_kwargs)
         # Ragged prompts; 64+ generated tokens, far past the window of 16.
         lengths = [3, 8]
         prompts = left_aligned_prompts(lengths, max_length=72)
@@ -86,10 +92,10 @@ class SDGMGenerateTest(TestCase):
         self.assertGreater(len(np.unique(expected[:, 8:])), 5)
 
     # Every mixer at 4,000 and 16,000 (SPEC section 8), from one full pass.
-    @parameterized.named_parameters(ENCODER_TYPES)
-    def test_cached_logits_equal_full_logits(self, encoder_type):
+    @parameterized.named_parameters(BLOCK_TYPES)
+    def test_cached_logits_equal_full_logits(self, block_kwargs):
         keras.utils.set_random_seed(2)
-        lm = random_lm(encoder_type=encoder_type)
+        lm = random_lm(**block_kwargs)
         steps = 4
         token_ids = (
             np.random.default_rng(0)

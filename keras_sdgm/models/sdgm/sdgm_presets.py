@@ -27,6 +27,7 @@ backbone_presets = {
             "window_length": 128,
             "num_layers": 1,
             "encoder_type": "dilated_convolution",
+            "dictionary_type": "spectral",
             "kernel_size": 3,
             "dilation_rates": [1],
             "intermediate_dim": 0,
@@ -38,9 +39,11 @@ backbone_presets = {
             "The package default at the paper's size (D=512, K=256, L=128): "
             "two residual blocks, each with a gated spectral mixer (damped "
             "sinusoidal modes that see every past position, at a constant "
-            "cost per generated token) and a 4x feed-forward; the "
-            "dictionaries are trained at random position offsets up to "
-            "three windows (docs/ABLATIONS.md). Architecture only: pass "
+            "cost per generated token), a dictionary of sinusoidal atoms "
+            "with one frequency per atom (mixed by one matrix product) and "
+            "a 4x feed-forward; the dictionaries are trained at random "
+            "position offsets up to three windows (docs/ABLATIONS.md). "
+            "Architecture only: pass "
             "`load_weights=False` and `vocabulary_size`."
         ),
         "config": {
@@ -54,8 +57,9 @@ backbone_presets = {
     "sdgm_tiny": {
         "description": (
             "A tiny model for tests and demos (D=64, K=32, L=64, two "
-            "blocks with the gated spectral mixer, position offsets up to "
-            "three windows). Architecture only: pass `load_weights=False` "
+            "blocks with the gated spectral mixer and the shared-frequency "
+            "dictionary, position offsets up to three windows). "
+            "Architecture only: pass `load_weights=False` "
             "and `vocabulary_size`."
         ),
         "config": {

@@ -52,8 +52,12 @@ RENAMED_KEYS = {
 }
 # Arguments that configs of earlier releases lack, with the behaviour those
 # releases had (the block's and `SDGMBackbone`'s): the dense mixer was the
-# only one, and the default until "gated_spectral" (docs/ABLATIONS.md).
-EARLIER_DEFAULTS = {"encoder_type": "dilated_convolution"}
+# only one, and the default until "gated_spectral"; the dictionary was
+# "spectral" until "shared_frequency" (docs/ABLATIONS.md).
+EARLIER_DEFAULTS = {
+    "encoder_type": "dilated_convolution",
+    "dictionary_type": "spectral",
+}
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
@@ -107,7 +111,8 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         residual: bool. Add the reconstruction to `h` (True) or replace `h`
             by it (False, the paper's single block).
         num_mixture_components: int. Components of the coefficient prior.
-        dictionary_type: str. The dictionary, one of `DICTIONARY_TYPES`.
+        dictionary_type: str. The dictionary, one of `DICTIONARY_TYPES`
+            (default `"shared_frequency"`, docs/ABLATIONS.md).
         max_position_offset: int. In training, the dictionary is evaluated
             at positions shifted by a random offset in
             `[0, max_position_offset]`, drawn per batch, so that its atoms
@@ -162,7 +167,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         intermediate_dim=0,
         residual=True,
         num_mixture_components=8,
-        dictionary_type="spectral",
+        dictionary_type="shared_frequency",
         max_position_offset=0,
         dropout=0.0,
         layer_norm_epsilon=1e-5,
