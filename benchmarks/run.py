@@ -46,7 +46,7 @@ What is measured:
   `2 D V` for the output layer:
 
       SDGM    sum over blocks of 2 W(block less `prior` and `dictionary`)
-              + 2 K D (mixing the K atoms) + the mixer's weightless work
+              + the dictionary's mixing + the mixer's weightless work
       GPT-2   sum over layers of 2 W(layer) + 4 L D (attention scores and
               their weighted sum over all L positions, as keras-hub computes
               them) = N (8 D^2 + 4 D I + 4 L D)
@@ -56,7 +56,10 @@ What is measured:
   `W(x)` counts the rank >= 2 weights of `x` that are not biases. The prior
   is not used by the forward pass of the next-token loss, and the
   dictionary's atoms are element-wise sines of its weights; its mixing is
-  the 2 K D. For the dense mixer (`dilated_convolution`) this is the
+  the dictionary's `flops_per_token()`: 2 K D for the spectral and static
+  dictionaries' one (K, D) matmul, 4 K D for the shared-frequency
+  dictionary's (2 K, D) one of sin- and cos-modulated coefficients. For
+  the dense mixer (`dilated_convolution`) this is the
   former formula, `2 k D^2` per residual convolution, `2 k D K` for the
   last and `4 D I` for the feed-forward; for `depthwise`, `2 k D` per rate
   and `2 D K` for the projection. A mixer whose sequence work has no
