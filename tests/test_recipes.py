@@ -263,6 +263,41 @@ class RecipeTest(TestCase):
             result["parameters"]["embedding"], 10000 * 16 + 32 * 16
         )
 
+    def test_rwkv7_baseline(self):
+        out = os.path.join(self.get_temp_dir(), "rwkv7")
+        result = main(
+            "ptb",
+            recipe_args(
+                out,
+                "--model",
+                "rwkv7",
+                "--max-steps",
+                "5",
+                "--dropout",
+                "0.1",
+                "--long-eval-lengths",
+                "64",
+                "--lr-schedule",
+                "cosine",
+                "--warmup-steps",
+                "2",
+            ),
+        )
+        self.assertEqual(result["model"], "rwkv7")
+        # A recurrent model scores windows longer than it trained on: every
+        # token of the 4,096 but the first, in windows of 64.
+        long_windows = result["perplexity"]["valid"]["long_windows"]["64"]
+        self.assertEqual(long_windows["num_predicted"], 4095)
+        self.assertTrue(np.isfinite(long_windows["perplexity"]))
+        preset = keras_hub.models.CausalLM.from_preset(
+            os.path.join(out, "preset")
+        )
+        self.assertIsInstance(preset, keras_hub.models.RWKV7CausalLM)
+        backbone = preset.backbone
+        # --num-heads 2 at D=16: heads of 8; --dropout reaches keras-hub.
+        self.assertEqual((backbone.head_size, backbone.dropout_rate), (8, 0.1))
+        self.assertEqual(backbone.intermediate_dim, 4 * 16)
+
     def test_diverging_run_stops_and_keeps_its_checkpoint(self):
         out = os.path.join(self.get_temp_dir(), "nan")
         # Adam steps of 1e30 blow the logits up to inf within two steps.
@@ -376,6 +411,95 @@ class ResumeTest(TestCase):
             self.assertEqual(json.load(f)["perplexity"], expected_perplexity)
 
 
+class MonitorAcrossFitsTest(TestCase):
+    """Early stopping and the plateau schedule count across `fit()` calls
+    and resumes as in one uninterrupted `fit()`."""
+
+    def model(self, learning_rate=1.0):
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss="mse")
+        return model
+
+    def test_monitor_state(self):
+        self.assertEqual(callbacks_lib.monitor_state([]), (None, 0))
+        values = [5.0, 4.0, 4.5, 4.2, 3.0, 3.5]
+        self.assertEqual(callbacks_lib.monitor_state(values), (3.0, 1))
+        self.assertEqual(callbacks_lib.monitor_state(values[:4]), (4.0, 2))
+        # Reset each time the wait reaches 2 (a plateau's reduction).
+        self.assertEqual(
+            callbacks_lib.monitor_state(values[:4], reset_after=2), (4.0, 0)
+        )
+
+    def epochs(self, callback, values, model, first_epoch=0):
+        """Runs `callback` over epochs that log `values` as `val_loss`."""
+        callback.set_model(model)
+        callback.on_train_begin()
+        for epoch, value in enumerate(values, start=first_epoch):
+            callback.on_epoch_end(epoch, {"val_loss": value})
+            if model.stop_training:
+                return epoch
+        return None
+
+    def test_early_stopping_resumes_its_count(self):
+        values = [5.0, 4.0, 4.5, 4.6, 3.0]
+        whole = self.model()
+        stopped = self.epochs(
+            callbacks_lib.ResumableEarlyStopping(
+                monitor="val_loss", mode="min", patience=2
+            ),
+            values,
+            whole,
+        )
+        self.assertEqual(stopped, 3)
+        # Resumed after epoch 2 (epochs 0-2 in the log): stops at 3 too.
+        resumed = self.model()
+        callback = callbacks_lib.ResumableEarlyStopping(
+            past_values=values[:3], monitor="val_loss", mode="min", patience=2
+        )
+        self.assertEqual(
+            self.epochs(callback, values[3:], resumed, first_epoch=3), 3
+        )
+        # A second fit() of the same run continues the count: Keras's own
+        # callback would start again and train epoch 4.
+        twice = self.model()
+        callback = callbacks_lib.ResumableEarlyStopping(
+            monitor="val_loss", mode="min", patience=2
+        )
+        self.assertIsNone(self.epochs(callback, values[:3], twice))
+        self.assertEqual(
+            self.epochs(callback, values[3:], twice, first_epoch=3), 3
+        )
+
+    def test_plateau_halves_the_rate_after_each_epoch_without_a_best(self):
+        def rate(model):
+            return float(
+                keras.ops.convert_to_numpy(model.optimizer.learning_rate)
+            )
+
+        values = [5.0, 4.0, 4.5, 3.0, 3.5, 3.6]
+        model = self.model()
+        callback = callbacks_lib.ResumableReduceLROnPlateau(
+            monitor="val_loss", mode="min", factor=0.5, patience=0
+        )
+        self.epochs(callback, values[:3], model)
+        self.assertEqual(rate(model), 0.5)
+        self.epochs(callback, values[3:], model, first_epoch=3)
+        self.assertEqual(rate(model), 0.125)
+        # Resumed after epoch 3, with the rate its backup restored: the new
+        # best of epoch 3 is not lost (epoch 4 is still a reduction).
+        resumed = self.model(learning_rate=0.5)
+        callback = callbacks_lib.ResumableReduceLROnPlateau(
+            past_values=values[:4],
+            monitor="val_loss",
+            mode="min",
+            factor=0.5,
+            patience=0,
+        )
+        self.epochs(callback, values[4:], resumed, first_epoch=4)
+        self.assertEqual(rate(resumed), 0.125)
+        self.assertEqual(callback.best, 3.0)
+
+
 class StepLogTest(TestCase):
     def test_rows_are_the_means_of_their_own_steps(self):
         # A model that predicts 0 and does not learn: batch b's loss is
@@ -439,7 +563,7 @@ class RecipeStepsTest(TestCase):
 
         for script, corpus in (("ptb.py", "ptb"), ("wt2.py", "wikitext2")):
             text = usage(script)
-            self.assertIn(f"GPT-2 on {corpus}.", text)
+            self.assertIn(f"GPT-2 or RWKV-7 on {corpus}.", text)
             self.assertIn("--data-dir", text)
             self.assertNotIn("--train-file", text)
         text = usage("train.py")
@@ -528,6 +652,23 @@ class RecipeStepsTest(TestCase):
     def test_parse_args_refuses_flags_that_do_not_go_together(self):
         with self.assertRaises(SystemExit):
             self.config("--model", "gpt2", "--long-eval-lengths", "64")
+        self.assertEqual(
+            self.config(
+                "--model", "rwkv7", "--long-eval-lengths", "64"
+            ).long_eval_lengths,
+            [64],
+        )
+        with self.assertRaises(SystemExit):
+            # Heads of 16 // 3 = 5 do not divide D=16.
+            self.config("--model", "rwkv7", "--num-heads", "3")
+        self.assertEqual(
+            self.config(
+                "--model", "rwkv7", "--num-heads", "3", "--rwkv-head-size", "4"
+            ).rwkv_head_size,
+            4,
+        )
+        with self.assertRaises(SystemExit):
+            self.config("--lr-schedule", "plateau", "--warmup-steps", "10")
         with self.assertRaises(SystemExit):
             self.config("--long-eval-lengths", "1")
 
@@ -540,6 +681,34 @@ class RecipeStepsTest(TestCase):
         self.assertEqual(plan("--max-steps", "20"), (20, 1))
         self.assertEqual(plan("--max-steps", "250"), (100, 3))  # whole epochs
         self.assertEqual(plan("--max-steps", "5000"), (100, 10))
+
+    def test_learning_rate_schedules(self):
+        def rates(*flags, steps=(0, 1, 2, 6, 10)):
+            rate = recipe.learning_rate(
+                self.config("--learning-rate", "0.01", *flags), 10
+            )
+            if isinstance(rate, float):
+                return rate
+            return [float(keras.ops.convert_to_numpy(rate(s))) for s in steps]
+
+        self.assertEqual(rates(), 0.01)
+        self.assertEqual(rates("--lr-schedule", "plateau"), 0.01)
+        # Warm-up from 0, then constant.
+        self.assertAllClose(
+            rates("--warmup-steps", "2"), [0.0, 0.005, 0.01, 0.01, 0.01]
+        )
+        # Cosine over the 10 planned steps: half way at step 5, 0 at 10.
+        self.assertAllClose(
+            rates("--lr-schedule", "cosine", steps=(0, 5, 10)),
+            [0.01, 0.005, 0.0],
+            atol=1e-7,
+        )
+        # After a warm-up of 2, the cosine spans the 8 steps left.
+        self.assertAllClose(
+            rates("--lr-schedule", "cosine", "--warmup-steps", "2"),
+            [0.0, 0.005, 0.01, 0.005, 0.0],
+            atol=1e-7,
+        )
 
     def test_resume_step(self):
         backup = os.path.join(self.get_temp_dir(), "backup")
@@ -612,8 +781,30 @@ class RecipeStepsTest(TestCase):
             if isinstance(c, keras.callbacks.ModelCheckpoint)
         )
         self.assertEqual(checkpoint.best, 200.0)  # the best kept epoch's
+        # Early stopping counts from the kept epochs: best 100, no wait.
+        stopping = next(
+            c
+            for c in callbacks
+            if isinstance(c, callbacks_lib.ResumableEarlyStopping)
+        )
+        self.assertEqual(stopping.past_values, (300.0, 200.0))
+        self.assertFalse(
+            any(
+                isinstance(c, keras.callbacks.ReduceLROnPlateau)
+                for c in callbacks
+            )
+        )
         callbacks, _ = recipe.make_callbacks(config, 2, 2, 20, 10)
         self.assertIsInstance(callbacks[-1], callbacks_lib.SynchronousBatchEnd)
+        callbacks, _ = recipe.make_callbacks(
+            self.config("--lr-schedule", "plateau"), 1, 0, 0, 10
+        )
+        kinds = [type(c) for c in callbacks]
+        # Before the backup, which saves the lowered rate with the epoch.
+        self.assertLess(
+            kinds.index(callbacks_lib.ResumableReduceLROnPlateau),
+            kinds.index(callbacks_lib.StepAndEpochBackup),
+        )
 
     def test_prepare_output_dir_resumes_the_same_config(self):
         config = self.config()

@@ -1,4 +1,5 @@
-"""Callbacks of the recipes: resumable backups, a NaN stop, a throughput
+"""Callbacks of the recipes: resumable backups, early stopping and
+learning-rate reduction that survive a resume, a NaN stop, a throughput
 meter, a per-step log."""
 
 import csv
@@ -291,3 +292,82 @@ class SynchronousBatchEnd(keras.callbacks.Callback):
 
     def on_predict_batch_end(self, batch, logs=None):
         pass
+
+
+def monitor_state(values, reset_after=None):
+    """`(best, wait)` of a callback that has seen `values`, lower is better.
+
+    `best` is the lowest value (`None` if there is none), `wait` the epochs
+    since it; with `reset_after`, `wait` starts again from 0 each time it
+    reaches `reset_after` (`ReduceLROnPlateau` does, after each reduction).
+    """
+    best, wait = None, 0
+    for value in values:
+        if best is None or value < best:
+            best, wait = value, 0
+        else:
+            wait += 1
+            if reset_after is not None and wait >= reset_after:
+                wait = 0
+    return best, wait
+
+
+class _MonitorStateAcrossFits:
+    """Keeps a monitor's count across the `fit()` calls of one run.
+
+    Keras's `EarlyStopping` and `ReduceLROnPlateau` start counting again
+    at every `fit()`, so a resumed run (one `fit()` for the rest of an
+    epoch, another for the epochs after it) would wait longer than an
+    uninterrupted one. This mixin starts from the monitored values of the
+    epochs done before the resume (`past_values`) and resets only at the
+    run's first `fit()`.
+    """
+
+    def __init__(self, past_values=(), **kwargs):
+        super().__init__(**kwargs)
+        self.past_values = tuple(past_values)
+        self._begun = False
+
+    def on_train_begin(self, logs=None):
+        if self._begun:
+            return
+        self._begun = True
+        super().on_train_begin(logs)
+        self.best, self.wait = monitor_state(
+            self.past_values, self._reset_after()
+        )
+
+
+class ResumableEarlyStopping(
+    _MonitorStateAcrossFits, keras.callbacks.EarlyStopping
+):
+    """`keras.callbacks.EarlyStopping` (lower is better) across a resume.
+
+    Args:
+        past_values: the monitored values of the epochs done before this
+            process (from the run's log), oldest first.
+        **kwargs: `EarlyStopping` arguments (`mode="min"`, no `baseline`,
+            no `min_delta`).
+    """
+
+    def _reset_after(self):
+        return None
+
+
+class ResumableReduceLROnPlateau(
+    _MonitorStateAcrossFits, keras.callbacks.ReduceLROnPlateau
+):
+    """`keras.callbacks.ReduceLROnPlateau` (lower is better) across a resume.
+
+    The learning rate itself is an optimizer variable, restored with the
+    backup; this keeps the count of epochs without a new best.
+
+    Args:
+        past_values: the monitored values of the epochs done before this
+            process (from the run's log), oldest first.
+        **kwargs: `ReduceLROnPlateau` arguments (`mode="min"`, no
+            `cooldown`, no `min_delta`).
+    """
+
+    def _reset_after(self):
+        return max(self.patience, 1)

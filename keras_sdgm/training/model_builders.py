@@ -2,8 +2,8 @@
 
 `gpt2_causal_lm` is the one GPT-2 baseline of the package (the recipes,
 `recipes/ablate.py` and `benchmarks/` all build it here), `rwkv7_causal_lm`
-the attention-free peer of the benchmarks, `sdgm_causal_lm` the SDGM they
-are compared with; `build_causal_lm` picks one from a recipe's config.
+the attention-free peer (the recipes and benchmarks), `sdgm_causal_lm` the
+SDGM they are compared with; `build_causal_lm` picks one from a recipe's config.
 """
 
 import keras
@@ -79,18 +79,27 @@ def rwkv7_head_size(hidden_dim, num_heads, head_size=None):
 
 
 def rwkv7_causal_lm(
-    vocabulary_size, num_layers, hidden_dim, head_size, preprocessor=None
+    vocabulary_size,
+    num_layers,
+    hidden_dim,
+    head_size,
+    intermediate_dim=None,
+    dropout=0.0,
+    preprocessor=None,
 ):
     """keras-hub's `RWKV7CausalLM`, the attention-free peer.
 
-    `4 * hidden_dim` channel mix (as GPT-2's feed-forward), dropout 0,
-    keras-hub's default LoRA widths.
+    keras-hub's default LoRA widths; its output head is its own (not tied
+    to the token embedding, as keras-hub builds it).
 
     Args:
         vocabulary_size: int.
         num_layers: int.
         hidden_dim: int.
         head_size: int, a divisor of `hidden_dim`.
+        intermediate_dim: channel-mix width; `None` or 0 gives
+            `4 * hidden_dim` (as GPT-2's feed-forward).
+        dropout: float. keras-hub's `dropout_rate`, after every layer.
         preprocessor: a `CausalLMPreprocessor`, or `None`.
     """
     backbone = keras_hub.models.RWKV7Backbone(
@@ -98,7 +107,8 @@ def rwkv7_causal_lm(
         head_size=head_size,
         num_layers=num_layers,
         vocabulary_size=vocabulary_size,
-        intermediate_dim=4 * hidden_dim,
+        intermediate_dim=intermediate_dim or 4 * hidden_dim,
+        dropout_rate=dropout,
     )
     return keras_hub.models.RWKV7CausalLM(backbone, preprocessor=preprocessor)
 
@@ -130,14 +140,26 @@ def sdgm_causal_lm(
 
 
 def build_causal_lm(args, preprocessor):
-    """An `SDGMCausalLM` or a same-size keras-hub `GPT2CausalLM`.
+    """An `SDGMCausalLM`, or a same-size keras-hub GPT-2 or RWKV-7.
 
-    Both share the vocabulary, window, hidden size and depth; the recipe
-    compiles both with the same optimizer. `args` is a recipe's config
+    All share the vocabulary, window, hidden size and depth; the recipe
+    compiles them with the same optimizer. `args` is a recipe's config
     (`keras_sdgm.training.recipe.RecipeConfig`) or anything with its
     attributes.
     """
     vocabulary_size = preprocessor.tokenizer.vocabulary_size()
+    if args.model == "rwkv7":
+        return rwkv7_causal_lm(
+            vocabulary_size,
+            num_layers=args.num_layers,
+            hidden_dim=args.hidden_dim,
+            head_size=rwkv7_head_size(
+                args.hidden_dim, args.num_heads, args.rwkv_head_size
+            ),
+            intermediate_dim=args.intermediate_dim,
+            dropout=args.dropout,
+            preprocessor=preprocessor,
+        )
     if args.model == "gpt2":
         return gpt2_causal_lm(
             vocabulary_size,

@@ -72,6 +72,8 @@ PRESET_DIR = "preset"
 STEPS_LOG = "steps.csv"
 METRICS_FILE = reporting.METRICS_FILE
 SPLITS = ("train", "valid", "test")
+MODELS = ("sdgm", "gpt2", "rwkv7")
+LR_SCHEDULES = ("constant", "cosine", "plateau")
 # The corpus of `recipes/train.py`: text files named by flags.
 TEXT_CORPUS = "text"
 # Sizes that, when not given, come from the preset (for GPT-2 too: the
@@ -121,6 +123,7 @@ class RecipeConfig:
     encoder_type: str | None
     max_position_offset: int | None
     num_heads: int
+    rwkv_head_size: int | None
     dropout: float
     # Objective and optimizer.
     nll_weight: float
@@ -128,6 +131,8 @@ class RecipeConfig:
     stft_weight: float
     prior_weight: float
     learning_rate: float
+    lr_schedule: str | None
+    warmup_steps: int | None
     weight_decay: float
     # Budget.
     batch_size: int
@@ -193,13 +198,19 @@ def build_parser(corpus):
         )
     named = "your own text" if corpus == TEXT_CORPUS else corpus
     parser = argparse.ArgumentParser(
-        description=f"Train and evaluate SDGM or GPT-2 on {named}.",
+        description=f"Train and evaluate SDGM, GPT-2 or RWKV-7 on {named}.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     if corpus == TEXT_CORPUS:
         add_text_flags(parser)
     add = parser.add_argument
-    add("--model", choices=["sdgm", "gpt2"], default="sdgm")
+    add(
+        "--model",
+        choices=list(MODELS),
+        default="sdgm",
+        help="SDGM, or a keras-hub baseline of the same size: GPT-2 or "
+        "RWKV-7 (attention-free).",
+    )
     add(
         "--preset",
         choices=sorted(backbone_presets),
@@ -273,7 +284,15 @@ def build_parser(corpus):
         "--num-heads",
         type=arguments.positive_int,
         default=8,
-        help="GPT-2 attention heads.",
+        help="GPT-2 attention heads; RWKV-7's heads when "
+        "--rwkv-head-size is not given.",
+    )
+    add(
+        "--rwkv-head-size",
+        type=arguments.positive_int,
+        default=None,
+        help="RWKV-7's head size, a divisor of --hidden-dim; default: "
+        "hidden_dim // num_heads.",
     )
     add("--dropout", type=arguments.dropout_rate, default=0.0)
     add("--nll-weight", type=arguments.non_negative_float, default=1.0)
@@ -285,6 +304,22 @@ def build_parser(corpus):
     add("--stft-weight", type=arguments.non_negative_float, default=0.0)
     add("--prior-weight", type=arguments.non_negative_float, default=0.0)
     add("--learning-rate", type=arguments.positive_float, default=1e-3)
+    add(
+        "--lr-schedule",
+        choices=list(LR_SCHEDULES),
+        default=None,
+        help="constant (default): --learning-rate throughout; cosine: "
+        "cosine decay to 0 over the planned steps (keras' CosineDecay); "
+        "plateau: halve the rate after every epoch whose validation "
+        "perplexity is not a new best (keras' ReduceLROnPlateau).",
+    )
+    add(
+        "--warmup-steps",
+        type=arguments.positive_int,
+        default=None,
+        help="Raise the rate linearly from 0 over this many steps first "
+        "(constant and cosine schedules). Default: no warm-up.",
+    )
     add("--weight-decay", type=arguments.non_negative_float, default=1e-5)
     add("--batch-size", type=arguments.positive_int, default=32)
     add("--epochs", type=arguments.positive_int, default=10)
@@ -325,8 +360,8 @@ def build_parser(corpus):
         type=arguments.int_list,
         default=[],
         help="Also score the validation split in non-overlapping windows "
-        "of these lengths, longer than the training window (SDGM only; "
-        "GPT-2's learned positions end at the window).",
+        "of these lengths, longer than the training window (SDGM and "
+        "RWKV-7; GPT-2's learned positions end at the window).",
     )
     add("--jit-compile", choices=["auto", "true", "false"], default="auto")
     add(
@@ -428,9 +463,14 @@ def parse_args(corpus, argv=None):
     """
     parser = build_parser(corpus)
     args = parser.parse_args(argv)
+    if args.warmup_steps is not None and args.lr_schedule == "plateau":
+        parser.error(
+            "--warmup-steps goes with --lr-schedule constant or cosine: "
+            "the plateau schedule sets the rate itself after each epoch."
+        )
     if args.long_eval_lengths and args.model == "gpt2":
         parser.error(
-            "--long-eval-lengths is for SDGM: GPT-2's learned "
+            "--long-eval-lengths is for SDGM and RWKV-7: GPT-2's learned "
             "positions end at its window."
         )
     if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
@@ -457,6 +497,14 @@ def parse_args(corpus, argv=None):
     for name, key in PRESET_SIZES.items():
         if getattr(args, name) is None:
             setattr(args, name, preset[key])
+    if args.model == "rwkv7" and not model_builders.rwkv7_head_size(
+        args.hidden_dim, args.num_heads, args.rwkv_head_size
+    ):
+        parser.error(
+            "RWKV-7's head size must divide --hidden-dim "
+            f"({args.hidden_dim}); pass --rwkv-head-size or another "
+            "--num-heads."
+        )
     if args.eval_stride is not None and args.eval_stride > args.sequence_length:
         parser.error(
             "--eval-stride must be at most --sequence-length "
@@ -648,7 +696,9 @@ def build_model(config, data):
         lm = model_builders.build_causal_lm(config, data.preprocessor)
         lm.compile(
             optimizer=keras.optimizers.Adam(
-                learning_rate=config.learning_rate,
+                learning_rate=learning_rate(
+                    config, data.steps_per_epoch * data.epochs
+                ),
                 weight_decay=config.weight_decay,
             ),
             weighted_metrics=[keras_hub.metrics.Perplexity(from_logits=True)],
@@ -658,6 +708,29 @@ def build_model(config, data):
         )
         distribution.prepare_for_strategy(lm, data.validation)
     return lm, num_devices
+
+
+def learning_rate(config, planned_steps):
+    """Adam's learning rate: `--learning-rate`, or its `--lr-schedule`.
+
+    `cosine` decays to 0 at the end of the `planned_steps` (after the
+    warm-up; a run stopped early ends above 0); `constant` with
+    `--warmup-steps` is a cosine schedule with `alpha=1` (no decay). The
+    schedules are functions of the optimizer's step, which a resumed run
+    restores; `plateau` starts at `--learning-rate` and is lowered by
+    `make_callbacks`'s `ResumableReduceLROnPlateau`.
+    """
+    schedule = config.lr_schedule or "constant"
+    warmup = config.warmup_steps or 0
+    if schedule == "plateau" or (schedule == "constant" and not warmup):
+        return config.learning_rate
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else config.learning_rate,
+        decay_steps=max(1, planned_steps - warmup),
+        alpha=1.0 if schedule == "constant" else 0.0,
+        warmup_target=config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
 
 
 def make_callbacks(
@@ -680,6 +753,9 @@ def make_callbacks(
     throughput_meter)`.
     """
     past = reporting.truncate_csv_log(config.path("log.csv"), start_epoch)
+    past_perplexities = [
+        row["val_perplexity"] for row in past if "val_perplexity" in row
+    ]
     reporting.truncate_csv_log(config.path(STEPS_LOG), done_steps + 1)
     throughput = callbacks_lib.ThroughputMeter(
         config.batch_size * config.sequence_length
@@ -692,14 +768,27 @@ def make_callbacks(
             monitor="val_perplexity",
             mode="min",
             save_best_only=True,
-            initial_value_threshold=min(
-                (r["val_perplexity"] for r in past if "val_perplexity" in r),
-                default=None,
-            ),
+            initial_value_threshold=min(past_perplexities, default=None),
         ),
-        keras.callbacks.EarlyStopping(
-            monitor="val_perplexity", mode="min", patience=config.patience
+        callbacks_lib.ResumableEarlyStopping(
+            past_values=past_perplexities,
+            monitor="val_perplexity",
+            mode="min",
+            patience=config.patience,
         ),
+    ]
+    if config.lr_schedule == "plateau":
+        callbacks.append(
+            callbacks_lib.ResumableReduceLROnPlateau(
+                past_values=past_perplexities,
+                monitor="val_perplexity",
+                mode="min",
+                factor=0.5,
+                patience=0,
+                verbose=min(config.verbose, 1),
+            )
+        )
+    callbacks += [
         keras.callbacks.CSVLogger(config.path("log.csv"), append=True),
         # After the CSV log: it adds `tokens_per_second` to the epoch's
         # logs, which TensorBoard and the caller's callbacks see and the
@@ -803,24 +892,31 @@ def write_preset(config, lm):
 def evaluate(config, lm, tokens):
     """Validation and test perplexity under both protocols of SPEC section 6.
 
-    Non-overlapping windows and a sliding window of stride `--eval-stride`
-    (default half the window); for SDGM also the validation split in
-    windows of each `--long-eval-lengths`.
+    Non-overlapping windows of the training window's length and a sliding
+    window of stride `--eval-stride` (default half the window); for SDGM and RWKV-7 also the validation
+    split in windows of each `--long-eval-lengths`.
     """
     verbose = min(config.verbose, 1)
     stride = config.eval_stride or config.sequence_length // 2
     metrics = {
         split: {
             "non_overlapping": evaluate_perplexity(
-                lm, tokens[split], verbose=verbose
+                lm,
+                tokens[split],
+                sequence_length=config.sequence_length,
+                verbose=verbose,
             ),
             "sliding": evaluate_perplexity(
-                lm, tokens[split], stride=stride, verbose=verbose
+                lm,
+                tokens[split],
+                stride=stride,
+                sequence_length=config.sequence_length,
+                verbose=verbose,
             ),
         }
         for split in ("valid", "test")
     }
-    if config.model == "sdgm":
+    if config.model != "gpt2":
         metrics["valid"]["long_windows"] = {
             str(length): evaluate_perplexity(
                 lm,
