@@ -1,4 +1,4 @@
-"""Ablations: variants of SDGM and the GPT-2 baselines under one budget.
+"""Ablations: variants of SDGM and the GPT-2 and RWKV-7 baselines under one budget.
 
 Every variant is one run of the corpus recipe (`recipes/ptb.py`,
 `recipes/wt2.py`) with the same shared arguments (size, budget, optimizer),
@@ -130,6 +130,11 @@ VARIANTS = {
     "gpt2": (
         "keras-hub GPT-2, same width, depth, window, vocabulary",
         ["--model", "gpt2"],
+    ),
+    "rwkv7": (
+        "keras-hub RWKV-7 (attention-free), same width, depth, window, "
+        "vocabulary",
+        ["--model", "rwkv7"] + LONG_WINDOWS,
     ),
     "gpt2-5-layers": (
         "keras-hub GPT-2, same width, 5 layers (about the default SDGM's "
