@@ -42,6 +42,16 @@ LONG_WINDOWS = ["--long-eval-lengths", "256,512,1024"]
 # offsets (a variant's own flags come after these and override them).
 BASE_FLAGS = ["--max-position-offset", "0"]
 
+# The paper's auxiliary weights (alpha, beta, delta; gamma, the NLL's, is 1).
+PAPER_OBJECTIVE = [
+    "--reconstruction-weight",
+    "1",
+    "--stft-weight",
+    "1",
+    "--prior-weight",
+    "1",
+]
+
 # name: (what it changes, the recipe flags that make it).
 VARIANTS = {
     "base": (
@@ -113,14 +123,20 @@ VARIANTS = {
     ),
     "paper-objective": (
         "the paper's objective, alpha = beta = gamma = delta = 1",
-        [
-            "--reconstruction-weight",
-            "1",
-            "--stft-weight",
-            "1",
-            "--prior-weight",
-            "1",
-        ],
+        PAPER_OBJECTIVE,
+    ),
+    "paper": (
+        "the paper's model (`sdgm_paper`) and objective, alpha = beta = "
+        "gamma = delta = 1",
+        ["--preset", "sdgm_paper"] + PAPER_OBJECTIVE,
+    ),
+    "paper-no-stft": (
+        "the paper's model and objective without the STFT term (beta = 0)",
+        ["--preset", "sdgm_paper"] + PAPER_OBJECTIVE + ["--stft-weight", "0"],
+    ),
+    "paper-no-nll": (
+        "the paper's model and objective without the NLL term (gamma = 0)",
+        ["--preset", "sdgm_paper"] + PAPER_OBJECTIVE + ["--nll-weight", "0"],
     ),
     "position-offsets": (
         "base + dictionaries trained at random position offsets in "
@@ -135,6 +151,20 @@ VARIANTS = {
         "keras-hub RWKV-7 (attention-free), same width, depth, window, "
         "vocabulary",
         ["--model", "rwkv7"] + LONG_WINDOWS,
+    ),
+    "gpt2-small": (
+        "keras-hub GPT-2 small's configuration (117M: 12 layers of 768, 12 "
+        "heads), the paper's baseline",
+        [
+            "--model",
+            "gpt2",
+            "--hidden-dim",
+            "768",
+            "--num-layers",
+            "12",
+            "--num-heads",
+            "12",
+        ],
     ),
     "gpt2-5-layers": (
         "keras-hub GPT-2, same width, 5 layers (about the default SDGM's "

@@ -893,8 +893,9 @@ def evaluate(config, lm, tokens):
     """Validation and test perplexity under both protocols of SPEC section 6.
 
     Non-overlapping windows of the training window's length and a sliding
-    window of stride `--eval-stride` (default half the window); for SDGM and RWKV-7 also the validation
-    split in windows of each `--long-eval-lengths`.
+    window of stride `--eval-stride` (default half the window); for SDGM
+    and RWKV-7 also the validation split in windows of each
+    `--long-eval-lengths`.
     """
     verbose = min(config.verbose, 1)
     stride = config.eval_stride or config.sequence_length // 2
