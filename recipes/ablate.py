@@ -368,7 +368,12 @@ def summarize(runs):
             row[f"{split}_{protocol}"] = stat(
                 [m["perplexity"][split][protocol]["perplexity"] for m in runs]
             )
-    for length in first["perplexity"]["valid"].get("long_windows", {}):
+    # The windows every seed measured (a run made with other shared flags
+    # may lack some).
+    lengths = set.intersection(
+        *(set(m["perplexity"]["valid"].get("long_windows", {})) for m in runs)
+    )
+    for length in sorted(lengths, key=int):
         row[f"valid_window_{length}"] = stat(
             [
                 m["perplexity"]["valid"]["long_windows"][length]["perplexity"]
