@@ -56,9 +56,8 @@ PAPER_OBJECTIVE = [
 VARIANTS = {
     "base": (
         "`sdgm_base` without position offsets: the gated spectral mixer "
-        "(the default since commit 676e4f2) and the shared-frequency "
-        "dictionary (the default since the dictionary ablation, "
-        "docs/ABLATIONS.md)",
+        "(the default since commit 676e4f2) and the paper's dictionary "
+        "(the default again since the D=512 runs of docs/RESULTS.md)",
         LONG_WINDOWS,
     ),
     "dense-mixer": (
@@ -105,11 +104,11 @@ VARIANTS = {
         "a position-independent (K, D) matrix instead of sinusoidal atoms",
         ["--dictionary", "static"],
     ),
-    "spectral-dictionary": (
-        "the paper's sinusoidal atoms, one frequency per atom and feature "
-        "(`--dictionary spectral`, the default before the dictionary "
-        "ablation)",
-        ["--dictionary", "spectral"] + LONG_WINDOWS,
+    "shared-frequency-dictionary": (
+        "sinusoidal atoms with one frequency per atom (amplitude and phase "
+        "per feature), mixed by one matrix product "
+        "(`--dictionary shared_frequency`, the default for a while)",
+        ["--dictionary", "shared_frequency"] + LONG_WINDOWS,
     ),
     "reconstruction-0.1": (
         "+ 0.1 x time-domain reconstruction (alpha)",

@@ -139,7 +139,7 @@ class GenerateBenchmarkTest(TestCase):
             result["model_details"]["sdgm"],
             {
                 "encoder_type": "depthwise",
-                "dictionary_type": "shared_frequency",
+                "dictionary_type": "spectral",
             },
         )
         self.assertEqual(result["model_details"]["rwkv7"]["head_size"], 8)
@@ -314,10 +314,10 @@ def tiny_sdgm_backbone(**kwargs):
 class FlopsPerTokenTest(TestCase):
     """`run.flops_per_token` against counts by hand (module docstring)."""
 
-    # Mixing the K = 4 atoms with the default shared-frequency dictionary
-    # (the sin and cos halves: 2 x 2 K D), the feed-forward (I = 16) and
-    # the output layer (V = 10) of `tiny_sdgm_backbone`.
-    SDGM_REST = 2 * 2 * 4 * 8 + 4 * 8 * 16 + 2 * 8 * 10
+    # Mixing the K = 4 atoms with the default (paper's) dictionary, one
+    # (K, D) matmul: 2 K D; the feed-forward (I = 16) and the output layer
+    # (V = 10) of `tiny_sdgm_backbone`.
+    SDGM_REST = 2 * 4 * 8 + 4 * 8 * 16 + 2 * 8 * 10
 
     def test_dense_mixer(self):
         # One residual D x D kernel-3 convolution and the last D x K one.
@@ -332,12 +332,12 @@ class FlopsPerTokenTest(TestCase):
         backbone = tiny_sdgm_backbone(encoder_type="depthwise")
         self.assertEqual(run.flops_per_token("sdgm", backbone, 8, 10), expected)
 
-    def test_spectral_dictionary_mixes_k_atoms_once(self):
-        # The paper's per-feature atoms are one (K, D) matmul: 2 K D, half
-        # of the shared-frequency dictionary's sin and cos halves.
-        expected = 2 * (2 * 3 * 8) + (2 * 8 * 4) + self.SDGM_REST - 2 * 4 * 8
+    def test_shared_frequency_dictionary_mixes_sin_and_cos_halves(self):
+        # One (B L, 2 K) x (2 K, D) matmul: 4 K D, twice the paper's
+        # dictionary's 2 K D.
+        expected = 2 * (2 * 3 * 8) + (2 * 8 * 4) + self.SDGM_REST + 2 * 4 * 8
         backbone = tiny_sdgm_backbone(
-            encoder_type="depthwise", dictionary_type="spectral"
+            encoder_type="depthwise", dictionary_type="shared_frequency"
         )
         self.assertEqual(run.flops_per_token("sdgm", backbone, 8, 10), expected)
 

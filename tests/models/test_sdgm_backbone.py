@@ -79,17 +79,23 @@ class SDGMBackboneTest(TestCase):
         self.assertEqual(
             SDGMBackbone(**TINY_BACKBONE).encoder_type, "gated_spectral"
         )
-        # Likewise the dictionary: the paper's per-feature frequencies until
-        # "shared_frequency" became the default.
+        # Likewise the dictionary: configs without it held the paper's
+        # per-feature frequencies, the default then and now; one that names
+        # "shared_frequency" (the default for a while) keeps it.
+        shared = SDGMBackbone(
+            **TINY_BACKBONE, dictionary_type="shared_frequency"
+        ).get_config()
+        self.assertIsInstance(
+            SDGMBackbone.from_config(shared).blocks[0].dictionary,
+            SharedFrequencyDictionary,
+        )
         del config["dictionary"]
         older = SDGMBackbone.from_config(config)
         self.assertEqual(older.dictionary_type, "spectral")
         self.assertIsInstance(older.blocks[0].dictionary, SpectralDictionary)
         default = SDGMBackbone(**TINY_BACKBONE)
-        self.assertEqual(default.dictionary_type, "shared_frequency")
-        self.assertIsInstance(
-            default.blocks[0].dictionary, SharedFrequencyDictionary
-        )
+        self.assertEqual(default.dictionary_type, "spectral")
+        self.assertIsInstance(default.blocks[0].dictionary, SpectralDictionary)
         # Through from_preset's keyword arguments too.
         paper = SDGMBackbone.from_preset(
             "sdgm_paper",

@@ -303,13 +303,13 @@ class CausalityTest(TestCase):
         ("spectral_one_block", 1, 2, [1], False, "spectral"),
         ("gated_spectral_two_blocks", 2, 3, [1], True, "gated_spectral"),
         (
-            "gated_spectral_spectral_dictionary",
+            "gated_spectral_shared_frequency_dictionary",
             2,
             3,
             [1],
             True,
             "gated_spectral",
-            "spectral",
+            "shared_frequency",
         ),
     )
     def test_future_tokens_do_not_change_past_logits(
@@ -319,7 +319,7 @@ class CausalityTest(TestCase):
         dilation_rates,
         residual,
         encoder_type="dilated_convolution",
-        dictionary_type="shared_frequency",
+        dictionary_type="spectral",
     ):
         lm = tiny_lm(
             backbone={

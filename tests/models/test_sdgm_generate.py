@@ -70,8 +70,11 @@ BLOCK_TYPES = [
     ("spectral", {"encoder_type": "spectral"}),
     ("gated_spectral", {"encoder_type": "gated_spectral"}),
     (
-        "gated_spectral_spectral_dictionary",
-        {"encoder_type": "gated_spectral", "dictionary_type": "spectral"},
+        "gated_spectral_shared_frequency_dictionary",
+        {
+            "encoder_type": "gated_spectral",
+            "dictionary_type": "shared_frequency",
+        },
     ),
 ]
 

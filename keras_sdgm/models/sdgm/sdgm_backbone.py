@@ -151,10 +151,11 @@ class SDGMBackbone(Backbone):
         residual: bool. Residual blocks (True) or the paper's replacement of
             the hidden state by the reconstruction (False).
         num_mixture_components: int. Components of each block's GMM prior.
-        dictionary_type: `"shared_frequency"` (default: the method's atoms
-            with one frequency per atom, computed as one matrix product),
-            `"spectral"` (the paper's atoms, one frequency per atom and
-            feature) or `"static"` (ablation: a
+        dictionary_type: `"spectral"` (default: the paper's atoms, one
+            frequency per atom and feature), `"shared_frequency"` (the
+            method's atoms with one frequency per atom, computed as one
+            matrix product: faster at small batches, worse at D=512,
+            docs/RESULTS.md) or `"static"` (ablation: a
             position-independent `(num_atoms, hidden_dim)` matrix per
             block).
         max_position_offset: int. Train each block's dictionary at
@@ -208,7 +209,7 @@ class SDGMBackbone(Backbone):
         intermediate_dim=None,
         residual=True,
         num_mixture_components=8,
-        dictionary_type="shared_frequency",
+        dictionary_type="spectral",
         max_position_offset=0,
         dropout=0.0,
         layer_norm_epsilon=1e-5,
