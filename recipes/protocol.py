@@ -34,6 +34,7 @@ CORPORA = ("ptb", "wikitext2")
 ROWS = (
     "base",
     "position-offsets",
+    "shared-frequency-dictionary",
     "paper",
     "paper-no-stft",
     "paper-no-nll",
