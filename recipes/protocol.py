@@ -41,46 +41,35 @@ ROWS = (
     "gpt2",
     "rwkv7",
 )
+
+
+def _sizes(hidden_dim):
+    """The flags both protocols share, at width `hidden_dim`."""
+    return [
+        "--hidden-dim",
+        str(hidden_dim),
+        "--num-atoms",
+        "256",
+        "--sequence-length",
+        "128",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "10",
+        "--patience",
+        "2",
+    ]
+
+
 PROTOCOLS = {
     "cpu": {
         "rows": ROWS,
-        "flags": [
-            "--hidden-dim",
-            "256",
-            "--num-atoms",
-            "256",
-            "--sequence-length",
-            "128",
-            "--batch-size",
-            "32",
-            "--epochs",
-            "10",
-            "--patience",
-            "2",
-            "--lr-schedule",
-            "cosine",
-            "--warmup-steps",
-            "200",
-        ],
+        "flags": _sizes(256)
+        + ["--lr-schedule", "cosine", "--warmup-steps", "200"],
     },
     "gpu": {
         "rows": ROWS + ("gpt2-small",),
-        "flags": [
-            "--hidden-dim",
-            "512",
-            "--num-atoms",
-            "256",
-            "--sequence-length",
-            "128",
-            "--batch-size",
-            "32",
-            "--epochs",
-            "10",
-            "--patience",
-            "2",
-            "--jit-compile",
-            "true",
-        ],
+        "flags": _sizes(512) + ["--jit-compile", "true"],
     },
 }
 

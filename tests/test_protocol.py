@@ -32,34 +32,26 @@ class ProtocolTest(TestCase):
         self.assertIn("gpt2-small", gpu[0])
         self.assertNotIn("gpt2-small", cpu[0])
 
+    def row_config(self, name, row):
+        """The recipe config of `row` of protocol `name`, as ablate runs it."""
+        flags = protocol.PROTOCOLS[name]["flags"]
+        return recipe.parse_args(
+            "ptb", flags + ablate.BASE_FLAGS + ablate.VARIANTS[row][1]
+        )
+
     def test_every_run_is_a_valid_recipe_run(self):
         for name, settings in protocol.PROTOCOLS.items():
             for row in settings["rows"]:
-                flags = (
-                    settings["flags"]
-                    + ablate.BASE_FLAGS
-                    + ablate.VARIANTS[row][1]
-                )
-                config = recipe.parse_args("ptb", flags)
+                config = self.row_config(name, row)
                 self.assertEqual(config.batch_size, 32, (name, row))
                 self.assertEqual(config.sequence_length, 128, (name, row))
-        paper = recipe.parse_args(
-            "ptb",
-            protocol.PROTOCOLS["cpu"]["flags"]
-            + ablate.BASE_FLAGS
-            + ablate.VARIANTS["paper-no-stft"][1],
-        )
+        paper = self.row_config("cpu", "paper-no-stft")
         self.assertEqual(
             (paper.preset, paper.hidden_dim, paper.stft_weight),
             ("sdgm_paper", 256, 0.0),
         )
         self.assertEqual(paper.lr_schedule, "cosine")
-        small = recipe.parse_args(
-            "ptb",
-            protocol.PROTOCOLS["gpu"]["flags"]
-            + ablate.BASE_FLAGS
-            + ablate.VARIANTS["gpt2-small"][1],
-        )
+        small = self.row_config("gpu", "gpt2-small")
         self.assertEqual(
             (small.model, small.hidden_dim, small.num_layers), ("gpt2", 768, 12)
         )
