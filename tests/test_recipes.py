@@ -703,6 +703,9 @@ class RecipeStepsTest(TestCase):
             [0.01, 0.005, 0.0],
             atol=1e-7,
         )
+        # A warm-up as long as the run would never reach the rate.
+        with self.assertRaisesRegex(ValueError, "--warmup-steps"):
+            rates("--warmup-steps", "10")
         # After a warm-up of 2, the cosine spans the 8 steps left.
         self.assertAllClose(
             rates("--lr-schedule", "cosine", "--warmup-steps", "2"),

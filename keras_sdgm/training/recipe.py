@@ -719,9 +719,18 @@ def learning_rate(config, planned_steps):
     schedules are functions of the optimizer's step, which a resumed run
     restores; `plateau` starts at `--learning-rate` and is lowered by
     `make_callbacks`'s `ResumableReduceLROnPlateau`.
+
+    Raises:
+        ValueError: `--warmup-steps` not fewer than `planned_steps`.
     """
     schedule = config.lr_schedule or "constant"
     warmup = config.warmup_steps or 0
+    if warmup >= planned_steps:
+        raise ValueError(
+            f"--warmup-steps ({warmup}) must be fewer than the run's planned "
+            f"steps ({planned_steps}: --epochs x steps per epoch); the rate "
+            "would never reach --learning-rate."
+        )
     if schedule == "plateau" or (schedule == "constant" and not warmup):
         return config.learning_rate
     return keras.optimizers.schedules.CosineDecay(
