@@ -18,8 +18,10 @@ def atom_table(lm, block=0):
     Frequencies are in cycles per `window_length` positions (the
     training window), so `f = 1` is one period per window; each atom has
     one amplitude and phase per feature, summarized here, and one frequency
-    per feature (`SpectralDictionary`) or one for all its features
-    (`SharedFrequencyDictionary`, where minimum, mean and maximum agree).
+    per feature (`SpectralDictionary`), an atom's frequency plus a
+    feature's offset (`SeparableFrequencyDictionary`), or one for all its
+    features (`SharedFrequencyDictionary`, where minimum, mean and maximum
+    agree).
 
     Args:
         lm: an `SDGMCausalLM` (or `SDGMBackbone`).
@@ -35,9 +37,8 @@ def atom_table(lm, block=0):
     """
     dictionary = spectral_dictionary(lm, block)
     amplitude = keras.ops.convert_to_numpy(dictionary.amplitude)
-    frequency = np.abs(keras.ops.convert_to_numpy(dictionary.frequency))
-    frequency = np.broadcast_to(
-        frequency.reshape(dictionary.num_atoms, -1), amplitude.shape
+    frequency = np.abs(
+        keras.ops.convert_to_numpy(dictionary.atom_frequencies())
     )
     phasor = np.exp(1j * keras.ops.convert_to_numpy(dictionary.phase))
     window_length = dictionary.window_length

@@ -10,6 +10,9 @@ from keras_sdgm.layers.gated_spectral_coefficient_encoder import (
     GatedSpectralCoefficientEncoder,
 )
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
+from keras_sdgm.layers.separable_frequency_dictionary import (
+    SeparableFrequencyDictionary,
+)
 from keras_sdgm.layers.shared_frequency_dictionary import (
     SharedFrequencyDictionary,
 )
@@ -28,6 +31,7 @@ __all__ = [
     "GatedCoefficientEncoder",
     "GatedSpectralCoefficientEncoder",
     "GaussianMixturePrior",
+    "SeparableFrequencyDictionary",
     "SharedFrequencyDictionary",
     "SpectralCoefficientEncoder",
     "SpectralDictionary",

@@ -158,6 +158,10 @@ class SpectralDictionary(keras.layers.Layer):
         )
         return ops.cast(self.amplitude, "float32")[None] * sin_turns(turns)
 
+    def atom_frequencies(self):
+        """The frequency of every atom and feature, `f[k, d]`, `(K, D)`."""
+        return ops.cast(self.frequency, "float32")
+
     def call(self, coefficients, start_index=0):
         length = coefficients.shape[-2]
         if not isinstance(length, int) or length == 1:

@@ -263,6 +263,7 @@ def build_parser(corpus):
         choices=list(DICTIONARY_TYPES),
         default=None,
         help="SDGM's dictionary: spectral (the method's atoms), "
+        "separable_frequency (frequencies f[k] + g[d], two matmuls), "
         "shared_frequency (one frequency per atom, one matmul), static (a "
         "position-independent (K, D) matrix, ablation); default: the "
         "preset's.",

@@ -311,6 +311,15 @@ class CausalityTest(TestCase):
             "gated_spectral",
             "shared_frequency",
         ),
+        (
+            "gated_spectral_separable_frequency_dictionary",
+            2,
+            3,
+            [1],
+            True,
+            "gated_spectral",
+            "separable_frequency",
+        ),
     )
     def test_future_tokens_do_not_change_past_logits(
         self,

@@ -76,6 +76,13 @@ BLOCK_TYPES = [
             "dictionary_type": "shared_frequency",
         },
     ),
+    (
+        "gated_spectral_separable_frequency_dictionary",
+        {
+            "encoder_type": "gated_spectral",
+            "dictionary_type": "separable_frequency",
+        },
+    ),
 ]
 
 

@@ -10,6 +10,9 @@ from keras_sdgm.layers.gated_spectral_coefficient_encoder import (
     GatedSpectralCoefficientEncoder,
 )
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
+from keras_sdgm.layers.separable_frequency_dictionary import (
+    SeparableFrequencyDictionary,
+)
 from keras_sdgm.layers.shared_frequency_dictionary import (
     SharedFrequencyDictionary,
 )
@@ -43,7 +46,18 @@ SPECTRAL_ENCODER_TYPES = tuple(
     for name, encoder in ENCODERS.items()
     if issubclass(encoder, SpectralCoefficientEncoder)
 )
-DICTIONARY_TYPES = ("spectral", "shared_frequency", "static")
+# The dictionaries by `dictionary_type`, each taking `(C, start_index=0)`;
+# all but the static one have sinusoidal atoms and take the window.
+DICTIONARIES = {
+    "spectral": SpectralDictionary,
+    "separable_frequency": SeparableFrequencyDictionary,
+    "shared_frequency": SharedFrequencyDictionary,
+    "static": StaticDictionary,
+}
+DICTIONARY_TYPES = tuple(DICTIONARIES)
+SINUSOIDAL_DICTIONARY_TYPES = tuple(
+    name for name in DICTIONARY_TYPES if name != "static"
+)
 # Arguments renamed since earlier releases, whose saved configs still load:
 # old key -> argument (the block's and `SDGMBackbone`'s).
 RENAMED_KEYS = {
@@ -88,8 +102,10 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     The dictionary is a
     sublayer named by `dictionary_type`: `"spectral"` (`SpectralDictionary`,
     the method's sinusoidal atoms, which depend on the position),
-    `"shared_frequency"` (`SharedFrequencyDictionary`, the same atoms with
-    one frequency per atom, mixed by one matrix product) or `"static"`
+    `"separable_frequency"` (`SeparableFrequencyDictionary`, the same atoms
+    with each frequency the sum of an atom's and a feature's, mixed by two
+    matrix products), `"shared_frequency"` (`SharedFrequencyDictionary`,
+    one frequency per atom, one matrix product) or `"static"`
     (`StaticDictionary`, one `(num_atoms, hidden_dim)` matrix at every
     position, an ablation). Every encoder takes `(x, cache=None,
     cache_update_index=None)` and every dictionary `(C, start_index=0)`.
@@ -287,29 +303,16 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         )
 
     def _make_dictionary(self, hidden_dim):
-        dictionaries = {
-            "spectral": lambda: SpectralDictionary(
-                num_atoms=self.num_atoms,
-                hidden_dim=hidden_dim,
-                window_length=self.window_length,
-                dtype=self.dtype_policy,
-                name="dictionary",
-            ),
-            "shared_frequency": lambda: SharedFrequencyDictionary(
-                num_atoms=self.num_atoms,
-                hidden_dim=hidden_dim,
-                window_length=self.window_length,
-                dtype=self.dtype_policy,
-                name="dictionary",
-            ),
-            "static": lambda: StaticDictionary(
-                num_atoms=self.num_atoms,
-                hidden_dim=hidden_dim,
-                dtype=self.dtype_policy,
-                name="dictionary",
-            ),
-        }
-        return dictionaries[self.dictionary_type]()
+        window = {}
+        if self.dictionary_type in SINUSOIDAL_DICTIONARY_TYPES:
+            window["window_length"] = self.window_length
+        return DICTIONARIES[self.dictionary_type](
+            **window,
+            num_atoms=self.num_atoms,
+            hidden_dim=hidden_dim,
+            dtype=self.dtype_policy,
+            name="dictionary",
+        )
 
     def _mix(self, hidden, coefficients, start_index, training):
         reconstruction = self.dictionary(coefficients, start_index=start_index)
