@@ -56,8 +56,8 @@ PAPER_OBJECTIVE = [
 VARIANTS = {
     "base": (
         "`sdgm_base` without position offsets: the gated spectral mixer "
-        "(the default since commit 676e4f2) and the paper's dictionary "
-        "(the default again since the D=512 runs of docs/RESULTS.md)",
+        "(the default since commit 676e4f2) and the separable-frequency "
+        "dictionary (the default since the D=512 runs of docs/RESULTS.md)",
         LONG_WINDOWS,
     ),
     "dense-mixer": (
@@ -103,6 +103,11 @@ VARIANTS = {
     "static-dictionary": (
         "a position-independent (K, D) matrix instead of sinusoidal atoms",
         ["--dictionary", "static"],
+    ),
+    "spectral-dictionary": (
+        "the paper's dictionary, a free frequency per atom and feature "
+        "(`--dictionary spectral`, the default before the separable one)",
+        ["--dictionary", "spectral"] + LONG_WINDOWS,
     ),
     "shared-frequency-dictionary": (
         "sinusoidal atoms with one frequency per atom (amplitude and phase "

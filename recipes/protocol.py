@@ -34,7 +34,7 @@ CORPORA = ("ptb", "wikitext2")
 ROWS = (
     "base",
     "position-offsets",
-    "shared-frequency-dictionary",
+    "spectral-dictionary",
     "paper",
     "paper-no-stft",
     "paper-no-nll",

@@ -139,7 +139,7 @@ class GenerateBenchmarkTest(TestCase):
             result["model_details"]["sdgm"],
             {
                 "encoder_type": "depthwise",
-                "dictionary_type": "spectral",
+                "dictionary_type": "separable_frequency",
             },
         )
         self.assertEqual(result["model_details"]["rwkv7"]["head_size"], 8)
@@ -314,10 +314,11 @@ def tiny_sdgm_backbone(**kwargs):
 class FlopsPerTokenTest(TestCase):
     """`run.flops_per_token` against counts by hand (module docstring)."""
 
-    # Mixing the K = 4 atoms with the default (paper's) dictionary, one
-    # (K, D) matmul: 2 K D; the feed-forward (I = 16) and the output layer
-    # (V = 10) of `tiny_sdgm_backbone`.
-    SDGM_REST = 2 * 4 * 8 + 4 * 8 * 16 + 2 * 8 * 10
+    # Mixing the K = 4 atoms with the default (separable-frequency)
+    # dictionary, two (B L, 2 K) x (2 K, D) matmuls: 8 K D; the
+    # feed-forward (I = 16) and the output layer (V = 10) of
+    # `tiny_sdgm_backbone`.
+    SDGM_REST = 8 * 4 * 8 + 4 * 8 * 16 + 2 * 8 * 10
 
     def test_dense_mixer(self):
         # One residual D x D kernel-3 convolution and the last D x K one.
@@ -332,14 +333,28 @@ class FlopsPerTokenTest(TestCase):
         backbone = tiny_sdgm_backbone(encoder_type="depthwise")
         self.assertEqual(run.flops_per_token("sdgm", backbone, 8, 10), expected)
 
-    def test_shared_frequency_dictionary_mixes_sin_and_cos_halves(self):
-        # One (B L, 2 K) x (2 K, D) matmul: 4 K D, twice the paper's
-        # dictionary's 2 K D.
-        expected = 2 * (2 * 3 * 8) + (2 * 8 * 4) + self.SDGM_REST + 2 * 4 * 8
-        backbone = tiny_sdgm_backbone(
-            encoder_type="depthwise", dictionary_type="shared_frequency"
-        )
-        self.assertEqual(run.flops_per_token("sdgm", backbone, 8, 10), expected)
+    def test_other_dictionaries(self):
+        # Shared frequency: one (B L, 2 K) x (2 K, D) matmul, 4 K D; the
+        # paper's dictionary: one (K, D) matmul per position, 2 K D.
+        for dictionary_type, flops in (
+            ("shared_frequency", 4 * 4 * 8),
+            ("spectral", 2 * 4 * 8),
+        ):
+            expected = (
+                2 * (2 * 3 * 8)
+                + (2 * 8 * 4)
+                + self.SDGM_REST
+                - 8 * 4 * 8
+                + flops
+            )
+            backbone = tiny_sdgm_backbone(
+                encoder_type="depthwise", dictionary_type=dictionary_type
+            )
+            self.assertEqual(
+                run.flops_per_token("sdgm", backbone, 8, 10),
+                expected,
+                msg=dictionary_type,
+            )
 
     def test_a_mixers_weightless_sequence_work_is_added(self):
         backbone = tiny_sdgm_backbone(encoder_type="depthwise")

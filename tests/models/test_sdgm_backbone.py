@@ -2,6 +2,7 @@ import keras
 import numpy as np
 from absl.testing import parameterized
 
+from keras_sdgm.layers import SeparableFrequencyDictionary
 from keras_sdgm.layers import SharedFrequencyDictionary
 from keras_sdgm.layers import SpectralDictionary
 from keras_sdgm.models import SDGMBackbone
@@ -79,9 +80,10 @@ class SDGMBackboneTest(TestCase):
         self.assertEqual(
             SDGMBackbone(**TINY_BACKBONE).encoder_type, "gated_spectral"
         )
-        # Likewise the dictionary: configs without it held the paper's
-        # per-feature frequencies, the default then and now; one that names
-        # "shared_frequency" (the default for a while) keeps it.
+        # Likewise the dictionary: configs without it held the paper's free
+        # per-feature frequencies, the default then; one that names
+        # "shared_frequency" (the default for a while) keeps it. The
+        # default is now "separable_frequency".
         shared = SDGMBackbone(
             **TINY_BACKBONE, dictionary_type="shared_frequency"
         ).get_config()
@@ -94,8 +96,10 @@ class SDGMBackboneTest(TestCase):
         self.assertEqual(older.dictionary_type, "spectral")
         self.assertIsInstance(older.blocks[0].dictionary, SpectralDictionary)
         default = SDGMBackbone(**TINY_BACKBONE)
-        self.assertEqual(default.dictionary_type, "spectral")
-        self.assertIsInstance(default.blocks[0].dictionary, SpectralDictionary)
+        self.assertEqual(default.dictionary_type, "separable_frequency")
+        self.assertIsInstance(
+            default.blocks[0].dictionary, SeparableFrequencyDictionary
+        )
         # Through from_preset's keyword arguments too.
         paper = SDGMBackbone.from_preset(
             "sdgm_paper",

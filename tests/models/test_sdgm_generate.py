@@ -77,11 +77,8 @@ BLOCK_TYPES = [
         },
     ),
     (
-        "gated_spectral_separable_frequency_dictionary",
-        {
-            "encoder_type": "gated_spectral",
-            "dictionary_type": "separable_frequency",
-        },
+        "gated_spectral_spectral_dictionary",
+        {"encoder_type": "gated_spectral", "dictionary_type": "spectral"},
     ),
 ]
 

@@ -151,13 +151,15 @@ class SDGMBackbone(Backbone):
         residual: bool. Residual blocks (True) or the paper's replacement of
             the hidden state by the reconstruction (False).
         num_mixture_components: int. Components of each block's GMM prior.
-        dictionary_type: `"spectral"` (default: the paper's atoms, one
-            frequency per atom and feature), `"shared_frequency"` (the
-            method's atoms with one frequency per atom, computed as one
-            matrix product: faster at small batches, worse at D=512,
-            docs/RESULTS.md) or `"static"` (ablation: a
-            position-independent `(num_atoms, hidden_dim)` matrix per
-            block).
+        dictionary_type: `"separable_frequency"` (default: the paper's
+            atoms with one frequency per atom and feature, `f[k] + g[d]`,
+            computed as two matrix products; the paper's quality after one
+            epoch at D=512, docs/RESULTS.md), `"spectral"` (the paper's
+            atoms with free frequencies `f[k, d]`: a `(K, D)` table of
+            sines per position), `"shared_frequency"` (one frequency per
+            atom, one matrix product: worse at D=512) or `"static"`
+            (ablation: a position-independent `(num_atoms, hidden_dim)`
+            matrix per block).
         max_position_offset: int. Train each block's dictionary at
             positions shifted by a random offset in
             `[0, max_position_offset]` (see `SpectralDictionaryBlock`).
@@ -209,7 +211,7 @@ class SDGMBackbone(Backbone):
         intermediate_dim=None,
         residual=True,
         num_mixture_components=8,
-        dictionary_type="spectral",
+        dictionary_type="separable_frequency",
         max_position_offset=0,
         dropout=0.0,
         layer_norm_epsilon=1e-5,

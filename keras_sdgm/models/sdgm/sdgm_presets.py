@@ -39,8 +39,9 @@ backbone_presets = {
             "The package default at the paper's size (D=512, K=256, L=128): "
             "two residual blocks, each with a gated spectral mixer (damped "
             "sinusoidal modes that see every past position, at a constant "
-            "cost per generated token), the paper's dictionary of sinusoidal "
-            "atoms (one frequency per atom and feature) and a 4x "
+            "cost per generated token), a dictionary of sinusoidal atoms "
+            "with one frequency per atom and feature (an atom's plus a "
+            "feature's: separable, computed by matrix products) and a 4x "
             "feed-forward; the dictionaries are trained at random position "
             "offsets up to three windows (docs/ABLATIONS.md, "
             "docs/RESULTS.md). Architecture only: pass "
@@ -57,8 +58,8 @@ backbone_presets = {
     "sdgm_tiny": {
         "description": (
             "A tiny model for tests and demos (D=64, K=32, L=64, two "
-            "blocks with the gated spectral mixer and the paper's "
-            "dictionary, position offsets up to three windows). "
+            "blocks with the gated spectral mixer and the separable-"
+            "frequency dictionary, position offsets up to three windows). "
             "Architecture only: pass `load_weights=False` "
             "and `vocabulary_size`."
         ),
