@@ -29,6 +29,8 @@ def numpy_atoms(layer, positions):
 class SharedFrequencyDictionaryTest(TestCase):
     layer_class = SharedFrequencyDictionary
     num_weights = 3
+    # Amplitudes of order 1, so that tolerances are relative to 1.
+    unit_amplitudes = {"amplitude_initializer": "random_normal"}
     matmul_flops_per_atom_and_feature = 4
 
     def test_layer_basics(self):
@@ -61,7 +63,7 @@ class SharedFrequencyDictionaryTest(TestCase):
             num_atoms=3,
             hidden_dim=5,
             window_length=128,
-            amplitude_initializer="random_normal",
+            **self.unit_amplitudes,
         )
         coefficients = np.random.RandomState(0).randn(2, 7, 3).astype("float32")
         for start in (0, 4, 4000, 16000, 500_000):
@@ -101,7 +103,7 @@ class SharedFrequencyDictionaryTest(TestCase):
             num_atoms=6,
             hidden_dim=10,
             window_length=32,
-            amplitude_initializer="random_normal",
+            **self.unit_amplitudes,
         )
         layer.build((None, None, 6))
         variables = layer.trainable_variables + [coefficients]
@@ -158,6 +160,7 @@ class SeparableFrequencyDictionaryTest(SharedFrequencyDictionaryTest):
 
     layer_class = SeparableFrequencyDictionary
     num_weights = 3
+    unit_amplitudes = {"read_out_initializer": "random_normal"}
     matmul_flops_per_atom_and_feature = 8
 
     def test_one_frequency_per_atom_tiles_the_band(self):
