@@ -6,9 +6,6 @@ import keras
 import numpy as np
 
 from keras_sdgm.datasets.pipeline import token_windows
-from keras_sdgm.layers.separable_frequency_dictionary import (
-    SeparableFrequencyDictionary,
-)
 from keras_sdgm.layers.shared_frequency_dictionary import (
     SharedFrequencyDictionary,
 )
@@ -193,11 +190,8 @@ def sentence_coefficients(lm, token_ids):
 def spectral_dictionary(lm, block=0):
     """The sinusoidal dictionary of a block; a clear error if it has none."""
     layer = _backbone(lm).blocks[block]
-    sinusoidal = (
-        SpectralDictionary,
-        SeparableFrequencyDictionary,
-        SharedFrequencyDictionary,
-    )
+    # `SeparableFrequencyDictionary` is a `SharedFrequencyDictionary`.
+    sinusoidal = (SpectralDictionary, SharedFrequencyDictionary)
     if not isinstance(layer.dictionary, sinusoidal):
         raise ValueError(
             f"Block {block} has a {layer.dictionary_type!r} dictionary (a "

@@ -1,17 +1,15 @@
-import math
-
 import keras
 from keras import ops
 
-from keras_sdgm.layers.frequency_initializer import FrequencyBandInitializer
-from keras_sdgm.utils.positions import position_turns
+from keras_sdgm.layers.shared_frequency_dictionary import (
+    SharedFrequencyDictionary,
+)
 from keras_sdgm.utils.sine import cos_turns
 from keras_sdgm.utils.sine import sin_turns
-from keras_sdgm.utils.validation import require_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
-class SeparableFrequencyDictionary(keras.layers.Layer):
+class SeparableFrequencyDictionary(SharedFrequencyDictionary):
     """Sinusoidal atoms with one frequency per atom and feature, by matmuls.
 
     Atom `k` at absolute position `t` and feature `d` is
@@ -40,11 +38,7 @@ class SeparableFrequencyDictionary(keras.layers.Layer):
     FLOPs per token, `length * (K + D)` sines per call, and no `(K, D)`
     table per position (the `length * K * D` element-wise work that makes
     `SpectralDictionary` a third of the default model's training step at
-    batch 8; docs/PERFORMANCE.md). The read-out is the layer's weight, the
-    amplitudes and phases in Cartesian form (as the read-out of
-    `SpectralCoefficientEncoder`), so that a decoding step evaluates no
-    sine but the `K + D` of its position; `amplitude` and `phase` give the
-    polar form.
+    batch 8; docs/PERFORMANCE.md).
 
     Positions are absolute, as in `SpectralDictionary`: `start_index`
     shifts them, `t` is divided by the fixed `window_length`, and positions
@@ -57,13 +51,13 @@ class SeparableFrequencyDictionary(keras.layers.Layer):
         hidden_dim: int. Feature dimension `D` of the reconstruction.
         window_length: int. The window length `L0` positions are divided
             by (the training window).
-        read_out_initializer: initializer for `[a cos(phi); a sin(phi)]`,
-            `(2 K, D)` (default: normal with standard deviation
-            `0.02 / sqrt(2)`, the second moments of `SpectralDictionary`'s
-            amplitudes of standard deviation 0.02 and uniform phases).
+        amplitude_initializer: initializer for `a`, `(K, D)` (default:
+            normal with standard deviation 0.02, as `SpectralDictionary`).
         frequency_initializer: initializer for `f`, `(K,)` (default:
             `FrequencyBandInitializer(window_length / 2)`, one frequency in
             each of `K` equal slices of the band up to Nyquist).
+        phase_initializer: initializer for `phi`, `(K, D)` (default:
+            uniform on `[0, 2 pi)`).
         feature_frequency_initializer: initializer for `g`, `(D,)`
             (default: uniform on `[0, window_length / (2 K))`, the width of
             one atom's slice, so that an atom's features spread over about
@@ -91,24 +85,20 @@ class SeparableFrequencyDictionary(keras.layers.Layer):
         num_atoms,
         hidden_dim,
         window_length,
-        read_out_initializer=None,
+        amplitude_initializer=None,
         frequency_initializer=None,
+        phase_initializer=None,
         feature_frequency_initializer=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.num_atoms = require_positive_int("num_atoms", num_atoms)
-        self.hidden_dim = require_positive_int("hidden_dim", hidden_dim)
-        self.window_length = require_positive_int(
-            "window_length", window_length
-        )
-        self.read_out_initializer = keras.initializers.get(
-            read_out_initializer
-            or keras.initializers.RandomNormal(stddev=0.02 / math.sqrt(2))
-        )
-        self.frequency_initializer = keras.initializers.get(
-            frequency_initializer
-            or FrequencyBandInitializer(self.window_length / 2)
+        super().__init__(
+            num_atoms,
+            hidden_dim,
+            window_length,
+            amplitude_initializer=amplitude_initializer,
+            frequency_initializer=frequency_initializer,
+            phase_initializer=phase_initializer,
+            **kwargs,
         )
         self.feature_frequency_initializer = keras.initializers.get(
             feature_frequency_initializer
@@ -118,33 +108,12 @@ class SeparableFrequencyDictionary(keras.layers.Layer):
         )
 
     def build(self, coefficients_shape=None):
-        self.read_out = self.add_weight(
-            name="read_out",
-            shape=(2 * self.num_atoms, self.hidden_dim),
-            initializer=self.read_out_initializer,
-        )
-        self.frequency = self.add_weight(
-            name="frequency",
-            shape=(self.num_atoms,),
-            initializer=self.frequency_initializer,
-        )
+        super().build(coefficients_shape)
         self.feature_frequency = self.add_weight(
             name="feature_frequency",
             shape=(self.hidden_dim,),
             initializer=self.feature_frequency_initializer,
         )
-
-    @property
-    def amplitude(self):
-        """The atoms' amplitudes `a`, `(K, D)`, float32."""
-        cosine, sine = self._cartesian()
-        return ops.sqrt(cosine**2 + sine**2)
-
-    @property
-    def phase(self):
-        """The atoms' phases `phi` in radians, `(K, D)`, float32."""
-        cosine, sine = self._cartesian()
-        return ops.arctan2(sine, cosine)
 
     def atom_frequencies(self):
         """The frequency of every atom and feature, `f[k] + g[d]`, `(K, D)`."""
@@ -153,32 +122,15 @@ class SeparableFrequencyDictionary(keras.layers.Layer):
             + ops.cast(self.feature_frequency, "float32")[None]
         )
 
-    def atoms(self, start_index, length):
-        """Evaluates the atoms at positions `start_index .. start_index+length-1`.
-
-        The reference evaluation (one `sin` per position, atom and feature),
-        used by tests and `keras_sdgm.interpret`; `call` never builds it.
-
-        Args:
-            start_index: int or scalar int tensor. First absolute position.
-            length: int or scalar int tensor. Number of positions.
-
-        Returns:
-            A float32 tensor `S` of shape `(length, num_atoms, hidden_dim)`.
-        """
-        # Each frequency's angle reduced exactly on its own: `f[k] + g[d]`
-        # rounded to float32 first drifts by ~1e-4 turns at position 3,000.
-        turns = (
-            self._turns(start_index, length, self.frequency)[:, :, None]
-            + self._turns(start_index, length, self.feature_frequency)[:, None]
-        )
-        cosine, sine = self._cartesian()
-        # a sin(x + phi) = a cos(phi) sin(x) + a sin(phi) cos(x).
-        return cosine[None] * sin_turns(turns) + sine[None] * cos_turns(turns)
+    def _atom_turns(self, start_index, length):
+        # Each term reduced exactly on its own: `f[k] + g[d]` rounded to
+        # float32 first would drift by ~1e-4 turns at position 3,000.
+        feature_turns = self._turns(start_index, length, self.feature_frequency)
+        return super()._atom_turns(start_index, length) + feature_turns[:, None]
 
     def call(self, coefficients, start_index=0):
         length = ops.shape(coefficients)[-2]
-        atom_turns = self._turns(start_index, length, self.frequency)
+        atom_turns = self._turns(start_index, length)
         feature_turns = self._turns(start_index, length, self.feature_frequency)
         dtype = coefficients.dtype
         real = coefficients * ops.cast(cos_turns(atom_turns), dtype)
@@ -191,46 +143,18 @@ class SeparableFrequencyDictionary(keras.layers.Layer):
                 ops.concatenate([imaginary, real], axis=-1),
             ]
         )
-        mixed = ops.matmul(modulated, ops.cast(self.read_out, dtype))
+        mixed = ops.matmul(modulated, ops.cast(self._read_out(), dtype))
         return mixed[0] * ops.cast(sin_turns(feature_turns), dtype) + mixed[
             1
         ] * ops.cast(cos_turns(feature_turns), dtype)
-
-    def _turns(self, start_index, length, frequency):
-        """`f t / L0` in turns at the call's positions, `(L,) + f.shape`."""
-        positions = ops.cast(start_index, "int32") + ops.arange(
-            length, dtype="int32"
-        )
-        return position_turns(positions, frequency, self.window_length)
-
-    def _cartesian(self):
-        """`a cos(phi)` and `a sin(phi)`, each `(K, D)`, float32."""
-        read_out = ops.cast(self.read_out, "float32")
-        return read_out[: self.num_atoms], read_out[self.num_atoms :]
 
     def flops_per_token(self):
         """Forward matmul FLOPs per token: two `(2 K, D)` read-outs."""
         return 8 * self.num_atoms * self.hidden_dim
 
-    def compute_output_shape(self, coefficients_shape):
-        return tuple(coefficients_shape[:-1]) + (self.hidden_dim,)
-
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "num_atoms": self.num_atoms,
-                "hidden_dim": self.hidden_dim,
-                "window_length": self.window_length,
-                "read_out_initializer": keras.initializers.serialize(
-                    self.read_out_initializer
-                ),
-                "frequency_initializer": keras.initializers.serialize(
-                    self.frequency_initializer
-                ),
-                "feature_frequency_initializer": keras.initializers.serialize(
-                    self.feature_frequency_initializer
-                ),
-            }
+        config["feature_frequency_initializer"] = keras.initializers.serialize(
+            self.feature_frequency_initializer
         )
         return config

@@ -129,10 +129,13 @@ class SharedFrequencyDictionary(keras.layers.Layer):
         Returns:
             A float32 tensor `S` of shape `(length, num_atoms, hidden_dim)`.
         """
-        turns = self._turns(start_index, length)[:, :, None]
         phase = ops.cast(self.phase, "float32") / (2.0 * math.pi)
-        amplitude = ops.cast(self.amplitude, "float32")
-        return amplitude[None] * sin_turns(turns + phase[None])
+        turns = self._atom_turns(start_index, length) + phase[None]
+        return ops.cast(self.amplitude, "float32")[None] * sin_turns(turns)
+
+    def _atom_turns(self, start_index, length):
+        """The atoms' angles without their phases, in turns, `(L, K, 1)`."""
+        return self._turns(start_index, length)[:, :, None]
 
     def atom_frequencies(self):
         """The frequency of every atom and feature, `f[k]`, `(K, D)`."""
@@ -141,11 +144,23 @@ class SharedFrequencyDictionary(keras.layers.Layer):
             (self.num_atoms, self.hidden_dim),
         )
 
-    def _turns(self, start_index, length):
+    def _read_out(self):
+        """`[a cos(phi); a sin(phi)]`, `(2 K, D)`, float32."""
+        phase = ops.cast(self.phase, "float32") / (2.0 * math.pi)
+        amplitude = ops.cast(self.amplitude, "float32")
+        return ops.concatenate(
+            [amplitude * cos_turns(phase), amplitude * sin_turns(phase)],
+            axis=0,
+        )
+
+    def _turns(self, start_index, length, frequency=None):
+        """`f t / L0` in turns at the call's positions, `(L,) + f.shape`."""
         positions = ops.cast(start_index, "int32") + ops.arange(
             length, dtype="int32"
         )
-        return position_turns(positions, self.frequency, self.window_length)
+        if frequency is None:
+            frequency = self.frequency
+        return position_turns(positions, frequency, self.window_length)
 
     def call(self, coefficients, start_index=0):
         turns = self._turns(start_index, ops.shape(coefficients)[-2])
@@ -157,13 +172,7 @@ class SharedFrequencyDictionary(keras.layers.Layer):
             ],
             axis=-1,
         )
-        phase = ops.cast(self.phase, "float32") / (2.0 * math.pi)
-        amplitude = ops.cast(self.amplitude, "float32")
-        read_out = ops.concatenate(
-            [amplitude * cos_turns(phase), amplitude * sin_turns(phase)],
-            axis=0,
-        )
-        return ops.matmul(modulated, ops.cast(read_out, dtype))
+        return ops.matmul(modulated, ops.cast(self._read_out(), dtype))
 
     def flops_per_token(self):
         """Forward matmul FLOPs per token: the `(2 K, D)` read-out."""

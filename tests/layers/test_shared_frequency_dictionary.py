@@ -156,43 +156,25 @@ class SharedFrequencyDictionaryTest(TestCase):
 
 
 class SeparableFrequencyDictionaryTest(SharedFrequencyDictionaryTest):
-    """The same checks; the read-out is stored in Cartesian form."""
-
     layer_class = SeparableFrequencyDictionary
-    num_weights = 3
-    unit_amplitudes = {"read_out_initializer": "random_normal"}
+    num_weights = 4
+    unit_amplitudes = {"amplitude_initializer": "random_normal"}
     matmul_flops_per_atom_and_feature = 8
 
-    def test_one_frequency_per_atom_tiles_the_band(self):
+    def test_every_atom_and_feature_has_its_own_frequency(self):
         layer = SeparableFrequencyDictionary(
             num_atoms=8, hidden_dim=5, window_length=32
         )
         layer.build((None, None, 8))
-        self.assertEqual(tuple(layer.read_out.shape), (16, 5))
         f = ops.convert_to_numpy(layer.frequency)
         g = ops.convert_to_numpy(layer.feature_frequency)
-        self.assertEqual((f.shape, g.shape), ((8,), (5,)))
-        for k in range(8):
-            self.assertGreaterEqual(f[k], k * 2)
-            self.assertLess(f[k], (k + 1) * 2)
-        # Each feature's offset within one slice (32 / 2 / 8 = 2 cycles per
-        # window), and not all the same.
+        self.assertEqual(g.shape, (5,))
+        # Each feature's offset within one slice of the band (32 / 2 / 8 =
+        # 2 cycles per window), and not all the same.
         self.assertTrue(np.all((g >= 0) & (g < 2)))
         self.assertGreater(np.ptp(g), 0)
         frequencies = ops.convert_to_numpy(layer.atom_frequencies())
         self.assertAllClose(frequencies, f[:, None] + g[None], atol=0)
-
-    def test_polar_form(self):
-        layer = SeparableFrequencyDictionary(
-            num_atoms=3, hidden_dim=4, window_length=16
-        )
-        layer.build((None, None, 3))
-        read_out = ops.convert_to_numpy(layer.read_out)
-        amplitude = ops.convert_to_numpy(layer.amplitude)
-        phase = ops.convert_to_numpy(layer.phase)
-        self.assertAllClose(amplitude * np.cos(phase), read_out[:3], atol=1e-7)
-        self.assertAllClose(amplitude * np.sin(phase), read_out[3:], atol=1e-7)
-        self.assertTrue(np.all(amplitude >= 0))
 
     def test_zero_feature_frequencies_give_the_shared_atoms(self):
         kwargs = {"num_atoms": 3, "hidden_dim": 4, "window_length": 16}
@@ -202,9 +184,7 @@ class SeparableFrequencyDictionaryTest(SharedFrequencyDictionaryTest):
         shared = SharedFrequencyDictionary(**kwargs)
         separable.build((None, None, 3))
         shared.build((None, None, 3))
-        shared.amplitude.assign(separable.amplitude)
-        shared.frequency.assign(separable.frequency)
-        shared.phase.assign(separable.phase)
+        shared.set_weights(separable.get_weights()[:3])
         coefficients = keras.random.normal((2, 9, 3))
         self.assertAllClose(
             separable(coefficients, start_index=40),
