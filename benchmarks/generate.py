@@ -23,8 +23,8 @@ channel mix and keras-hub's default LoRA widths, as in
 for one position unless the `rwkv_ops` package (GPU kernels, not a
 dependency here) is installed (`model_details` in the JSON says which).
 Cache contents do not change the cost, so the caches are zeros and prefill
-is not timed. Median of `--steps` calls after two warm-up calls; weights
-untrained.
+is not timed. Median of `--steps` calls after two warm-up calls (of all
+`--rounds` sweeps' calls, see `latency_benchmark`); weights untrained.
 
 Quality (with `--quality-model`): samples from a trained SDGM in each
 `coefficient_sampling` mode (`encoder`, `prior`, `posterior`; the GMM
@@ -43,7 +43,9 @@ the latency part.
 """
 
 import argparse
+import collections
 import os
+import statistics
 
 import keras
 import keras_hub
@@ -62,6 +64,7 @@ from keras_sdgm.models.sdgm.spectral_dictionary_block import DICTIONARY_TYPES  #
 from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES  # noqa: E402
 from keras_sdgm.training import model_builders  # noqa: E402
 from keras_sdgm.training import reporting  # noqa: E402
+from keras_sdgm.utils import arguments  # noqa: E402
 from keras_sdgm.utils import timing  # noqa: E402
 from keras_sdgm.utils.arguments import run_command  # noqa: E402
 
@@ -184,8 +187,8 @@ def cached_step(name, lm):
     )
 
 
-def step_latency(name, lm, batch_size, context, steps, step=None):
-    """Median seconds of one compiled cached step at position `context`.
+def step_seconds(name, lm, batch_size, context, steps, step=None):
+    """Seconds of `steps` compiled cached steps at position `context`.
 
     `step`: `cached_step(name, lm)`, or `None` to compile it here.
     """
@@ -193,18 +196,38 @@ def step_latency(name, lm, batch_size, context, steps, step=None):
     token_ids = ops.ones((batch_size, 1), "int32")
     cache = empty_cache(name, lm, batch_size, context)
     index = ops.convert_to_tensor(context, "int32")
-    return timing.median_seconds(lambda: step(token_ids, cache, index), steps)
+    return timing.call_seconds(lambda: step(token_ids, cache, index), steps)
 
 
 def latency_benchmark(args):
+    """Each model's median step time at each context.
+
+    With `--rounds R`, the whole sweep (every context, every model in
+    turn) runs `R` times and each median is over all `R * --steps` calls,
+    so that a slow spell of the machine, or the first measurement of the
+    process, weighs on every model alike instead of on whichever model was
+    being timed.
+    """
     models = build_models(args, max(args.contexts))
     steps = {name: cached_step(name, lm) for name, lm in models.items()}
+    samples = collections.defaultdict(list)
+    for round_index in range(args.rounds):
+        for context in args.contexts:
+            for name, lm in models.items():
+                seconds = step_seconds(
+                    name, lm, args.batch_size, context, args.steps, steps[name]
+                )
+                samples[name, context] += seconds
+                print(
+                    f"round {round_index + 1}/{args.rounds} {name:5s} "
+                    f"context {context:6d}: "
+                    f"{1e3 * statistics.median(seconds):8.2f} ms/token",
+                    flush=True,
+                )
     rows = []
     for context in args.contexts:
-        for name, lm in models.items():
-            seconds = step_latency(
-                name, lm, args.batch_size, context, args.steps, steps[name]
-            )
+        for name in models:
+            seconds = statistics.median(samples[name, context])
             rows.append(
                 {
                     "model": name,
@@ -212,10 +235,6 @@ def latency_benchmark(args):
                     "latency_ms": 1e3 * seconds,
                     "tokens_per_second": args.batch_size / seconds,
                 }
-            )
-            print(
-                f"{name:5s} context {context:6d}: {1e3 * seconds:8.2f} ms/token",
-                flush=True,
             )
     parameters = {name: lm.count_params() for name, lm in models.items()}
     return rows, parameters, model_details(models)
@@ -451,6 +470,13 @@ def parse_args(argv=None):
     add("--vocabulary-size", type=int, default=10000)
     add("--batch-size", type=int, default=1)
     add("--steps", type=int, default=20)
+    add(
+        "--rounds",
+        type=arguments.positive_int,
+        default=1,
+        help="Sweeps over every context and model, one after the other; "
+        "each latency is the median over all of them.",
+    )
     add("--quality-model", default=None)
     add("--judge-model", default=None)
     add("--corpus", default="ptb")

@@ -90,6 +90,8 @@ class GenerateBenchmarkTest(TestCase):
                 "64",
                 "--steps",
                 "2",
+                "--rounds",
+                "2",
                 *TINY,
                 "--num-layers",
                 "1",
@@ -133,6 +135,9 @@ class GenerateBenchmarkTest(TestCase):
         for row in result["latency"]:
             self.assertGreater(row["latency_ms"], 0)
         self.assertEqual(set(result["parameters"]), {"sdgm", "gpt2", "rwkv7"})
+        # Two sweeps give one row per model and context, each the median
+        # over both.
+        self.assertEqual(result["config"]["rounds"], 2)
         # The flag reached the model that was timed.
         self.assertEqual(result["config"]["encoder_type"], "depthwise")
         self.assertEqual(
