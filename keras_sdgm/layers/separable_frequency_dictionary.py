@@ -35,10 +35,12 @@ class SeparableFrequencyDictionary(SharedFrequencyDictionary):
 
     `Z` is two matrix products of modulated coefficients, `(batch, length,
     2 K)`, with the `(2 K, D)` read-out `[a cos(phi); a sin(phi)]`: `8 K D`
-    FLOPs per token, `length * (K + D)` sines per call, and no `(K, D)`
-    table per position (the `length * K * D` element-wise work that makes
-    `SpectralDictionary` a third of the default model's training step at
-    batch 8; docs/PERFORMANCE.md).
+    FLOPs per token, `length * (K + D) + 2 K D` sines per call, and no
+    `(K, D)` table per position (the `length * K * D` element-wise work that
+    makes `SpectralDictionary` a third of the default model's training step
+    at batch 8; docs/PERFORMANCE.md). A call on one position (a decoding
+    step) evaluates that position's atoms instead, `K D` sines, as
+    `SpectralDictionary` does.
 
     Positions are absolute, as in `SpectralDictionary`: `start_index`
     shifts them, `t` is divided by the fixed `window_length`, and positions
@@ -129,6 +131,11 @@ class SeparableFrequencyDictionary(SharedFrequencyDictionary):
         return super()._atom_turns(start_index, length) + feature_turns[:, None]
 
     def call(self, coefficients, start_index=0):
+        if coefficients.shape[-2] == 1:
+            # One decoding step: its own atoms, `K D` sines, cost less than
+            # the read-out's `2 K D` (docs/GENERATION.md).
+            atoms = ops.cast(self.atoms(start_index, 1)[0], coefficients.dtype)
+            return ops.matmul(coefficients, atoms)
         length = ops.shape(coefficients)[-2]
         atom_turns = self._turns(start_index, length)
         feature_turns = self._turns(start_index, length, self.feature_frequency)
