@@ -41,10 +41,16 @@ class InterpretTest(TestCase):
         lm = tiny_lm()
         table = interpret.atom_table(lm, block=1)
         dictionary = lm.backbone.blocks[1].dictionary
-        frequency = np.abs(ops.convert_to_numpy(dictionary.frequency))
+        # The default dictionary: atom k, feature d has frequency f[k] + g[d].
+        frequency = np.abs(
+            ops.convert_to_numpy(dictionary.frequency)[:, None]
+            + ops.convert_to_numpy(dictionary.feature_frequency)[None]
+        )
         amplitude = ops.convert_to_numpy(dictionary.amplitude)
         self.assertLen(table, 6)
         self.assertAllClose(table[2]["frequency_mean"], frequency[2].mean())
+        self.assertAllClose(table[2]["frequency_min"], frequency[2].min())
+        self.assertAllClose(table[2]["frequency_max"], frequency[2].max())
         self.assertAllClose(
             table[2]["amplitude_rms"], np.sqrt(np.mean(amplitude[2] ** 2))
         )

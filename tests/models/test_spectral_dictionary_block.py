@@ -24,8 +24,10 @@ class SpectralDictionaryBlockTest(TestCase):
             # norm 2 + the default gated spectral encoder 13 (per rate a
             # depthwise kernel and bias; mode inputs, frequencies, decays,
             # two read-outs; gate and projection, a kernel and a bias each)
-            # + dictionary 3 + prior 3 + ffn norm 2 + ffn dense 4.
-            expected_num_trainable_weights=27,
+            # + the default separable-frequency dictionary 4 (amplitudes,
+            # atom frequencies, phases, feature frequencies) + prior 3 +
+            # ffn norm 2 + ffn dense 4.
+            expected_num_trainable_weights=28,
         )
 
     def test_paper_block_outputs_the_reconstruction(self):
