@@ -144,6 +144,13 @@ def parse_args(argv=None):
         help="SDGM atoms per dictionary; default: the preset's.",
     )
     add(
+        "--intermediate-dim",
+        type=int,
+        default=None,
+        help="SDGM's feed-forward width per block; default: the preset's "
+        "(GPT-2's and RWKV-7's stay 4 * hidden_dim).",
+    )
+    add(
         "--rematerialize-blocks",
         action="store_true",
         help="SDGM recomputes its blocks in the backward pass "
@@ -245,6 +252,7 @@ def build_model(args, name, length):
             num_layers=args.num_layers,
             dropout=0.0,
             num_atoms=args.num_atoms,
+            intermediate_dim=args.intermediate_dim,
             encoder_type=args.encoder_type,
             dictionary_type=args.dictionary_type,
             rematerialize_blocks=args.rematerialize_blocks,
@@ -397,6 +405,8 @@ def run_worker(args, name, length):
     if name == "sdgm":
         details["encoder_type"] = lm.backbone.encoder_type
         details["dictionary_type"] = lm.backbone.dictionary_type
+        details["num_atoms"] = lm.backbone.num_atoms
+        details["intermediate_dim"] = lm.backbone.intermediate_dim
     elif name == "rwkv7":
         details["head_size"] = lm.backbone.head_size
         details["delta_rule_operator"] = delta_rule_operator(lm)
