@@ -30,7 +30,10 @@ What is measured:
 
 - training tokens/s: `train_on_batch` (the compiled `fit()` step: forward,
   cross-entropy, backward, Adam), median of `--steps` steps after
-  `--warmup` steps;
+  `--warmup` steps; with `--rounds R`, the median over R passes over every
+  configuration (each pass a fresh process per configuration, the models
+  in turn), so that a slow spell of the machine weighs on every model
+  alike instead of on whichever was being measured;
 - forward tokens/s: `test_on_batch` (forward and loss), same protocol;
 - peak memory: the process's peak resident memory (on CPU) or the
   backend's peak device memory (on GPU), over building, training and
@@ -172,6 +175,14 @@ def parse_args(argv=None):
     add("--steps", type=int, default=5)
     add("--warmup", type=int, default=2)
     add(
+        "--rounds",
+        type=int,
+        default=1,
+        help="Passes over every configuration, one after the other, each "
+        "in a fresh process; a configuration's tokens/s are the medians "
+        "over the passes.",
+    )
+    add(
         "--jit-compile",
         default="auto",
         choices=["auto", "true", "false"],
@@ -218,6 +229,8 @@ def parse_args(argv=None):
         "--worker", nargs=2, metavar=("MODEL", "LENGTH"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1; received {args.rounds}.")
     if "rwkv7" in args.models and not rwkv_head_size(args):
         parser.error(
             "RWKV-7's head size must divide --hidden-dim "
@@ -595,30 +608,43 @@ def main(argv=None):
         "complete": False,
         "versions": reporting.library_versions(),
     }
+    if args.rounds > 1:
+        report["round_results"] = []
     configs = [
-        (length, name) for length in args.lengths for name in args.models
+        (round_index, length, name)
+        for round_index in range(args.rounds)
+        for length in args.lengths
+        for name in args.models
     ]
-    for index, (length, name) in enumerate(configs):
+    rounds = {}
+    for index, (round_index, length, name) in enumerate(configs):
         print(
-            f"[{index + 1}/{len(configs)}] {name} length {length}...",
+            f"[{index + 1}/{len(configs)}] {name} length {length}"
+            + (f", round {round_index + 1}" if args.rounds > 1 else "")
+            + "...",
             flush=True,
         )
-        if (name, length) in done:
-            result = done[(name, length)]
+        if (name, length, round_index) in done:
+            result = done[(name, length, round_index)]
             print("  (from the interrupted run)", flush=True)
         else:
             result = run_config(args, name, length, argv)
             result.update({"model": name, "length": length})
-        if result["status"] == "ok":
-            result["achieved_fraction_of_peak"] = (
-                3
-                * result["forward_flops_per_token"]
-                * result["train_tokens_per_second"]
-                / peak
-            )
-        report["results"].append(result)
+            if args.rounds > 1:
+                result["round"] = round_index
+        rounds.setdefault((name, length), []).append(result)
+        if args.rounds > 1:
+            report["round_results"].append(result)
+        else:
+            report["results"].append(with_peak_fraction(result, peak))
         print(f"  {summary(result)}", flush=True)
         reporting.write_json(json_path, report)
+    if args.rounds > 1:
+        report["results"] = [
+            with_peak_fraction(median_result(rounds[(name, length)]), peak)
+            for length in args.lengths
+            for name in args.models
+        ]
     report["complete"] = True
     # Each plot's legend: the models it draws.
     report["plots"] = plot(report, output_dir)
@@ -628,8 +654,57 @@ def main(argv=None):
     )
 
 
+def with_peak_fraction(result, peak):
+    """`result` with its training FLOP/s as a fraction of `peak`."""
+    if result["status"] == "ok":
+        result["achieved_fraction_of_peak"] = (
+            3
+            * result["forward_flops_per_token"]
+            * result["train_tokens_per_second"]
+            / peak
+        )
+    return result
+
+
+def median_result(results):
+    """One configuration's result over its rounds.
+
+    The first failed round's result if any round failed (a configuration
+    that ran out of memory once is reported so); otherwise the first
+    round's, with the median tokens/s and step times over the rounds, the
+    largest peak memory; each round's status and tokens/s under
+    `"rounds"`.
+    """
+    summaries = [
+        {
+            key: r[key]
+            for key in (
+                "status",
+                "train_tokens_per_second",
+                "forward_tokens_per_second",
+            )
+            if key in r
+        }
+        for r in results
+    ]
+    failed = [r for r in results if r["status"] != "ok"]
+    merged = dict(failed[0] if failed else results[0], rounds=summaries)
+    merged.pop("round", None)
+    if failed:
+        return merged
+    for key in (
+        "train_tokens_per_second",
+        "forward_tokens_per_second",
+        "train_step_seconds",
+        "forward_step_seconds",
+    ):
+        merged[key] = float(np.median([r[key] for r in results]))
+    merged["peak_memory_bytes"] = max(r["peak_memory_bytes"] for r in results)
+    return merged
+
+
 def previous_results(json_path, config, args):
-    """Finished results to keep, by (model, length); errors on a clash."""
+    """Finished results to keep, by (model, length, round); errors on a clash."""
     if not os.path.exists(json_path):
         return {}
     if args.overwrite:
@@ -655,7 +730,10 @@ def previous_results(json_path, config, args):
             f"({previous['config']}); --resume needs the same ones. Use "
             "--overwrite or another --output-dir."
         )
-    return {(r["model"], r["length"]): r for r in previous["results"]}
+    return {
+        (r["model"], r["length"], r.get("round", 0)): r
+        for r in previous.get("round_results", previous["results"])
+    }
 
 
 def summary(result):
@@ -731,6 +809,9 @@ def markdown_table(report):
                 for length in lengths
             ],
         )
+    rounds = report["config"].get("rounds", 1)
+    if rounds > 1:
+        text = f"Tokens/s: medians over {rounds} rounds.\n\n" + text
     return text
 
 

@@ -301,6 +301,75 @@ class RunBenchmarkTest(TestCase):
         )
         self.assertEqual(resumed.count("(from the interrupted run)"), 1)
 
+    def test_rounds_repeat_every_configuration_and_resume(self):
+        out = self.get_temp_dir()
+        limited = ["--memory-limit-gb", "0.05", "--models", "gpt2"]
+        run_benchmark("--output-dir", out, *limited, "--rounds", "2")
+        with open(os.path.join(out, "run.json")) as f:
+            report = json.load(f)
+        self.assertEqual(
+            [(r["length"], r["round"]) for r in report["round_results"]],
+            [(16, 0), (16, 1)],
+        )
+        (result,) = report["results"]
+        self.assertEqual(result["status"], "out of memory (above 0.05 GiB)")
+        self.assertEqual(
+            [r["status"] for r in result["rounds"]], [result["status"]] * 2
+        )
+        # An interrupted run resumes at the round it had not finished.
+        del report["round_results"][1]
+        report["complete"] = False
+        with open(os.path.join(out, "run.json"), "w") as f:
+            json.dump(report, f)
+        resumed = run_benchmark(
+            "--output-dir", out, *limited, "--rounds", "2", "--resume"
+        )
+        self.assertEqual(resumed.count("(from the interrupted run)"), 1)
+        self.assertIn("round 2", resumed)
+        with open(os.path.join(out, "run.md")) as f:
+            self.assertIn("medians over 2 rounds", f.read())
+
+
+class MedianResultTest(TestCase):
+    def round_result(self, train, memory, status="ok"):
+        return {
+            "status": status,
+            "model": "sdgm",
+            "length": 16,
+            "train_tokens_per_second": train,
+            "forward_tokens_per_second": 3 * train,
+            "train_step_seconds": 1 / train,
+            "forward_step_seconds": 1 / (3 * train),
+            "peak_memory_bytes": memory,
+        }
+
+    def test_medians_over_the_rounds_and_the_largest_memory(self):
+        merged = run.median_result(
+            [
+                self.round_result(100.0, 5),
+                self.round_result(400.0, 7),
+                self.round_result(200.0, 6),
+            ]
+        )
+        self.assertEqual(merged["train_tokens_per_second"], 200.0)
+        self.assertEqual(merged["forward_tokens_per_second"], 600.0)
+        self.assertEqual(merged["train_step_seconds"], 1 / 200.0)
+        self.assertEqual(merged["peak_memory_bytes"], 7)
+        self.assertEqual(
+            [r["train_tokens_per_second"] for r in merged["rounds"]],
+            [100.0, 400.0, 200.0],
+        )
+
+    def test_a_failed_round_is_the_result(self):
+        failed = {"status": "timed out after 1 s", "peak_memory_bytes": 9}
+        merged = run.median_result([self.round_result(100.0, 5), failed])
+        self.assertEqual(merged["status"], "timed out after 1 s")
+        self.assertNotIn("train_tokens_per_second", merged)
+        self.assertEqual(
+            [r["status"] for r in merged["rounds"]],
+            ["ok", "timed out after 1 s"],
+        )
+
 
 def tiny_sdgm_backbone(**kwargs):
     """One block: kernel 3, rates [1, 2]; K = 4, D = 8, I = 16, V = 10."""
@@ -455,6 +524,13 @@ class BenchmarkFlagsTest(TestCase):
                     parse(["--rwkv-head-size", "48"])
             # Without RWKV-7 the head size is not used.
             parse(["--rwkv-head-size", "48", "--models", "sdgm"])
+
+    def test_rounds_must_be_positive(self):
+        printed = io.StringIO()
+        with contextlib.redirect_stderr(printed):
+            with self.assertRaises(SystemExit):
+                run.parse_args(["--rounds", "0"])
+        self.assertIn("--rounds must be at least 1", printed.getvalue())
 
 
 @pytest.mark.slow
