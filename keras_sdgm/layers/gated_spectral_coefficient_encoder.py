@@ -33,7 +33,9 @@ class GatedSpectralCoefficientEncoder(
             of their decay initialization.
         num_modes: int or `None`. Number of complex modes; `None` for
             `num_atoms`.
-        chunk_size: int. Positions per chunk of the full pass.
+        chunk_size: int or `None`. Positions per chunk of the full pass;
+            `None` (default) to choose them from the length (see
+            `SpectralCoefficientEncoder`).
         kernel_size: int. Width of the short depthwise convolutions.
         dilation_rates: list of ints. One depthwise convolution per rate.
         activation: activation of the coefficients.

@@ -41,15 +41,18 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
     `num_modes` complex numbers per sequence: a coefficient sees every past
     position at a per-token cost that does not depend on the context.
 
-    The full pass computes the recurrence exactly in chunks of `chunk_size`
+    The full pass computes the recurrence exactly in chunks of `S`
     positions: a lag matrix inside a chunk, and the state at the end of
-    each chunk carried into the next ones by the powers `lambda^chunk_size`.
+    each chunk carried into the next ones by the powers `lambda^S`.
     Its cost per position is about `2 * hidden_dim * num_modes` (inputs) +
-    `4 * num_modes * hidden_dim` (read-out) + `4 * chunk_size * num_modes`
+    `4 * num_modes * hidden_dim` (read-out) + `4 * S * num_modes`
     (the lag matrix) FLOPs, plus those of the convolutions and the
-    projection, and a `(length / chunk_size)**2 * num_modes` matrix between
-    chunks. A cached step runs the recurrence itself. The modes are computed
-    in float32 whatever the dtype policy.
+    projection, and a `(length / S)**2 * num_modes` matrix between
+    chunks. `S` is `chunk_size`, or by default the power of two nearest
+    `sqrt(2 * length)` within `[16, 64]`, which balances the two terms (16
+    up to 128 positions, 32 at 256 and 512, 64 from 1,024;
+    docs/PERFORMANCE.md); every `S` gives the same result. A cached step runs the recurrence itself.
+    The modes are computed in float32 whatever the dtype policy.
 
     Initializers: frequencies uniform in `[0, window_length / 2)` (the band
     `SpectralDictionary` uses), decay time scales `1 / softplus(rho)` spread
@@ -63,7 +66,8 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
             initialization.
         num_modes: int or `None`. Number of complex modes; `None` for
             `num_atoms`.
-        chunk_size: int. Positions per chunk of the full pass.
+        chunk_size: int or `None`. Positions per chunk of the full pass;
+            `None` (default) to choose them from the length (above).
         kernel_size: int. Width of the short depthwise convolutions.
         dilation_rates: list of ints. One depthwise convolution per rate.
         activation: activation of the coefficients.
@@ -97,7 +101,7 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         num_atoms,
         window_length,
         num_modes=None,
-        chunk_size=64,
+        chunk_size=None,
         **kwargs,
     ):
         super().__init__(num_atoms, **kwargs)
@@ -107,7 +111,9 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         if num_modes is None:
             num_modes = num_atoms
         self.num_modes = require_positive_int("num_modes", num_modes)
-        self.chunk_size = require_positive_int("chunk_size", chunk_size)
+        if chunk_size is not None:
+            chunk_size = require_positive_int("chunk_size", chunk_size)
+        self.chunk_size = chunk_size
 
     @property
     def receptive_field(self):
@@ -153,17 +159,30 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         """Forward FLOPs per position of the work that has no weights.
 
         The lag matrix of a chunk applied to the mode inputs (two real
-        products, `4 * chunk_size * num_modes`), the states carried between
-        the `ceil(length / chunk_size)` chunks (four products per chunk,
-        `8 * num_chunks * num_modes / chunk_size` per position), and adding
-        them to every position (`8 * num_modes`). The matmul work with
-        weights (mode inputs, read-out, convolutions, projection) is
+        products, `4 * S * num_modes` for chunks of `S` positions), the
+        states carried between the `ceil(length / S)` chunks (four products
+        per chunk, `8 * num_chunks * num_modes / S` per position), and
+        adding them to every position (`8 * num_modes`). The matmul work
+        with weights (mode inputs, read-out, convolutions, projection) is
         counted from the weights by the benchmarks.
         """
-        num_chunks = -(-length // self.chunk_size)
-        return self.num_modes * (
-            4 * self.chunk_size + 8 * num_chunks / self.chunk_size + 8
-        )
+        size = self.chunk_length(length)
+        num_chunks = -(-length // size)
+        return self.num_modes * (4 * size + 8 * num_chunks / size + 8)
+
+    def chunk_length(self, length):
+        """Positions per chunk in a full pass over `length` positions.
+
+        `chunk_size` if set; otherwise the power of two nearest
+        `sqrt(2 * length)` within `[16, 64]`, and 64 when the length is
+        not known when the computation is traced (a symbolic dimension).
+        """
+        if self.chunk_size is not None:
+            return self.chunk_size
+        if not isinstance(length, int):
+            return 64
+        exponent = math.floor(math.log2(2 * length) / 2 + 0.5)
+        return 2 ** min(6, max(4, exponent))
 
     def _decay_initializer(self, shape, dtype=None):
         # Time scales tau = 1 / softplus(rho) from 1 to 4 windows.
@@ -202,7 +221,7 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         log_r, omega, gamma = self._modes()
         u = ops.cast(self.mode_input(y), "float32") * gamma
         batch_size, length = ops.shape(u)[0], ops.shape(u)[1]
-        size = self.chunk_size
+        size = self.chunk_length(length)
         num_chunks = (length + size - 1) // size
         u = ops.pad(u, [[0, 0], [0, num_chunks * size - length], [0, 0]])
         u = ops.reshape(u, (batch_size, num_chunks, size, self.num_modes))

@@ -78,10 +78,23 @@ class SpectralCoefficientEncoderTest(TestCase):
         x = np.random.RandomState(1).randn(2, 70, 6).astype("float32")
         one = spectral_encoder(70, chunk_size=128)
         outputs = ops.convert_to_numpy(one(x))
-        for chunk_size in (1, 7, 64):
+        # None: chunks chosen from the length (16 positions here).
+        for chunk_size in (1, 7, 64, None):
             other = spectral_encoder(70, chunk_size=chunk_size)
             other.set_weights(one.get_weights())
             self.assertAllClose(other(x), outputs, atol=1e-5, rtol=0)
+
+    def test_default_chunks_follow_the_length(self):
+        encoder = spectral_encoder(16)
+        lengths = (1, 128, 181, 256, 512, 1024, 8192)
+        self.assertEqual(
+            [encoder.chunk_length(length) for length in lengths],
+            [16, 16, 16, 32, 32, 64, 64],
+        )
+        # A length unknown when the computation is traced: 64.
+        self.assertEqual(encoder.chunk_length(None), 64)
+        fixed = spectral_encoder(16, chunk_size=7)
+        self.assertEqual(fixed.chunk_length(8192), 7)
 
     def test_state_is_the_modes_whatever_the_context(self):
         encoder = spectral_encoder(40, num_modes=3, kernel_size=3)
