@@ -50,6 +50,11 @@ class ProtocolTest(TestCase):
             (paper.preset, paper.hidden_dim, paper.stft_weight),
             ("sdgm_paper", 256, 0.0),
         )
+        # Each SDGM row has its preset's atoms.
+        self.assertEqual(
+            (self.row_config("gpu", "base").num_atoms, paper.num_atoms),
+            (128, 256),
+        )
         self.assertEqual(paper.lr_schedule, "cosine")
         small = self.row_config("gpu", "gpt2-small")
         self.assertEqual(

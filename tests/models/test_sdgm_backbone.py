@@ -126,7 +126,8 @@ class SDGMBackboneTest(TestCase):
             encoder_type="dilated_convolution",
         )
         self.assertEqual(backbone.dilation_rates, [1, 2, 4, 8, 16, 32, 64])
-        self.assertEqual(backbone.intermediate_dim, 32)
+        # The default feed-forward: 2 * hidden_dim.
+        self.assertEqual(backbone.intermediate_dim, 16)
         receptive_field = backbone.blocks[0].encoder.receptive_field
         self.assertGreaterEqual(receptive_field, 128)
         self.assertEqual(covering_dilation_rates(2, 4), [1, 2])

@@ -36,20 +36,20 @@ backbone_presets = {
     },
     "sdgm_base": {
         "description": (
-            "The package default at the paper's size (D=512, K=256, L=128): "
-            "two residual blocks, each with a gated spectral mixer (damped "
-            "sinusoidal modes that see every past position, at a constant "
-            "cost per generated token), a dictionary of sinusoidal atoms "
-            "with one frequency per atom and feature (an atom's plus a "
-            "feature's: separable, computed by matrix products) and a 4x "
-            "feed-forward; the dictionaries are trained at random position "
-            "offsets up to three windows (docs/ABLATIONS.md, "
-            "docs/RESULTS.md). Architecture only: pass "
+            "The package default at the paper's width and window (D=512, "
+            "L=128) with half its atoms (K=128): two residual blocks, each "
+            "with a gated spectral mixer (damped sinusoidal modes that see "
+            "every past position, at a constant cost per generated token), "
+            "a dictionary of sinusoidal atoms with one frequency per atom "
+            "and feature (an atom's plus a feature's: separable, computed "
+            "by matrix products) and a 2x feed-forward; the dictionaries "
+            "are trained at random position offsets up to three windows "
+            "(docs/ABLATIONS.md, docs/RESULTS.md). Architecture only: pass "
             "`load_weights=False` and `vocabulary_size`."
         ),
         "config": {
             "hidden_dim": 512,
-            "num_atoms": 256,
+            "num_atoms": 128,
             "window_length": 128,
             "num_layers": 2,
             "max_position_offset": 384,
@@ -57,15 +57,16 @@ backbone_presets = {
     },
     "sdgm_tiny": {
         "description": (
-            "A tiny model for tests and demos (D=64, K=32, L=64, two "
-            "blocks with the gated spectral mixer and the separable-"
-            "frequency dictionary, position offsets up to three windows). "
+            "A tiny model for tests and demos (D=64, K=16, L=64, two "
+            "blocks with the gated spectral mixer, the separable-"
+            "frequency dictionary and a 2x feed-forward, position offsets "
+            "up to three windows). "
             "Architecture only: pass `load_weights=False` "
             "and `vocabulary_size`."
         ),
         "config": {
             "hidden_dim": 64,
-            "num_atoms": 32,
+            "num_atoms": 16,
             "window_length": 64,
             "num_layers": 2,
             "max_position_offset": 192,
