@@ -231,6 +231,11 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1; received {args.rounds}.")
+    if args.intermediate_dim is not None and args.intermediate_dim < 0:
+        parser.error(
+            "--intermediate-dim must be 0 (no feed-forward) or more; "
+            f"received {args.intermediate_dim}."
+        )
     if "rwkv7" in args.models and not rwkv_head_size(args):
         parser.error(
             "RWKV-7's head size must divide --hidden-dim "

@@ -525,12 +525,17 @@ class BenchmarkFlagsTest(TestCase):
             # Without RWKV-7 the head size is not used.
             parse(["--rwkv-head-size", "48", "--models", "sdgm"])
 
-    def test_rounds_must_be_positive(self):
+    def test_rounds_and_feed_forward_width_are_checked(self):
         printed = io.StringIO()
         with contextlib.redirect_stderr(printed):
             with self.assertRaises(SystemExit):
                 run.parse_args(["--rounds", "0"])
         self.assertIn("--rounds must be at least 1", printed.getvalue())
+        printed = io.StringIO()
+        with contextlib.redirect_stderr(printed):
+            with self.assertRaises(SystemExit):
+                run.parse_args(["--intermediate-dim", "-3"])
+        self.assertIn("--intermediate-dim must be 0", printed.getvalue())
 
 
 @pytest.mark.slow

@@ -11,6 +11,11 @@ from keras_sdgm.layers.depthwise_coefficient_encoder import (
 from keras_sdgm.utils.initializers import clone_initializer
 from keras_sdgm.utils.validation import require_positive_int
 
+# The range of the chunk sizes chosen from the length (`chunk_size=None`);
+# the largest is also the choice for a length unknown at tracing time.
+MIN_CHUNK_SIZE = 16
+MAX_CHUNK_SIZE = 64
+
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
 class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
@@ -51,8 +56,9 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
     chunks. `S` is `chunk_size`, or by default the power of two nearest
     `sqrt(2 * length)` within `[16, 64]`, which balances the two terms (16
     up to 128 positions, 32 at 256 and 512, 64 from 1,024;
-    docs/PERFORMANCE.md); every `S` gives the same result. A cached step runs the recurrence itself.
-    The modes are computed in float32 whatever the dtype policy.
+    docs/PERFORMANCE.md); every `S` gives the same result. A cached step
+    runs the recurrence itself. The modes are computed in float32 whatever
+    the dtype policy.
 
     Initializers: frequencies uniform in `[0, window_length / 2)` (the band
     `SpectralDictionary` uses), decay time scales `1 / softplus(rho)` spread
@@ -166,23 +172,24 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         with weights (mode inputs, read-out, convolutions, projection) is
         counted from the weights by the benchmarks.
         """
-        size = self.chunk_length(length)
+        size = self.chunk_size_for(length)
         num_chunks = -(-length // size)
         return self.num_modes * (4 * size + 8 * num_chunks / size + 8)
 
-    def chunk_length(self, length):
+    def chunk_size_for(self, length):
         """Positions per chunk in a full pass over `length` positions.
 
         `chunk_size` if set; otherwise the power of two nearest
-        `sqrt(2 * length)` within `[16, 64]`, and 64 when the length is
-        not known when the computation is traced (a symbolic dimension).
+        `sqrt(2 * length)` within `[MIN_CHUNK_SIZE, MAX_CHUNK_SIZE]`, and
+        `MAX_CHUNK_SIZE` when the length is not known when the computation
+        is traced (a symbolic dimension).
         """
         if self.chunk_size is not None:
             return self.chunk_size
         if not isinstance(length, int):
-            return 64
-        exponent = math.floor(math.log2(2 * length) / 2 + 0.5)
-        return 2 ** min(6, max(4, exponent))
+            return MAX_CHUNK_SIZE
+        size = 2 ** math.floor(math.log2(2 * max(length, 1)) / 2 + 0.5)
+        return min(MAX_CHUNK_SIZE, max(MIN_CHUNK_SIZE, size))
 
     def _decay_initializer(self, shape, dtype=None):
         # Time scales tau = 1 / softplus(rho) from 1 to 4 windows.
@@ -221,7 +228,7 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         log_r, omega, gamma = self._modes()
         u = ops.cast(self.mode_input(y), "float32") * gamma
         batch_size, length = ops.shape(u)[0], ops.shape(u)[1]
-        size = self.chunk_length(length)
+        size = self.chunk_size_for(length)
         num_chunks = (length + size - 1) // size
         u = ops.pad(u, [[0, 0], [0, num_chunks * size - length], [0, 0]])
         u = ops.reshape(u, (batch_size, num_chunks, size, self.num_modes))

@@ -86,15 +86,15 @@ class SpectralCoefficientEncoderTest(TestCase):
 
     def test_default_chunks_follow_the_length(self):
         encoder = spectral_encoder(16)
-        lengths = (1, 128, 181, 256, 512, 1024, 8192)
+        lengths = (0, 1, 128, 181, 256, 512, 1024, 8192)
         self.assertEqual(
-            [encoder.chunk_length(length) for length in lengths],
-            [16, 16, 16, 32, 32, 64, 64],
+            [encoder.chunk_size_for(length) for length in lengths],
+            [16, 16, 16, 16, 32, 32, 64, 64],
         )
         # A length unknown when the computation is traced: 64.
-        self.assertEqual(encoder.chunk_length(None), 64)
+        self.assertEqual(encoder.chunk_size_for(None), 64)
         fixed = spectral_encoder(16, chunk_size=7)
-        self.assertEqual(fixed.chunk_length(8192), 7)
+        self.assertEqual(fixed.chunk_size_for(8192), 7)
 
     def test_state_is_the_modes_whatever_the_context(self):
         encoder = spectral_encoder(40, num_modes=3, kernel_size=3)
