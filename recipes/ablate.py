@@ -17,7 +17,9 @@ reference; the table then shows mean ± half the range over the seeds.
         --output-dir runs/ablate-ptb -- --hidden-dim 128 --num-atoms 64 \\
         --max-steps 150
 
-Arguments after `--` go to every run (`python recipes/ptb.py --help`).
+Arguments after `--` go to every run (`python recipes/ptb.py --help`);
+`--variant-flags NAME='FLAGS'` gives one variant flags of its own after
+them (the convergence protocol's regularization, tuned per model family).
 Finished runs are reused and unfinished ones resumed when the command is
 run again; a variant whose flags changed is refused by the recipe (its
 folder holds another config). `--variants` picks a subset.
@@ -26,6 +28,7 @@ folder holds another config). `--variants` picks a subset.
 import argparse
 import concurrent.futures
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -214,6 +217,14 @@ def build_parser():
         "the CPU and ms/step is only roughly comparable.",
     )
     parser.add_argument(
+        "--variant-flags",
+        nargs="+",
+        default=[],
+        metavar="NAME=FLAGS",
+        help="Recipe flags for one variant only, after the shared ones and "
+        "the variant's own, e.g. gpt2='--dropout 0.1'.",
+    )
+    parser.add_argument(
         "--output-dir", default=None, help="Default: runs/ablate-<corpus>."
     )
     parser.add_argument(
@@ -236,6 +247,7 @@ def main(argv=None):
         )
     if REFERENCE not in args.variants:
         args.variants.insert(0, REFERENCE)
+    args.variant_flags = parse_variant_flags(args.variant_flags, args.variants)
     output_dir = args.output_dir or os.path.join(
         "runs", f"ablate-{args.corpus}"
     )
@@ -249,7 +261,14 @@ def main(argv=None):
         name, seed = name_and_seed
         if reporting.read_metrics(run_dir(output_dir, name, seed)) is not None:
             return  # Finished earlier: reused.
-        run_variant(args.corpus, name, seed, shared, output_dir)
+        run_variant(
+            args.corpus,
+            name,
+            seed,
+            shared,
+            output_dir,
+            args.variant_flags.get(name, []),
+        )
         with lock:
             write_table(args, output_dir, results_dir, command, shared)
 
@@ -273,17 +292,39 @@ def main(argv=None):
     write_table(args, output_dir, results_dir, command, shared)
 
 
+def parse_variant_flags(entries, variants):
+    """`["gpt2=--dropout 0.1", ...]` as `{"gpt2": ["--dropout", "0.1"]}`."""
+    flags = {}
+    for entry in entries:
+        name, sep, text = entry.partition("=")
+        if not sep or name not in variants:
+            raise SystemExit(
+                f"--variant-flags takes NAME=FLAGS with NAME one of the "
+                f"variants run ({', '.join(variants)}). Received: {entry!r}"
+            )
+        if name in flags:
+            raise SystemExit(
+                f"--variant-flags names {name!r} twice; give its flags once."
+            )
+        flags[name] = shlex.split(text)
+    return flags
+
+
 def run_dir(output_dir, name, seed):
     return os.path.join(output_dir, name, f"seed{seed}")
 
 
-def run_variant(corpus, name, seed, shared, output_dir):
-    """One recipe run in its own process (which resumes an unfinished one)."""
+def run_variant(corpus, name, seed, shared, output_dir, own=()):
+    """One recipe run in its own process (which resumes an unfinished one).
+
+    `own`: the flags `--variant-flags` gives this variant, last.
+    """
     folder = run_dir(output_dir, name, seed)
     recipe_args = [
         *shared,
         *BASE_FLAGS,
         *VARIANTS[name][1],
+        *own,
         "--seed",
         str(seed),
         "--output-dir",
@@ -408,6 +449,7 @@ def write_table(args, output_dir, results_dir, command, shared):
             "command": command,
             "corpus": args.corpus,
             "shared_arguments": shared,
+            "variant_arguments": args.variant_flags,
             "reference": REFERENCE,
             "variants": rows,
         },
@@ -446,7 +488,12 @@ def write_table(args, output_dir, results_dir, command, shared):
         table.append(
             [
                 f"`{name}`",
-                VARIANTS[name][0],
+                VARIANTS[name][0]
+                + (
+                    f" (`{shlex.join(args.variant_flags[name])}`)"
+                    if args.variant_flags.get(name)
+                    else ""
+                ),
                 str(len(row["seeds"])),
                 f"{reporting.millions(params['total'])} / "
                 f"{reporting.millions(params['non_embedding'])}",

@@ -21,7 +21,7 @@ PERPLEXITY = {
 }
 
 
-def fake_run(corpus, name, seed, shared, output_dir):
+def fake_run(corpus, name, seed, shared, output_dir, own=()):
     folder = ablate.run_dir(output_dir, name, seed)
     os.makedirs(folder)
     ppl = PERPLEXITY[name, seed]
@@ -101,6 +101,72 @@ class AblateTest(TestCase):
         with mock.patch.object(ablate, "subprocess") as subprocess:
             ablate.main(["--output-dir", out, "--variants", "gpt2"])
         subprocess.run.assert_not_called()
+
+    def test_variant_flags_go_to_their_variant_only(self):
+        out = self.get_temp_dir()
+        with mock.patch.object(
+            ablate, "run_variant", side_effect=fake_run
+        ) as run:
+            ablate.main(
+                [
+                    "--output-dir",
+                    out,
+                    "--variants",
+                    "gpt2",
+                    "--variant-flags",
+                    "gpt2=--dropout 0.1 --weight-decay '0.01'",
+                    "--",
+                    "--max-steps",
+                    "5",
+                ]
+            )
+        own = {c.args[1]: c.args[5] for c in run.call_args_list}
+        self.assertEqual(
+            own,
+            {
+                "base": [],
+                "gpt2": ["--dropout", "0.1", "--weight-decay", "0.01"],
+            },
+        )
+        with open(os.path.join(out, "ablations.json")) as f:
+            table = json.load(f)
+        self.assertEqual(table["shared_arguments"], ["--max-steps", "5"])
+        self.assertEqual(table["variant_arguments"], {"gpt2": own["gpt2"]})
+        with open(os.path.join(out, "ablations.md")) as f:
+            self.assertIn("(`--dropout 0.1 --weight-decay 0.01`)", f.read())
+
+    def test_variant_flags_come_last_in_the_recipe_arguments(self):
+        with mock.patch.object(ablate.subprocess, "run") as run:
+            ablate.run_variant(
+                "ptb",
+                "gpt2",
+                0,
+                ["--dropout", "0.3"],
+                "out",
+                ["--dropout", "0"],
+            )
+        argv = run.call_args.args[0]
+        dropout = [argv[i + 1] for i, a in enumerate(argv) if a == "--dropout"]
+        # The recipe's argparse keeps the last value: the variant's.
+        self.assertEqual(dropout, ["0.3", "0"])
+
+    def test_bad_variant_flags(self):
+        for entry, message in [
+            ("gpt2 --dropout 0.1", "NAME=FLAGS"),
+            ("rwkv7=--dropout 0.1", "variants run"),
+        ]:
+            with self.assertRaisesRegex(SystemExit, message):
+                ablate.main(["--variants", "gpt2", "--variant-flags", entry])
+        with self.assertRaisesRegex(SystemExit, "twice"):
+            ablate.main(
+                [
+                    "--variants",
+                    "gpt2",
+                    "--variant-flags",
+                    "gpt2=--dropout 0.1",
+                    "gpt2=--dropout 0.2",
+                ]
+            )
 
     def test_unknown_variant(self):
         with self.assertRaisesRegex(SystemExit, "Unknown variants"):

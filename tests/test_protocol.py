@@ -1,8 +1,11 @@
-"""The convergence protocols: the commands they run, and that every run's
-flags are ones the recipe accepts (no data read, no training)."""
+"""The convergence protocols: the commands they run, that every run's flags
+are ones the recipe accepts, and the sweep's choice of each family's
+setting (no data read, no training: finished runs are `metrics.json` files
+written here)."""
 
 import contextlib
 import io
+import json
 import os
 from unittest import mock
 
@@ -62,6 +65,7 @@ class ProtocolTest(TestCase):
         )
 
     def test_dry_run_prints_and_runs_nothing(self):
+        out = self.get_temp_dir()
         printed = io.StringIO()
         with (
             mock.patch.object(protocol.subprocess, "run") as run,
@@ -69,14 +73,170 @@ class ProtocolTest(TestCase):
         ):
             protocol.main(
                 ["--protocol", "cpu", "--corpora", "ptb", "--dry-run"]
+                + ["--output-dir", out]
             )
         run.assert_not_called()
-        self.assertIn("--corpus ptb", printed.getvalue())
-        self.assertIn(
-            os.path.join("runs", "protocol-cpu", "ptb"), printed.getvalue()
-        )
+        self.assertEqual(os.listdir(out), [])
+        lines = printed.getvalue().splitlines()
+        # The sweep's commands; the tables' need its results.
+        self.assertLen(lines, len(protocol.SWEEP) + 1)
+        self.assertIn(os.path.join(out, "sweep", "ptb"), lines[0])
+        self.assertIn("its family's setting", lines[-1])
         with mock.patch.object(protocol.subprocess, "run") as run:
             with contextlib.redirect_stdout(io.StringIO()):
                 protocol.main(["--protocol", "gpu", "--", "--max-steps", "2"])
         self.assertEqual(run.call_count, 2)
         self.assertEqual(run.call_args.args[0][-2:], ["--max-steps", "2"])
+
+    def test_sweep_commands(self):
+        out = os.path.join("runs", "p")
+        sweep = protocol.sweep_commands("cpu", out, ["--max-steps", "2"])
+        self.assertLen(sweep, len(protocol.SWEEP))
+        self.assertEqual(protocol.sweep_commands("gpu", out), [])
+        for command, setting in zip(sweep, protocol.SWEEP):
+            split = command.index("--")
+            args = ablate.build_parser().parse_args(command[2:split])
+            self.assertEqual(args.corpus, "ptb")
+            self.assertEqual(args.variants, ["base", "gpt2", "rwkv7"])
+            self.assertEqual(args.close_seeds, 1)
+            self.assertEqual(
+                args.output_dir,
+                os.path.join(
+                    out, "sweep", "ptb", protocol.setting_name(setting)
+                ),
+            )
+            flags = command[split + 1 :]
+            self.assertEqual(
+                flags,
+                protocol.PROTOCOLS["cpu"]["flags"]
+                + list(setting)
+                + ["--max-steps", "2"],
+            )
+            # Every family's run of every setting is a valid recipe run.
+            for row in args.variants:
+                config = recipe.parse_args(
+                    "ptb", flags + ablate.BASE_FLAGS + ablate.VARIANTS[row][1]
+                )
+                self.assertEqual(config.dropout, float(setting[1]))
+                self.assertEqual(config.weight_decay, float(setting[3]))
+        plateau = recipe.parse_args(
+            "ptb", sweep[-1][sweep[-1].index("--") + 1 :]
+        )
+        self.assertEqual(
+            (plateau.lr_schedule, plateau.warmup_steps), ("plateau", 0)
+        )
+        self.assertEqual(
+            protocol.setting_name(protocol.SWEEP[0]),
+            "dropout-0.0-weight-decay-1e-05",
+        )
+
+    def test_families(self):
+        self.assertEqual(
+            {
+                row: protocol.family(row)
+                for row in protocol.PROTOCOLS["gpu"]["rows"]
+            },
+            {
+                "base": "sdgm",
+                "position-offsets": "sdgm",
+                "spectral-dictionary": "sdgm",
+                "paper": "sdgm",
+                "paper-no-stft": "sdgm",
+                "paper-no-nll": "sdgm",
+                "gpt2": "gpt2",
+                "rwkv7": "rwkv7",
+                "gpt2-small": "gpt2",
+            },
+        )
+
+    def write_sweep_run(self, out, setting, row, perplexity, epochs):
+        folder = ablate.run_dir(
+            os.path.join(
+                protocol.sweep_dir(out), protocol.setting_name(setting)
+            ),
+            row,
+            0,
+        )
+        os.makedirs(folder)
+        with open(os.path.join(folder, "metrics.json"), "w") as f:
+            json.dump(
+                {
+                    "epochs_logged": epochs,
+                    "perplexity": {
+                        "valid": {"non_overlapping": {"perplexity": perplexity}}
+                    },
+                },
+                f,
+            )
+
+    def finished_sweep(self):
+        """A finished sweep: SDGM best at the 2nd setting, GPT-2 at the
+        4th, RWKV-7 at the 1st."""
+        out = self.get_temp_dir()
+        best = {"base": 1, "gpt2": 3, "rwkv7": 0}
+        for i, setting in enumerate(protocol.SWEEP):
+            for row, j in best.items():
+                self.write_sweep_run(
+                    out, setting, row, 100.0 + 10 * abs(i - j), epochs=i + 3
+                )
+        return out, {
+            name: list(protocol.SWEEP[best[row]])
+            for name, row in protocol.FAMILIES.items()
+        }
+
+    def test_each_family_gets_its_best_setting(self):
+        out, expected = self.finished_sweep()
+        results = protocol.sweep_results("cpu", out)
+        self.assertEqual(
+            results["gpt2"][protocol.setting_name(protocol.SWEEP[0])],
+            {
+                "flags": list(protocol.SWEEP[0]),
+                "valid_perplexity": 130.0,
+                "epochs": 3,
+            },
+        )
+        chosen = protocol.write_sweep_table("cpu", out, results)
+        self.assertEqual(chosen, expected)
+        with open(os.path.join(protocol.sweep_dir(out), "sweep.json")) as f:
+            self.assertEqual(json.load(f)["chosen"], expected)
+        with open(os.path.join(protocol.sweep_dir(out), "sweep.md")) as f:
+            markdown = f.read()
+        self.assertEqual(markdown.count("**100.0"), 3)
+        self.assertIn("| 110.0 (5) | 110.0 (5) | 120.0 (5) |", markdown)
+        # A family with no finished run yet has no choice.
+        self.assertEqual(
+            protocol.chosen_settings({"sdgm": {}, "gpt2": results["gpt2"]}),
+            {"gpt2": expected["gpt2"]},
+        )
+
+    def test_tables_run_with_each_familys_setting(self):
+        out, chosen = self.finished_sweep()
+        with (
+            mock.patch.object(protocol.subprocess, "run") as run,
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            protocol.main(
+                ["--protocol", "cpu", "--output-dir", out, "--", "--seed", "3"]
+            )
+        commands = [c.args[0] for c in run.call_args_list]
+        self.assertLen(commands, len(protocol.SWEEP) + 2)
+        for command, corpus in zip(commands[-2:], protocol.CORPORA):
+            split = command.index("--")
+            args = ablate.build_parser().parse_args(command[2:split])
+            self.assertEqual(args.corpus, corpus)
+            own = ablate.parse_variant_flags(args.variant_flags, args.variants)
+            for row in protocol.ROWS:
+                # The caller's flags come last: they override the setting.
+                self.assertEqual(
+                    own[row], chosen[protocol.family(row)] + ["--seed", "3"]
+                )
+            self.assertEqual(command[-2:], ["--seed", "3"])
+        # Each family's chosen PTB run is the PTB table's row, copied.
+        for name, row in protocol.FAMILIES.items():
+            copied = ablate.run_dir(os.path.join(out, "ptb"), row, 0)
+            with open(os.path.join(copied, "metrics.json")) as f:
+                self.assertEqual(
+                    json.load(f)["perplexity"]["valid"]["non_overlapping"],
+                    {"perplexity": 100.0},
+                )
+        self.assertFalse(os.path.exists(os.path.join(out, "wikitext2")))

@@ -669,6 +669,16 @@ class RecipeStepsTest(TestCase):
         )
         with self.assertRaises(SystemExit):
             self.config("--lr-schedule", "plateau", "--warmup-steps", "10")
+        # 0 is no warm-up, which the plateau schedule takes (the protocol's
+        # schedule sweep turns its shared warm-up off this way).
+        self.assertEqual(
+            self.config(
+                "--lr-schedule", "plateau", "--warmup-steps", "0"
+            ).warmup_steps,
+            0,
+        )
+        with self.assertRaises(SystemExit):
+            self.config("--warmup-steps", "-1")
         with self.assertRaises(SystemExit):
             self.config("--long-eval-lengths", "1")
 
@@ -692,6 +702,7 @@ class RecipeStepsTest(TestCase):
             return [float(keras.ops.convert_to_numpy(rate(s))) for s in steps]
 
         self.assertEqual(rates(), 0.01)
+        self.assertEqual(rates("--warmup-steps", "0"), 0.01)
         self.assertEqual(rates("--lr-schedule", "plateau"), 0.01)
         # Warm-up from 0, then constant.
         self.assertAllClose(

@@ -227,7 +227,7 @@ def build_parser(corpus):
         "--num-atoms",
         type=arguments.positive_int,
         default=None,
-        help="SDGM dictionary size K. Default: the preset's (256).",
+        help="SDGM dictionary size K. Default: the preset's (sdgm_base: 128).",
     )
     add(
         "--sequence-length",
@@ -253,7 +253,8 @@ def build_parser(corpus):
         "--intermediate-dim",
         type=arguments.non_negative_int,
         default=None,
-        help="Feed-forward width (0: none, SDGM); default 4 x hidden.",
+        help="Feed-forward width. SDGM: 0 for none, default the preset's "
+        "(2 x hidden); GPT-2 and RWKV-7: default 4 x hidden.",
     )
     add("--residual", action=argparse.BooleanOptionalAction, default=None)
     add("--num-mixture-components", type=arguments.positive_int, default=None)
@@ -316,10 +317,10 @@ def build_parser(corpus):
     )
     add(
         "--warmup-steps",
-        type=arguments.positive_int,
+        type=arguments.non_negative_int,
         default=None,
         help="Raise the rate linearly from 0 over this many steps first "
-        "(constant and cosine schedules). Default: no warm-up.",
+        "(constant and cosine schedules). Default, or 0: no warm-up.",
     )
     add("--weight-decay", type=arguments.non_negative_float, default=1e-5)
     add("--batch-size", type=arguments.positive_int, default=32)
@@ -464,7 +465,7 @@ def parse_args(corpus, argv=None):
     """
     parser = build_parser(corpus)
     args = parser.parse_args(argv)
-    if args.warmup_steps is not None and args.lr_schedule == "plateau":
+    if args.warmup_steps and args.lr_schedule == "plateau":
         parser.error(
             "--warmup-steps goes with --lr-schedule constant or cosine: "
             "the plateau schedule sets the rate itself after each epoch."
