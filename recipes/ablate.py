@@ -351,10 +351,24 @@ def run_variant(corpus, name, seed, shared, output_dir, own=()):
 
 
 def finished_runs(output_dir, name):
+    """The `metrics.json` of each finished seed of `name`, with the epoch
+    of its best validation perplexity (from its `log.csv`; the evaluated
+    checkpoint's) as `best_epoch`, counted from 1."""
     folder = os.path.join(output_dir, name)
     seed_dirs = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-    runs = [reporting.read_metrics(os.path.join(folder, d)) for d in seed_dirs]
-    return [metrics for metrics in runs if metrics is not None]
+    runs = []
+    for seed_dir in seed_dirs:
+        metrics = reporting.read_metrics(os.path.join(folder, seed_dir))
+        if metrics is None:
+            continue
+        log = reporting.read_csv_log(os.path.join(folder, seed_dir, "log.csv"))
+        perplexities = [
+            r["val_perplexity"] for r in log if "val_perplexity" in r
+        ]
+        if perplexities:
+            metrics["best_epoch"] = 1 + int(np.argmin(perplexities))
+        runs.append(metrics)
+    return runs
 
 
 def valid_perplexity(metrics):
@@ -408,6 +422,13 @@ def summarize(runs):
         ),
         "config": first["config"],
     }
+    for key, field, scale in [
+        ("epochs", "epochs_logged", 1),
+        ("best_epoch", "best_epoch", 1),
+        ("wall_minutes", "wall_time_seconds", 1 / 60),
+    ]:
+        if all(field in m for m in runs):
+            row[key] = stat([m[field] * scale for m in runs])
     for split in ("valid", "test"):
         for protocol in ("non_overlapping", "sliding"):
             row[f"{split}_{protocol}"] = stat(
@@ -464,12 +485,22 @@ def write_table(args, output_dir, results_dir, command, shared):
             f" ± {stat['spread']:.{digits}f}" if stat["spread"] else ""
         )
 
+    def count_cell(stat):
+        """Whole numbers without decimals (epochs: one seed, or seeds
+        that agree)."""
+        whole = stat is not None and all(
+            float(stat[k]).is_integer() for k in ("mean", "spread")
+        )
+        return cell(stat, 0 if whole else 1)
+
     header = [
         "variant",
         "what it changes",
         "seeds",
         "params (total / non-emb)",
         "ms/step",
+        "epochs (best)",
+        "wall (min)",
         "valid ppl (non-overlap / sliding)",
         "test ppl (non-overlap / sliding)",
         f"vs {REFERENCE} (valid)",
@@ -498,6 +529,9 @@ def write_table(args, output_dir, results_dir, command, shared):
                 f"{reporting.millions(params['total'])} / "
                 f"{reporting.millions(params['non_embedding'])}",
                 cell(row["ms_per_step"], 0),
+                f"{count_cell(row.get('epochs'))} "
+                f"({count_cell(row.get('best_epoch'))})",
+                cell(row.get("wall_minutes")),
                 f"{cell(row['valid_non_overlapping'])} / {cell(row['valid_sliding'])}",
                 f"{cell(row['test_non_overlapping'])} / {cell(row['test_sliding'])}",
                 change,

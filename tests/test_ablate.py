@@ -32,12 +32,18 @@ def fake_run(corpus, name, seed, shared, output_dir, own=()):
                 "config": {"seed": seed, "batch_size": 4, "sequence_length": 8},
                 "parameters": {"total": 3_000_000, "non_embedding": 1_000_000},
                 "training_tokens_per_second": 320.0,
+                "epochs_logged": 3,
+                "wall_time_seconds": 120.0 + 60 * seed,
                 "perplexity": {
                     "valid": {"non_overlapping": entry, "sliding": entry},
                     "test": {"non_overlapping": entry, "sliding": entry},
                 },
             },
             f,
+        )
+    with open(os.path.join(folder, "log.csv"), "w") as f:
+        f.write(
+            "epoch,loss,val_perplexity\n0,6.0,150.0\n1,5.0,120.0\n2,4.0,130.0\n"
         )
 
 
@@ -93,6 +99,13 @@ class AblateTest(TestCase):
         self.assertIn("| `gpt2` |", markdown)
         self.assertIn("+47.1%", markdown)  # 150 / 102
         self.assertIn("102.0 ± 2.0", markdown)
+        # Epochs run (the best one from the log), wall minutes: base's
+        # two seeds took 2 and 3 minutes.
+        self.assertEqual(
+            rows["base"]["best_epoch"], {"mean": 2.0, "spread": 0.0}
+        )
+        self.assertIn("| 100 | 3 (2) | 2.0 |", markdown)  # gpt2
+        self.assertIn("| 3 (2) | 2.5 ± 0.5 |", markdown)  # base
 
     def test_finished_runs_are_reused(self):
         out = self.get_temp_dir()
