@@ -48,7 +48,7 @@ def fake_run(corpus, name, seed, shared, output_dir, own=()):
 
 
 class AblateTest(TestCase):
-    def run_ablations(self, *variants):
+    def run_ablations(self, *variants, options=()):
         out = self.get_temp_dir()
         with mock.patch.object(
             ablate, "run_variant", side_effect=fake_run
@@ -59,6 +59,7 @@ class AblateTest(TestCase):
                     out,
                     "--variants",
                     *variants,
+                    *options,
                     "--",
                     "--max-steps",
                     "5",
@@ -116,23 +117,13 @@ class AblateTest(TestCase):
         subprocess.run.assert_not_called()
 
     def test_variant_flags_go_to_their_variant_only(self):
-        out = self.get_temp_dir()
-        with mock.patch.object(
-            ablate, "run_variant", side_effect=fake_run
-        ) as run:
-            ablate.main(
-                [
-                    "--output-dir",
-                    out,
-                    "--variants",
-                    "gpt2",
-                    "--variant-flags",
-                    "gpt2=--dropout 0.1 --weight-decay '0.01'",
-                    "--",
-                    "--max-steps",
-                    "5",
-                ]
-            )
+        run, table, out = self.run_ablations(
+            "gpt2",
+            options=[
+                "--variant-flags",
+                "gpt2=--dropout 0.1 --weight-decay '0.01'",
+            ],
+        )
         own = {c.args[1]: c.args[5] for c in run.call_args_list}
         self.assertEqual(
             own,
@@ -141,8 +132,6 @@ class AblateTest(TestCase):
                 "gpt2": ["--dropout", "0.1", "--weight-decay", "0.01"],
             },
         )
-        with open(os.path.join(out, "ablations.json")) as f:
-            table = json.load(f)
         self.assertEqual(table["shared_arguments"], ["--max-steps", "5"])
         self.assertEqual(table["variant_arguments"], {"gpt2": own["gpt2"]})
         with open(os.path.join(out, "ablations.md")) as f:
