@@ -7,7 +7,8 @@ differ. The table (markdown and JSON, rewritten after every run) has per
 variant: total and non-embedding parameters, ms per training step,
 validation and test perplexity under both protocols of SPEC section 6, the
 validation perplexity on windows longer than the training window where
-measured, and the change from the reference variant.
+measured, and the change from the reference variant (`--reference`, by
+default `base`).
 
 A variant whose validation perplexity is within `--close` (5%) of the
 reference's is run again with more seeds (`--close-seeds`), and so is the
@@ -39,6 +40,7 @@ import numpy as np
 from keras_sdgm.training import reporting
 from keras_sdgm.utils.arguments import run_command
 
+# The variant the others are compared with (`--reference`).
 REFERENCE = "base"
 LONG_WINDOWS = ["--long-eval-lengths", "256,512,1024"]
 # Every run starts from `base`: the `sdgm_base` preset without its position
@@ -194,6 +196,13 @@ def build_parser():
         help=f"Any of: {', '.join(VARIANTS)}.",
     )
     parser.add_argument(
+        "--reference",
+        default=REFERENCE,
+        choices=list(VARIANTS),
+        help="The variant the others are compared with: always run, and "
+        "run again with the close variants.",
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="Seed of every variant's first run."
     )
     parser.add_argument(
@@ -245,8 +254,8 @@ def main(argv=None):
         raise SystemExit(
             f"Unknown variants {unknown}; known: {', '.join(VARIANTS)}."
         )
-    if REFERENCE not in args.variants:
-        args.variants.insert(0, REFERENCE)
+    if args.reference not in args.variants:
+        args.variants.insert(0, args.reference)
     args.variant_flags = parse_variant_flags(args.variant_flags, args.variants)
     output_dir = args.output_dir or os.path.join(
         "runs", f"ablate-{args.corpus}"
@@ -284,11 +293,12 @@ def main(argv=None):
     close = close_variants(args, output_dir)
     if close and args.close_seeds > 1:
         print(
-            f"Within {args.close:.0%} of {REFERENCE}: {', '.join(close)}; "
-            f"running {args.close_seeds} seeds of them and of {REFERENCE}."
+            f"Within {args.close:.0%} of {args.reference}: "
+            f"{', '.join(close)}; running {args.close_seeds} seeds of them "
+            f"and of {args.reference}."
         )
         extra = range(args.seed, args.seed + args.close_seeds)
-        run_all(lambda name: extra if name in close + [REFERENCE] else [])
+        run_all(lambda name: extra if name in close + [args.reference] else [])
     write_table(args, output_dir, results_dir, command, shared)
 
 
@@ -377,7 +387,7 @@ def valid_perplexity(metrics):
 
 def close_variants(args, output_dir):
     reference = [
-        valid_perplexity(m) for m in finished_runs(output_dir, REFERENCE)
+        valid_perplexity(m) for m in finished_runs(output_dir, args.reference)
     ]
     if not reference:
         return []
@@ -385,7 +395,7 @@ def close_variants(args, output_dir):
     return [
         name
         for name in args.variants
-        if name != REFERENCE
+        if name != args.reference
         and finished_runs(output_dir, name)
         and abs(
             np.mean(
@@ -471,11 +481,11 @@ def write_table(args, output_dir, results_dir, command, shared):
             "corpus": args.corpus,
             "shared_arguments": shared,
             "variant_arguments": args.variant_flags,
-            "reference": REFERENCE,
+            "reference": args.reference,
             "variants": rows,
         },
     )
-    reference = rows.get(REFERENCE)
+    reference = rows.get(args.reference)
 
     def cell(stat, digits=1):
         if stat is None:
@@ -503,14 +513,14 @@ def write_table(args, output_dir, results_dir, command, shared):
         "wall (min)",
         "valid ppl (non-overlap / sliding)",
         "test ppl (non-overlap / sliding)",
-        f"vs {REFERENCE} (valid)",
+        f"vs {args.reference} (valid)",
     ]
     header += [f"valid ppl, window {k.rsplit('_', 1)[1]}" for k in long_columns]
     table = []
     for name, row in rows.items():
         params = row["parameters"]
         change = "—"
-        if reference is not None and name != REFERENCE:
+        if reference is not None and name != args.reference:
             ratio = (
                 row["valid_non_overlapping"]["mean"]
                 / reference["valid_non_overlapping"]["mean"]

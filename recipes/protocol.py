@@ -7,7 +7,9 @@
 Each corpus is one `recipes/ablate.py` table, run as its own command with
 the protocol's shared flags: the same rows (`ROWS`), data order, seeds and
 budget for every model, early stopping on validation perplexity, a second
-seed for any row within 5% of the default SDGM's (`base`), finished runs
+seed for any row within 5% of the default SDGM's (`position-offsets`:
+`sdgm_base` as it ships; `base` is the same without the dictionaries'
+position offsets), finished runs
 reused and unfinished ones resumed when the command is run again. Flags
 after `--` go to every run after the protocol's own and override them
 (e.g. `--max-steps 2` for a smoke test).
@@ -19,7 +21,7 @@ paper's rows 256).
   after a warm-up of 200 steps: the size the convergence issue proposes
   for about an hour per run on this project's 2-core machine. Before
   the table, a regularization and schedule sweep on PTB (`SWEEP`): every
-  setting for each model family's own row (`FAMILIES`: SDGM's `base`,
+  setting for each model family's own row (`FAMILIES`: the default SDGM,
   GPT-2, RWKV-7), the same settings and budget for each family. Every
   row of both tables then runs with its family's setting of lowest PTB
   validation perplexity (`<output-dir>/sweep/sweep.md` and `.json`).
@@ -63,8 +65,11 @@ ROWS = (
     "rwkv7",
 )
 # Model family: the row its setting is swept on. Rows not named here are
-# SDGM's and take `base`'s setting.
-FAMILIES = {"sdgm": "base", "gpt2": "gpt2", "rwkv7": "rwkv7"}
+# SDGM's and take the default SDGM's setting.
+FAMILIES = {"sdgm": "position-offsets", "gpt2": "gpt2", "rwkv7": "rwkv7"}
+# The row the others are compared with, and whose close rows get a second
+# seed: the default SDGM.
+REFERENCE = FAMILIES["sdgm"]
 # The sweep's settings (recipe flags after the protocol's): dropout, then
 # weight decay (1e-5 is the recipe's default, next to none), then the
 # plateau schedule instead of the cosine (0 turns the warm-up off).
@@ -177,7 +182,7 @@ def sweep_commands(protocol, output_dir, extra=()):
             SWEEP_CORPUS,
             FAMILIES.values(),
             os.path.join(sweep_dir(output_dir), setting_name(setting)),
-            ["--close-seeds", "1"],
+            ["--reference", REFERENCE, "--close-seeds", "1"],
             [*settings["flags"], *setting, *extra],
         )
         for setting in settings["sweep"]
@@ -253,9 +258,9 @@ def commands(protocol, corpora, output_dir, extra=(), chosen=None):
     its rows with `--variant-flags`, the caller's `extra` after it.
     """
     settings = PROTOCOLS[protocol]
-    options = []
+    options = ["--reference", REFERENCE]
     if chosen:
-        options = ["--variant-flags"] + [
+        options += ["--variant-flags"] + [
             f"{row}={shlex.join([*chosen[family(row)], *extra])}"
             for row in settings["rows"]
         ]

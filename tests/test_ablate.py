@@ -152,6 +152,21 @@ class AblateTest(TestCase):
         # The recipe's argparse keeps the last value: the variant's.
         self.assertEqual(dropout, ["0.3", "0"])
 
+    def test_another_reference(self):
+        run, table, out = self.run_ablations(
+            "no-feedforward", options=["--reference", "gpt2"]
+        )
+        # base is not run; no-feedforward (103) is not within 5% of gpt2.
+        self.assertEqual(
+            sorted((c.args[1], c.args[2]) for c in run.call_args_list),
+            [("gpt2", 0), ("no-feedforward", 0)],
+        )
+        self.assertEqual(table["reference"], "gpt2")
+        with open(os.path.join(out, "ablations.md")) as f:
+            markdown = f.read()
+        self.assertIn("| vs gpt2 (valid) |", markdown)
+        self.assertIn("-31.3%", markdown)  # 103 / 150
+
     def test_bad_variant_flags(self):
         for entry, message in [
             ("gpt2 --dropout 0.1", "NAME=FLAGS"),

@@ -9,6 +9,7 @@ import json
 import os
 from unittest import mock
 
+from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.training import recipe
 from recipes import ablate
 from recipes import protocol
@@ -29,6 +30,7 @@ class ProtocolTest(TestCase):
             self.assertEqual(args.corpus, corpus)
             self.assertEqual(args.output_dir, os.path.join(out, corpus))
             self.assertEqual(tuple(args.variants), protocol.ROWS)
+            self.assertEqual(args.reference, "position-offsets")
             # The caller's flags come last: they override the protocol's.
             self.assertEqual(command[split + 1 :][-2:], ["--seed", "3"])
         gpu = protocol.commands("gpu", ["ptb"], out)
@@ -52,6 +54,13 @@ class ProtocolTest(TestCase):
         self.assertEqual(
             (paper.preset, paper.hidden_dim, paper.stft_weight),
             ("sdgm_paper", 256, 0.0),
+        )
+        # The reference is the default SDGM: `sdgm_base` as it ships.
+        default = self.row_config("cpu", protocol.REFERENCE)
+        preset = SDGMBackbone.presets["sdgm_base"]["config"]
+        self.assertEqual(
+            (default.preset, default.max_position_offset),
+            ("sdgm_base", preset["max_position_offset"]),
         )
         # Each SDGM row has its preset's atoms.
         self.assertEqual(
@@ -97,7 +106,10 @@ class ProtocolTest(TestCase):
             split = command.index("--")
             args = ablate.build_parser().parse_args(command[2:split])
             self.assertEqual(args.corpus, "ptb")
-            self.assertEqual(args.variants, ["base", "gpt2", "rwkv7"])
+            self.assertEqual(
+                args.variants, ["position-offsets", "gpt2", "rwkv7"]
+            )
+            self.assertEqual(args.reference, "position-offsets")
             self.assertEqual(args.close_seeds, 1)
             self.assertEqual(
                 args.output_dir,
@@ -173,7 +185,7 @@ class ProtocolTest(TestCase):
         """A finished sweep: SDGM best at the 2nd setting, GPT-2 at the
         4th, RWKV-7 at the 1st."""
         out = self.get_temp_dir()
-        best = {"base": 1, "gpt2": 3, "rwkv7": 0}
+        best = {"position-offsets": 1, "gpt2": 3, "rwkv7": 0}
         for i, setting in enumerate(protocol.SWEEP):
             for row, j in best.items():
                 self.write_sweep_run(
