@@ -421,17 +421,20 @@ def summarize(runs):
     row = {
         "seeds": [m["config"]["seed"] for m in runs],
         "parameters": first["parameters"],
-        "ms_per_step": stat(
+        # `None` where a run had too few steps to time (a smoke test).
+        "ms_per_step": None,
+        "config": first["config"],
+    }
+    if all(m["training_tokens_per_second"] for m in runs):
+        row["ms_per_step"] = stat(
             [
                 1000
                 * m["config"]["batch_size"]
                 * m["config"]["sequence_length"]
-                / (m["training_tokens_per_second"] or float("nan"))
+                / m["training_tokens_per_second"]
                 for m in runs
             ]
-        ),
-        "config": first["config"],
-    }
+        )
     for key, field, scale in [
         ("epochs", "epochs_logged", 1),
         ("best_epoch", "best_epoch", 1),

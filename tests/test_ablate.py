@@ -108,6 +108,24 @@ class AblateTest(TestCase):
         self.assertIn("| 100 | 3 (2) | 2.0 |", markdown)  # gpt2
         self.assertIn("| 3 (2) | 2.5 ± 0.5 |", markdown)  # base
 
+    def test_a_run_too_short_to_time_has_no_ms_per_step(self):
+        out = self.get_temp_dir()
+        fake_run("ptb", "base", 0, [], out)
+        metrics_file = os.path.join(
+            ablate.run_dir(out, "base", 0), "metrics.json"
+        )
+        with open(metrics_file) as f:
+            metrics = json.load(f)
+        metrics["training_tokens_per_second"] = None
+        with open(metrics_file, "w") as f:
+            json.dump(metrics, f)
+        with mock.patch.object(ablate, "subprocess"):
+            ablate.main(["--output-dir", out, "--variants", "base"])
+        with open(os.path.join(out, "ablations.json")) as f:
+            self.assertIsNone(json.load(f)["variants"]["base"]["ms_per_step"])
+        with open(os.path.join(out, "ablations.md")) as f:
+            self.assertIn("| 3.00M / 1.00M | — | 3 (2) |", f.read())
+
     def test_finished_runs_are_reused(self):
         out = self.get_temp_dir()
         fake_run("ptb", "base", 0, [], out)
