@@ -117,6 +117,7 @@ def parse_args(argv=None):
         DICTIONARY_TYPES,
     )
     from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
+    from keras_sdgm.utils import arguments
 
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
@@ -148,7 +149,7 @@ def parse_args(argv=None):
     )
     add(
         "--intermediate-dim",
-        type=int,
+        type=arguments.non_negative_int,
         default=None,
         help="SDGM's feed-forward width per block; default: the preset's "
         "(GPT-2's and RWKV-7's stay 4 * hidden_dim).",
@@ -176,7 +177,7 @@ def parse_args(argv=None):
     add("--warmup", type=int, default=2)
     add(
         "--rounds",
-        type=int,
+        type=arguments.positive_int,
         default=1,
         help="Passes over every configuration, one after the other, each "
         "in a fresh process; a configuration's tokens/s are the medians "
@@ -229,13 +230,6 @@ def parse_args(argv=None):
         "--worker", nargs=2, metavar=("MODEL", "LENGTH"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1; received {args.rounds}.")
-    if args.intermediate_dim is not None and args.intermediate_dim < 0:
-        parser.error(
-            "--intermediate-dim must be 0 (no feed-forward) or more; "
-            f"received {args.intermediate_dim}."
-        )
     if "rwkv7" in args.models and not rwkv_head_size(args):
         parser.error(
             "RWKV-7's head size must divide --hidden-dim "

@@ -530,12 +530,17 @@ class BenchmarkFlagsTest(TestCase):
         with contextlib.redirect_stderr(printed):
             with self.assertRaises(SystemExit):
                 run.parse_args(["--rounds", "0"])
-        self.assertIn("--rounds must be at least 1", printed.getvalue())
+        self.assertIn(
+            "--rounds: must be a positive integer", printed.getvalue()
+        )
         printed = io.StringIO()
         with contextlib.redirect_stderr(printed):
             with self.assertRaises(SystemExit):
                 run.parse_args(["--intermediate-dim", "-3"])
-        self.assertIn("--intermediate-dim must be 0", printed.getvalue())
+        self.assertIn(
+            "--intermediate-dim: must be a non-negative integer",
+            printed.getvalue(),
+        )
 
 
 @pytest.mark.slow
