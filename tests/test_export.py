@@ -151,6 +151,27 @@ class ExportSavedModelTest(TestCase):
         )
         self.assertTrue(os.path.isdir(os.path.join(self.path, "variables")))
 
+    @SAME_ARTIFACT_AS_TENSORFLOW
+    def test_every_weight_is_stored_once(self):
+        import tensorflow as tf
+
+        reader = tf.train.load_checkpoint(
+            os.path.join(self.path, "variables", "variables")
+        )
+        stored = sum(
+            int(np.prod(shape))
+            for name, shape in reader.get_variable_to_shape_map().items()
+            if name != "_CHECKPOINTABLE_OBJECT_GRAPH"
+        )
+        # The prior is a training loss: the endpoints do not use it, and only
+        # JAX's export (which tracks the model) stores it.
+        used = sum(
+            int(np.prod(w.shape))
+            for w in self.lm.weights
+            if "/prior/" not in w.path
+        )
+        self.assertBetween(stored, used, self.lm.count_params())
+
     def test_signatures_give_the_keras_answers(self):
         model = self.load()
         import tensorflow as tf

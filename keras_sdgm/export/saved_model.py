@@ -99,7 +99,12 @@ def _write_saved_model(lm, path):
         # its own symbol, and the model cannot tell they are equal).
         options["jax2tf_kwargs"] = {"polymorphic_shapes": ["(b, l)"] * 2}
     archive = keras.export.ExportArchive()
-    archive.track(lm)
+    if keras.config.backend() == "jax":
+        # jax2tf exports the variables that `track` converts to TensorFlow.
+        # Under TensorFlow the endpoints capture the variables themselves;
+        # tracking the model too would store every weight twice
+        # (keras-team/keras#23553).
+        archive.track(lm)
     archive.add_endpoint(
         "serving_default", logits_function(lm), input_signature=specs, **options
     )
