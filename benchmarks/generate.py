@@ -2,7 +2,7 @@
 
     KERAS_BACKEND=jax python benchmarks/generate.py
     KERAS_BACKEND=jax python benchmarks/generate.py \
-        --quality-model saved_models/ptb_sdgm_tiny/model.keras \
+        --quality-model saved_models/ptb_sdgm_small/model.keras \
         --judge-model runs/ptb-gpt2/best.keras
 
 Latency: SDGM (`--preset`, its token mixer `--encoder-type`, default the

@@ -101,11 +101,11 @@ class GenerateBenchmarkTest(TestCase):
                 "10000",
                 "--quality-model",
                 os.path.join(
-                    ROOT, "saved_models", "ptb_sdgm_tiny", "model.keras"
+                    ROOT, "saved_models", "ptb_sdgm_small", "model.keras"
                 ),
                 "--judge-model",
                 os.path.join(
-                    ROOT, "saved_models", "ptb_sdgm_tiny", "model.keras"
+                    ROOT, "saved_models", "ptb_sdgm_small", "model.keras"
                 ),
                 "--samples",
                 "3",

@@ -33,7 +33,7 @@ SAME_ARTIFACT_AS_TENSORFLOW = pytest.mark.skipif(
 
 VOCABULARY_SIZE = SMALL_BACKBONE["vocabulary_size"]
 RELEASE = os.path.join(
-    os.path.dirname(__file__), os.pardir, "saved_models", "ptb_sdgm_tiny"
+    os.path.dirname(__file__), os.pardir, "saved_models", "ptb_sdgm_small"
 )
 
 
@@ -380,7 +380,7 @@ class ExportErrorsTest(TestCase):
 
 @pytest.mark.slow
 class ReleaseExportTest(TestCase):
-    """saved_models/ptb_sdgm_tiny/1 is the export of its model.keras."""
+    """saved_models/ptb_sdgm_small/1 is the export of its model.keras."""
 
     def test_the_committed_saved_model_matches_the_keras_model(self):
         import tensorflow as tf

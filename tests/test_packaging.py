@@ -53,6 +53,6 @@ class WheelTest(TestCase):
             for name in names
         }
         self.assertIn(
-            "keras_sdgm/presets/ptb_sdgm_tiny/model.weights.h5", expected
+            "keras_sdgm/presets/ptb_sdgm_small/model.weights.h5", expected
         )
         self.assertLessEqual(expected, shipped)

@@ -3,6 +3,8 @@
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import keras_hub
@@ -12,11 +14,13 @@ from absl.testing import parameterized
 
 import keras_sdgm.presets
 from keras_sdgm import evaluate_perplexity
+from keras_sdgm.datasets import corpus_path
 from keras_sdgm.datasets import load_lines
 from keras_sdgm.models import SDGMCausalLM
 from keras_sdgm.models.sdgm.sdgm_presets import trained_presets
 from tests.conftest import shared_data_dir
 from tests.testing import TestCase
+from tests.testing import only_under
 
 SAVED_MODELS = os.path.join(
     os.path.dirname(__file__), os.pardir, "saved_models"
@@ -27,6 +31,9 @@ RELEASES = sorted(
 )
 PRESETS_DIR = os.path.dirname(keras_sdgm.presets.__file__)
 MAX_BYTES = 25 * 1024 * 1024
+INDEPENDENT_EVALUATOR = os.path.join(
+    os.path.dirname(__file__), "independent_perplexity.py"
+)
 
 
 class SavedModelsTest(TestCase):
@@ -88,10 +95,12 @@ class SavedModelsTest(TestCase):
             )
         )
 
-    @pytest.mark.slow
+    # Marks go below `named_parameters`: above it they would mark the
+    # generator, and the generated tests would lose them.
     @parameterized.named_parameters(
         (os.path.basename(release), release) for release in RELEASES
     )
+    @pytest.mark.slow
     def test_release_reproduces_its_recorded_perplexity(self, release):
         with open(os.path.join(release, "metadata.json")) as f:
             metadata = json.load(f)
@@ -103,9 +112,63 @@ class SavedModelsTest(TestCase):
         lines = load_lines(
             metadata["corpus"], metadata["split"], data_dir=shared_data_dir()
         )
-        self.assertEqual(metadata["protocol"], "non-overlapping")
-        result = evaluate_perplexity(lm, lines, verbose=0)
-        self.assertEqual(result["num_predicted"], metadata["num_predicted"])
+        recorded = metadata["perplexity"]
+        # The recipe's sliding stride: --eval-stride, by default half the
+        # window (the protocol strings below name it).
+        eval_stride = metadata["run_metrics"]["config"]["eval_stride"]
+        for name, stride in (
+            ("non_overlapping", None),
+            ("sliding", eval_stride or lm.backbone.window_length // 2),
+        ):
+            result = evaluate_perplexity(lm, lines, stride=stride, verbose=0)
+            self.assertEqual(result["protocol"], recorded[name]["protocol"])
+            self.assertEqual(
+                result["num_predicted"], recorded[name]["num_predicted"]
+            )
+            self.assertAllClose(
+                result["perplexity"],
+                recorded[name]["perplexity"],
+                rtol=0.01,
+                atol=0,
+            )
+
+    @parameterized.named_parameters(
+        (os.path.basename(release), release) for release in RELEASES
+    )
+    @pytest.mark.slow
+    @only_under(
+        "tensorflow",
+        "the evaluator runs the TF Serving export in a process of its own, "
+        "without Keras",
+    )
+    def test_an_independent_evaluator_gets_the_recorded_perplexity(
+        self, release
+    ):
+        with open(os.path.join(release, "metadata.json")) as f:
+            metadata = json.load(f)
+        with open(
+            os.path.join(PRESETS_DIR, metadata["preset"], "config.json")
+        ) as f:
+            window = json.load(f)["config"]["window_length"]
+        text_file = corpus_path(
+            metadata["corpus"], metadata["split"], data_dir=shared_data_dir()
+        )
+        result = subprocess.run(
+            [
+                sys.executable,
+                INDEPENDENT_EVALUATOR,
+                os.path.join(release, "1"),
+                text_file,
+                str(window),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        answer = json.loads(result.stdout.strip().splitlines()[-1])
+        recorded = metadata["perplexity"]["non_overlapping"]
+        self.assertEqual(answer["num_predicted"], recorded["num_predicted"])
         self.assertAllClose(
-            result["perplexity"], metadata["perplexity"], rtol=0.01, atol=0
+            answer["perplexity"], recorded["perplexity"], rtol=0.01, atol=0
         )

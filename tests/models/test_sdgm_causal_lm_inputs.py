@@ -121,7 +121,7 @@ class ShippedModelTest(TestCase):
             os.pardir,
             os.pardir,
             "saved_models",
-            "ptb_sdgm_tiny",
+            "ptb_sdgm_small",
             "model.keras",
         )
         lm = keras.saving.load_model(path, compile=False)

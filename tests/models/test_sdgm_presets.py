@@ -63,11 +63,11 @@ class PresetDirectoryTest(TestCase):
 
 
 class TrainedPresetTest(TestCase):
-    """`ptb_sdgm_tiny`, by name. That it gives its release's logits is
+    """`ptb_sdgm_small`, by name. That it gives its release's logits is
     `tests/test_saved_models.py`; that the wheel ships it, test_packaging."""
 
     def test_each_class_loads_it_by_name(self):
-        name = "ptb_sdgm_tiny"
+        name = "ptb_sdgm_small"
         for cls in (
             SDGMBackbone,
             SDGMCausalLM,
@@ -110,14 +110,14 @@ class TrainedPresetTest(TestCase):
         self.assertNotIn("sdgm_tiny", SDGMTokenizer.presets)
         for cls in (SDGMTokenizer, SDGMCausalLMPreprocessor):
             with self.assertRaisesRegex(
-                ValueError, "architecture without a vocabulary.*ptb_sdgm_tiny"
+                ValueError, "architecture without a vocabulary.*ptb_sdgm_small"
             ):
                 cls.from_preset("sdgm_tiny")
 
     def test_an_unknown_name_lists_the_presets(self):
         for cls in (SDGMBackbone, SDGMCausalLM):
             with self.assertRaisesRegex(
-                ValueError, "Unknown SDGM preset.*ptb_sdgm_tiny, sdgm_base"
+                ValueError, "Unknown SDGM preset.*ptb_sdgm_small, sdgm_base"
             ):
                 cls.from_preset("ptb_sdgm_huge")
 

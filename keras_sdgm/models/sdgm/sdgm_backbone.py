@@ -383,7 +383,7 @@ class SDGMBackbone(Backbone):
 
         Args:
             preset: one of `SDGMBackbone.presets`: a trained preset the
-                package ships (e.g. `"ptb_sdgm_tiny"`), or an architecture
+                package ships (e.g. `"ptb_sdgm_small"`), or an architecture
                 (e.g. `"sdgm_base"`: no trained weights and no vocabulary;
                 pass `load_weights=False` and `vocabulary_size`); or a path
                 or handle that keras-hub's `from_preset` reads (e.g. a

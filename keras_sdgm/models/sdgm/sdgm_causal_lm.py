@@ -789,7 +789,7 @@ class SDGMCausalLM(CausalLM):
     def from_preset(cls, preset, load_weights=True, **kwargs):
         """Builds the task from a named SDGM preset or a preset directory.
 
-        A trained preset the package ships (e.g. `"ptb_sdgm_tiny"`) or a
+        A trained preset the package ships (e.g. `"ptb_sdgm_small"`) or a
         preset directory gives the trained model with its preprocessor,
         ready to `generate("text")`. An architecture (e.g. `"sdgm_base"`,
         `SDGMBackbone.from_preset`) needs `load_weights=False` and gives
