@@ -21,6 +21,9 @@ reference; the table then shows mean ± half the range over the seeds.
 Arguments after `--` go to every run (`python recipes/ptb.py --help`);
 `--variant-flags NAME='FLAGS'` gives one variant flags of its own after
 them (the convergence protocol's regularization, tuned per model family).
+Both are checked by the recipe's parser before any run starts; `--seed`,
+`--output-dir` and `--verbose` are refused there, since ablate sets them
+for every run itself (use its own `--seed` and `--output-dir`).
 Finished runs are reused and unfinished ones resumed when the command is
 run again; a variant whose flags changed is refused by the recipe (its
 folder holds another config). `--variants` picks a subset.
@@ -37,6 +40,7 @@ import time
 
 import numpy as np
 
+from keras_sdgm.training import recipe
 from keras_sdgm.training import reporting
 from keras_sdgm.utils.arguments import run_command
 
@@ -257,6 +261,11 @@ def main(argv=None):
     if args.reference not in args.variants:
         args.variants.insert(0, args.reference)
     args.variant_flags = parse_variant_flags(args.variant_flags, args.variants)
+    check_recipe_flags(args.corpus, shared, "the flags after `--`")
+    for name, own in args.variant_flags.items():
+        check_recipe_flags(
+            args.corpus, [*shared, *own], f"--variant-flags {name}"
+        )
     output_dir = args.output_dir or os.path.join(
         "runs", f"ablate-{args.corpus}"
     )
@@ -300,6 +309,33 @@ def main(argv=None):
         extra = range(args.seed, args.seed + args.close_seeds)
         run_all(lambda name: extra if name in close + [args.reference] else [])
     write_table(args, output_dir, results_dir, command, shared)
+
+
+# What ablate gives every run itself, after the other flags: the same flags
+# after `--` or in `--variant-flags` would be overridden without a word.
+RUN_FLAGS = {
+    "seed": "ablate's own --seed, before `--`",
+    "output_dir": "ablate's own --output-dir, before `--` (each run goes "
+    "to <output-dir>/<variant>/seed<N>)",
+    "verbose": "none: ablate runs every recipe with --verbose 2",
+}
+
+
+def check_recipe_flags(corpus, flags, where):
+    """Parses `flags` with the recipe's parser, before any run starts (a bad
+    flag exits naming it), and refuses the flags in `RUN_FLAGS`, however
+    spelled (`--seed=3`, an abbreviation)."""
+    parser = recipe.build_parser(corpus)
+    parser.prog = f"{where} (the recipe's flags)"
+    unset = object()
+    parser.set_defaults(**{dest: unset for dest in RUN_FLAGS})
+    given = vars(parser.parse_args(flags))
+    for dest, instead in RUN_FLAGS.items():
+        if given[dest] is not unset:
+            raise SystemExit(
+                f"{where} sets --{dest.replace('_', '-')}, which ablate sets "
+                f"for every run itself; use {instead}."
+            )
 
 
 def parse_variant_flags(entries, variants):

@@ -12,7 +12,9 @@ seed for any row within 5% of the default SDGM's (`position-offsets`:
 position offsets), finished runs
 reused and unfinished ones resumed when the command is run again. Flags
 after `--` go to every run after the protocol's own and override them
-(e.g. `--max-steps 2` for a smoke test).
+(e.g. `--max-steps 2` for a smoke test); they are checked before anything
+runs, and `--seed`, `--output-dir` and `--verbose` are refused (each run's
+are the protocol's).
 
 Every SDGM row has its preset's number of atoms (`sdgm_base` 128, the
 paper's rows 256).
@@ -299,6 +301,8 @@ def main(argv=None):
     split = argv.index("--") if "--" in argv else len(argv)
     args = build_parser().parse_args(argv[:split])
     extra = argv[split + 1 :]
+    for corpus in args.corpora:
+        ablate.check_recipe_flags(corpus, extra, "the flags after `--`")
     output_dir = args.output_dir or os.path.join(
         "runs", f"protocol-{args.protocol}"
     )

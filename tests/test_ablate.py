@@ -4,6 +4,8 @@ The runs themselves are recipe runs (tests/test_recipes.py); here they are
 replaced by `metrics.json` files written by the fake `run_variant`.
 """
 
+import contextlib
+import io
 import json
 import os
 from unittest import mock
@@ -202,6 +204,53 @@ class AblateTest(TestCase):
                     "gpt2=--dropout 0.2",
                 ]
             )
+
+    def test_flags_ablate_sets_itself_are_refused_before_any_run(self):
+        out = self.get_temp_dir()
+        for shared, own, message in [
+            (["--seed", "3"], [], "after `--` sets --seed.*own --seed"),
+            (["--seed=3"], [], "after `--` sets --seed"),
+            (["--output", out], [], "sets --output-dir.*own --output-dir"),
+            (["--verbose", "1"], [], "sets --verbose.*--verbose 2"),
+            ([], ["gpt2=--seed 1"], "--variant-flags gpt2 sets --seed"),
+        ]:
+            with self.subTest(shared=shared, own=own):
+                with mock.patch.object(ablate, "run_variant") as run:
+                    with self.assertRaisesRegex(SystemExit, message):
+                        ablate.main(
+                            [
+                                "--output-dir",
+                                out,
+                                "--variants",
+                                "gpt2",
+                                *(["--variant-flags", *own] if own else []),
+                                "--",
+                                *shared,
+                            ]
+                        )
+                run.assert_not_called()
+
+    def test_a_bad_recipe_flag_fails_before_any_run(self):
+        for shared, named in (
+            (["--hidden-dim", "0"], "argument --hidden-dim"),
+            (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        ):
+            with self.subTest(shared=shared):
+                stderr = io.StringIO()
+                with mock.patch.object(ablate, "run_variant") as run:
+                    with contextlib.redirect_stderr(stderr):
+                        with self.assertRaises(SystemExit):
+                            ablate.main(
+                                [
+                                    "--output-dir",
+                                    self.get_temp_dir(),
+                                    "--",
+                                    *shared,
+                                ]
+                            )
+                run.assert_not_called()
+                self.assertIn(named, stderr.getvalue())
+                self.assertIn("the flags after `--`", stderr.getvalue())
 
     def test_unknown_variant(self):
         with self.assertRaisesRegex(SystemExit, "Unknown variants"):

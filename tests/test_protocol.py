@@ -19,7 +19,9 @@ from tests.testing import TestCase
 class ProtocolTest(TestCase):
     def test_one_ablation_table_per_corpus(self):
         out = os.path.join("runs", "p")
-        cpu = protocol.commands("cpu", protocol.CORPORA, out, ["--seed", "3"])
+        cpu = protocol.commands(
+            "cpu", protocol.CORPORA, out, ["--learning-rate", "0.002"]
+        )
         self.assertLen(cpu, 2)
         for command, corpus in zip(cpu, protocol.CORPORA):
             self.assertTrue(
@@ -32,7 +34,9 @@ class ProtocolTest(TestCase):
             self.assertEqual(tuple(args.variants), protocol.ROWS)
             self.assertEqual(args.reference, "position-offsets")
             # The caller's flags come last: they override the protocol's.
-            self.assertEqual(command[split + 1 :][-2:], ["--seed", "3"])
+            self.assertEqual(
+                command[split + 1 :][-2:], ["--learning-rate", "0.002"]
+            )
         gpu = protocol.commands("gpu", ["ptb"], out)
         self.assertIn("gpt2-small", gpu[0])
         self.assertNotIn("gpt2-small", cpu[0])
@@ -96,6 +100,14 @@ class ProtocolTest(TestCase):
                 protocol.main(["--protocol", "gpu", "--", "--max-steps", "2"])
         self.assertEqual(run.call_count, 2)
         self.assertEqual(run.call_args.args[0][-2:], ["--max-steps", "2"])
+
+    def test_flags_the_runs_set_themselves_fail_before_anything_runs(self):
+        # ablate gives each run its own --seed: before, a caller's was
+        # dropped without a word.
+        with mock.patch.object(protocol.subprocess, "run") as run:
+            with self.assertRaisesRegex(SystemExit, "sets --seed.*own --seed"):
+                protocol.main(["--protocol", "cpu", "--", "--seed", "3"])
+        run.assert_not_called()
 
     def test_sweep_commands(self):
         out = os.path.join("runs", "p")
@@ -228,7 +240,15 @@ class ProtocolTest(TestCase):
             contextlib.redirect_stdout(io.StringIO()),
         ):
             protocol.main(
-                ["--protocol", "cpu", "--output-dir", out, "--", "--seed", "3"]
+                [
+                    "--protocol",
+                    "cpu",
+                    "--output-dir",
+                    out,
+                    "--",
+                    "--learning-rate",
+                    "0.002",
+                ]
             )
         commands = [c.args[0] for c in run.call_args_list]
         self.assertLen(commands, len(protocol.SWEEP) + 2)
@@ -240,9 +260,10 @@ class ProtocolTest(TestCase):
             for row in protocol.ROWS:
                 # The caller's flags come last: they override the setting.
                 self.assertEqual(
-                    own[row], chosen[protocol.family(row)] + ["--seed", "3"]
+                    own[row],
+                    chosen[protocol.family(row)] + ["--learning-rate", "0.002"],
                 )
-            self.assertEqual(command[-2:], ["--seed", "3"])
+            self.assertEqual(command[-2:], ["--learning-rate", "0.002"])
         # Each family's chosen PTB run is the PTB table's row, copied.
         for name, row in protocol.FAMILIES.items():
             copied = ablate.run_dir(os.path.join(out, "ptb"), row, 0)
