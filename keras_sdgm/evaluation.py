@@ -18,6 +18,7 @@ def evaluate_perplexity(
     sequence_length=None,
     batch_size=64,
     verbose=1,
+    by_position=False,
 ):
     """Perplexity of a causal LM over a whole token stream.
 
@@ -46,10 +47,17 @@ def evaluate_perplexity(
             (GPT-2).
         batch_size: positive int. Windows per forward pass.
         verbose: 0 or 1. Show a progress bar.
+        by_position: bool. Also return the mean NLL at each position of the
+            window: how much the model gains from the context before it.
 
     Returns:
         dict with `perplexity`, `nll` (mean, in nats), `num_predicted`, and
-        `protocol` (`"non-overlapping"` or `"sliding, stride S"`).
+        `protocol` (`"non-overlapping"` or `"sliding, stride S"`); with
+        `by_position`, also `nll_by_position`, `sequence_length` floats:
+        entry `k` is the mean NLL of the targets scored at window position
+        `k`, each predicted from the `k + 1` tokens of its window up to it
+        (NaN where no target is scored: sliding windows score the first
+        `sequence_length - stride` positions in the first window only).
 
     Raises:
         ValueError: naming the argument, for token ids that are not 1-D or
@@ -68,6 +76,10 @@ def evaluate_perplexity(
             f"Received: stride={stride}"
         )
     batch_size = require_positive_int("batch_size", batch_size)
+    if not isinstance(by_position, bool):
+        raise ValueError(
+            f"`by_position` must be True or False. Received: {by_position!r}"
+        )
     token_ids = _as_token_ids(model, tokens)
     if len(token_ids) < 2:
         raise ValueError(
@@ -80,7 +92,8 @@ def evaluate_perplexity(
     )
 
     scorer = _token_nll_model(model)
-    total_nll, count = 0.0, 0.0
+    position_nll = np.zeros(sequence_length)
+    position_count = np.zeros(sequence_length)
     progress = keras.utils.Progbar(len(inputs), verbose=verbose)
     for start in range(0, len(inputs), batch_size):
         batch = _full_batch(
@@ -89,22 +102,27 @@ def evaluate_perplexity(
         nll = scorer.predict_on_batch(
             dict(zip(("token_ids", "padding_mask", "targets"), batch[:3]))
         )
-        total_nll += float((np.asarray(nll, "float64") * batch[3]).sum())
-        count += float(batch[3].sum())
+        position_nll += (np.asarray(nll, "float64") * batch[3]).sum(axis=0)
+        position_count += batch[3].sum(axis=0)
         progress.update(min(start + batch_size, len(inputs)))
 
-    mean_nll = total_nll / count
+    count = position_count.sum()
+    mean_nll = position_nll.sum() / count
     protocol = (
         "non-overlapping"
         if stride == sequence_length
         else f"sliding, stride {stride}"
     )
-    return {
+    result = {
         "perplexity": math.exp(mean_nll),
-        "nll": mean_nll,
+        "nll": float(mean_nll),
         "num_predicted": int(count),
         "protocol": protocol,
     }
+    if by_position:
+        with np.errstate(invalid="ignore"):
+            result["nll_by_position"] = (position_nll / position_count).tolist()
+    return result
 
 
 def scoring_windows(token_ids, sequence_length, stride):

@@ -141,8 +141,46 @@ class EvaluatePerplexityTest(TestCase):
         self.assertGreater(passes[0], 0)
         self.assertLessEqual(passes[1], passes[0])
 
+    def test_nll_by_position(self):
+        lm = window_6_lm()
+        token_ids = np.random.RandomState(2).randint(0, 12, 23).astype("int32")
+        result = evaluate_perplexity(
+            lm, token_ids, batch_size=3, verbose=0, by_position=True
+        )
+        # Reference: windows of 6 from 0, 6, 12, 18 (the last predicts 4
+        # tokens); position k's NLL in each, from the model's logits.
+        nll = [[] for _ in range(6)]
+        for start in range(0, 22, 6):
+            window = token_ids[start : start + 7]
+            logits = ops.convert_to_numpy(
+                lm(
+                    {
+                        "token_ids": window[None, :-1],
+                        "padding_mask": np.ones((1, len(window) - 1), "int32"),
+                    }
+                )
+            )[0].astype("float64")
+            for k, target in enumerate(window[1:]):
+                log_z = np.log(np.exp(logits[k] - logits[k].max()).sum())
+                nll[k].append(log_z + logits[k].max() - logits[k, target])
+        expected = [np.mean(values) for values in nll]
+        self.assertAllClose(result["nll_by_position"], expected, rtol=1e-4)
+        counts = [len(values) for values in nll]  # 4, 4, 4, 4, 3, 3
+        self.assertAllClose(
+            np.dot(result["nll_by_position"], counts) / sum(counts),
+            result["nll"],
+        )
+        self.assertNotIn("nll_by_position", evaluate_perplexity(lm, token_ids))
+        # Sliding windows score the first positions in the first window only.
+        sliding = evaluate_perplexity(
+            lm, token_ids, stride=2, verbose=0, by_position=True
+        )
+        self.assertFalse(np.isnan(sliding["nll_by_position"]).any())
+
     def test_invalid_arguments(self):
         lm = window_6_lm()
+        with self.assertRaisesRegex(ValueError, "by_position"):
+            evaluate_perplexity(lm, np.arange(10), by_position="yes")
         with self.assertRaisesRegex(ValueError, "stride"):
             evaluate_perplexity(lm, np.arange(10), stride=7)
         with self.assertRaisesRegex(ValueError, "preprocessor"):
