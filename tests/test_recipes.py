@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from unittest import mock
 
 import h5py
@@ -381,10 +382,16 @@ class ResumeTest(TestCase):
         self.assertEqual(
             StepAndEpochBackup.restored_step(os.path.join(out, "backup")), 6
         )
+        killed_seconds = StepAndEpochBackup.restored_seconds(
+            os.path.join(out, "backup")
+        )
+        self.assertGreater(killed_seconds, 0)
 
         printed = io.StringIO()
+        resumed_began = time.time()
         with contextlib.redirect_stdout(printed):
             main("ptb", recipe_args(out, *arguments))
+        resumed_seconds = time.time() - resumed_began
         self.assertIn("at epoch 2, step 2.", printed.getvalue())
         rows = open(os.path.join(out, "log.csv")).read().splitlines()[1:]
         self.assertEqual([int(r.split(",")[0]) for r in rows], [0, 1])
@@ -408,7 +415,15 @@ class ResumeTest(TestCase):
         with open(os.path.join(whole, "metrics.json")) as f:
             expected_perplexity = json.load(f)["perplexity"]
         with open(os.path.join(out, "metrics.json")) as f:
-            self.assertEqual(json.load(f)["perplexity"], expected_perplexity)
+            metrics = json.load(f)
+        self.assertEqual(metrics["perplexity"], expected_perplexity)
+        # The wall time is both processes': the killed one's up to its
+        # backup, and the resumed one's.
+        self.assertBetween(
+            metrics["wall_time_seconds"],
+            resumed_seconds,
+            killed_seconds + resumed_seconds,
+        )
 
 
 class MonitorAcrossFitsTest(TestCase):

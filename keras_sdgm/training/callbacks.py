@@ -20,10 +20,17 @@ class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
     of each epoch as well makes the resume start at the next one. Each
     backup also records `"step"`, the optimizer steps its weights have
     taken, so a run killed mid-epoch can resume at that step
-    (`restored_step`) instead of repeating the epoch. Put it last among the
-    callbacks, so the epoch's log row and best model are written before the
-    backup says the epoch is done.
+    (`restored_step`) instead of repeating the epoch, and
+    `"elapsed_seconds"`, the run's time until then over all its processes
+    (`restored_seconds`; each process counts from `started`, default its
+    `on_train_begin`). Put it last among the callbacks, so the epoch's log
+    row and best model are written before the backup says the epoch is
+    done.
     """
+
+    def __init__(self, backup_dir, started=None, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self.started = started
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
@@ -33,6 +40,11 @@ class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)  # restores the weights and the epoch
         metadata = _read_json(self._training_metadata_path)
+        self._previous_seconds = float(
+            (metadata or {}).get("elapsed_seconds", 0.0)
+        )
+        if self.started is None:
+            self.started = time.time()
         variables = _seed_states(self.model)
         states = (metadata or {}).get("seed_states", [])
         if isinstance(states, dict):
@@ -67,6 +79,9 @@ class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
         metadata["step"] = int(
             keras.ops.convert_to_numpy(self.model.optimizer.iterations)
         )
+        metadata["elapsed_seconds"] = (
+            self._previous_seconds + time.time() - self.started
+        )
         # In the model's order, not by path: the paths hold layer names
         # that Keras numbers per process (`seed_generator_4` in a second
         # model built in the same process), so a run resumed in the
@@ -91,6 +106,15 @@ class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
             os.path.join(backup_dir, "training_metadata.json")
         )
         return int((metadata or {}).get("epoch", 0))
+
+    @staticmethod
+    def restored_seconds(backup_dir):
+        """The run's time in the processes before this one, up to the
+        backup (0 without a backup, or for one that did not record it)."""
+        metadata = _read_json(
+            os.path.join(backup_dir, "training_metadata.json")
+        )
+        return float((metadata or {}).get("elapsed_seconds", 0.0))
 
     @staticmethod
     def restored_step(backup_dir):

@@ -751,6 +751,7 @@ def make_callbacks(
     done_steps,
     steps_per_epoch,
     extra_callbacks=(),
+    started=None,
 ):
     """The run's callbacks, in the order they must run, and its meter.
 
@@ -760,7 +761,8 @@ def make_callbacks(
     `steps.csv` gets a row about 20 times an epoch (`StepLog`).
     `extra_callbacks` (the caller's own) run after the recipe's logging, so
     their `logs` hold every term and `tokens_per_second`, and before the
-    backup. Returns `(callbacks,
+    backup, which records the run's time since `started` (this process's
+    start) on top of the time it restored. Returns `(callbacks,
     throughput_meter)`.
     """
     past = reporting.truncate_csv_log(config.path("log.csv"), start_epoch)
@@ -817,6 +819,7 @@ def make_callbacks(
     callbacks.append(
         callbacks_lib.StepAndEpochBackup(
             config.backup_dir,
+            started=started,
             save_freq=config.checkpoint_every,
             double_checkpoint=True,
             # Kept until metrics.json is written: a run killed while it is
@@ -950,10 +953,14 @@ def write_report(
     vocabulary_size,
     tokens_per_second,
     num_devices,
-    started,
+    wall_time_seconds,
     steps_per_epoch,
 ):
     """Writes `curves.png` and `metrics.json`, then drops the backup.
+
+    `wall_time_seconds`: the run's time over all its processes, each up to
+    its last backup (steps redone after a kill count once), the last in
+    full.
 
     Returns what `metrics.json` holds.
     """
@@ -973,7 +980,7 @@ def write_report(
         "vocabulary_size": vocabulary_size,
         "training_tokens_per_second": tokens_per_second,
         "epochs_logged": len(reporting.read_csv_log(csv_path)),
-        "wall_time_seconds": time.time() - started,
+        "wall_time_seconds": wall_time_seconds,
         "backend": keras.config.backend(),
         "devices": num_devices,
         "versions": reporting.library_versions(),
@@ -1039,6 +1046,9 @@ def main(corpus, argv=None, callbacks=()):
         done_steps = resume_step(
             config.backup_dir, start_epoch, data.steps_per_epoch
         )
+        earlier_seconds = callbacks_lib.StepAndEpochBackup.restored_seconds(
+            config.backup_dir
+        )
         run_callbacks, throughput = make_callbacks(
             config,
             num_devices,
@@ -1046,6 +1056,7 @@ def main(corpus, argv=None, callbacks=()):
             done_steps,
             data.steps_per_epoch,
             callbacks,
+            started=started,
         )
         if resuming:
             done_in_epoch = done_steps - start_epoch * data.steps_per_epoch
@@ -1072,7 +1083,7 @@ def main(corpus, argv=None, callbacks=()):
             vocabulary_size=data.tokenizer.vocabulary_size(),
             tokens_per_second=throughput.tokens_per_second(),
             num_devices=num_devices,
-            started=started,
+            wall_time_seconds=earlier_seconds + time.time() - started,
             steps_per_epoch=data.steps_per_epoch,
         )
 
