@@ -66,7 +66,7 @@ def evaluate_perplexity(
             range.
     """
     if sequence_length is None:
-        sequence_length = _model_window(model)
+        sequence_length = model_window(model)
     sequence_length = require_positive_int("sequence_length", sequence_length)
     stride = sequence_length if stride is None else stride
     stride = require_positive_int("stride", stride)
@@ -221,12 +221,18 @@ def _full_batch(arrays, start, batch_size):
     return rows
 
 
-def _model_window(model):
+def model_window(model):
+    """A model's window: the backbone's `window_length` (SDGM) or
+    `max_sequence_length` (GPT-2). A model without one (RWKV-7) raises
+    `ValueError`: give the length yourself."""
     backbone = getattr(model, "backbone", model)
     for name in ("window_length", "max_sequence_length"):
         if getattr(backbone, name, None):
             return getattr(backbone, name)
-    raise ValueError("Cannot tell the model's window: pass `sequence_length`.")
+    raise ValueError(
+        "Cannot tell the model's window (it has none, e.g. RWKV-7): pass "
+        "`sequence_length`."
+    )
 
 
 def _as_token_ids(model, tokens):

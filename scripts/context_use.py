@@ -24,6 +24,7 @@ import numpy as np
 import keras_sdgm  # noqa: F401 (registers the SDGM classes with Keras)
 from keras_sdgm import evaluate_perplexity
 from keras_sdgm.datasets import load_lines
+from keras_sdgm.evaluation import model_window
 from keras_sdgm.training import reporting
 from keras_sdgm.utils.arguments import positive_int
 from keras_sdgm.utils.arguments import run_command
@@ -98,7 +99,13 @@ def main(argv=None):
     for label, path in zip(labels, args.models):
         lm = keras.saving.load_model(path, compile=False)
         if window is None:
-            window = _window(lm, path)
+            try:
+                window = model_window(lm)
+            except ValueError:
+                raise SystemExit(
+                    f"--window: {path} has no window of its own (e.g. "
+                    "RWKV-7); give --window or list a model with one first."
+                ) from None
         results[label] = evaluate_perplexity(
             lm, lines, sequence_length=window, verbose=0, by_position=True
         )
@@ -132,16 +139,6 @@ def main(argv=None):
         },
     )
     _plot(results, paths[1], f"{args.corpus} {args.split}, window {window}")
-
-
-def _window(lm, path):
-    for name in ("window_length", "max_sequence_length"):
-        if getattr(lm.backbone, name, None):
-            return getattr(lm.backbone, name)
-    raise SystemExit(
-        f"--window: {path} has no fixed window (e.g. RWKV-7); give --window "
-        "or list a model with one first."
-    )
 
 
 def _plot(results, path, title):

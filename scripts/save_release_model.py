@@ -32,6 +32,7 @@ from keras_sdgm.datasets import file_sha256
 from keras_sdgm.datasets import load_lines
 from keras_sdgm.export.export_utils import check_destination
 from keras_sdgm.export.export_utils import write_replacing
+from keras_sdgm.training import recipe
 from keras_sdgm.training import reporting
 from keras_sdgm.utils.arguments import run_command
 
@@ -121,8 +122,9 @@ def test_perplexity(lm, lines, run_metrics):
     section 6, as the recipe measures them: non-overlapping windows of the
     model's window, and sliding windows of the run's `--eval-stride`
     (default half the window)."""
-    window = lm.backbone.window_length
-    stride = run_metrics["config"]["eval_stride"] or window // 2
+    stride = recipe.sliding_stride(
+        run_metrics["config"]["eval_stride"], lm.backbone.window_length
+    )
     return {
         "non_overlapping": evaluate_perplexity(lm, lines),
         "sliding": evaluate_perplexity(lm, lines, stride=stride),

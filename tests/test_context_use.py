@@ -9,6 +9,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
+from keras_sdgm.training import model_builders
 from scripts import context_use
 from tests.conftest import shared_data_dir
 from tests.testing import END_TO_END
@@ -84,3 +85,12 @@ class ContextUseTest(TestCase):
                             argv + ["--output-dir", self.get_temp_dir()]
                         )
                 self.assertIn(message, stderr.getvalue())
+
+    def test_a_model_without_a_window_needs_window(self):
+        path = os.path.join(self.get_temp_dir(), "rwkv7.keras")
+        model_builders.rwkv7_causal_lm(
+            vocabulary_size=12, num_layers=1, hidden_dim=8, head_size=4
+        ).save(path)
+        argv = [path, "--data-dir", shared_data_dir()]
+        with self.assertRaisesRegex(SystemExit, "--window: .*no window"):
+            context_use.main(argv + ["--output-dir", self.get_temp_dir()])

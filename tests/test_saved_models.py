@@ -18,6 +18,7 @@ from keras_sdgm.datasets import corpus_path
 from keras_sdgm.datasets import load_lines
 from keras_sdgm.models import SDGMCausalLM
 from keras_sdgm.models.sdgm.sdgm_presets import trained_presets
+from keras_sdgm.training.recipe import sliding_stride
 from tests.conftest import shared_data_dir
 from tests.testing import TestCase
 from tests.testing import only_under
@@ -113,13 +114,11 @@ class SavedModelsTest(TestCase):
             metadata["corpus"], metadata["split"], data_dir=shared_data_dir()
         )
         recorded = metadata["perplexity"]
-        # The recipe's sliding stride: --eval-stride, by default half the
-        # window (the protocol strings below name it).
-        eval_stride = metadata["run_metrics"]["config"]["eval_stride"]
-        for name, stride in (
-            ("non_overlapping", None),
-            ("sliding", eval_stride or lm.backbone.window_length // 2),
-        ):
+        sliding = sliding_stride(
+            metadata["run_metrics"]["config"]["eval_stride"],
+            lm.backbone.window_length,
+        )
+        for name, stride in (("non_overlapping", None), ("sliding", sliding)):
             result = evaluate_perplexity(lm, lines, stride=stride, verbose=0)
             self.assertEqual(result["protocol"], recorded[name]["protocol"])
             self.assertEqual(

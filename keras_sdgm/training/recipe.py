@@ -903,6 +903,12 @@ def write_preset(config, lm):
     return final
 
 
+def sliding_stride(eval_stride, sequence_length):
+    """The sliding protocol's stride: `--eval-stride`, by default half the
+    window."""
+    return eval_stride or sequence_length // 2
+
+
 def evaluate(config, lm, tokens):
     """Validation and test perplexity under both protocols of SPEC section 6.
 
@@ -912,7 +918,7 @@ def evaluate(config, lm, tokens):
     `--long-eval-lengths`.
     """
     verbose = min(config.verbose, 1)
-    stride = config.eval_stride or config.sequence_length // 2
+    stride = sliding_stride(config.eval_stride, config.sequence_length)
     metrics = {
         split: {
             "non_overlapping": evaluate_perplexity(
