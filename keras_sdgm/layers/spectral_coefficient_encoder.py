@@ -9,12 +9,16 @@ from keras_sdgm.layers.depthwise_coefficient_encoder import (
     DepthwiseCoefficientEncoder,
 )
 from keras_sdgm.utils.initializers import clone_initializer
+from keras_sdgm.utils.validation import require_bool
 from keras_sdgm.utils.validation import require_positive_int
 
 # The range of the chunk sizes chosen from the length (`chunk_size=None`);
 # the largest is also the choice for a length unknown at tracing time.
 MIN_CHUNK_SIZE = 16
 MAX_CHUNK_SIZE = 64
+# With modes per feature: the longest chunk (one `(S, S, hidden_dim)` lag
+# matrix), also the choice for a length unknown at tracing time.
+MAX_FEATURE_CHUNK_SIZE = 128
 
 
 @keras.saving.register_keras_serializable(package="keras_sdgm")
@@ -46,6 +50,17 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
     `num_modes` complex numbers per sequence: a coefficient sees every past
     position at a per-token cost that does not depend on the context.
 
+    With `modes_per_feature=True` (SPEC section 8's other form) there is no
+    `W_in`: every feature drives its own copy of every mode, `z[t, m, d] =
+    lambda_m z[t - 1, m, d] + gamma_m y[t, d]`, and `h[t, d] = sum_m
+    B_re[m, d] Re z[t, m, d] + B_im[m, d] Im z[t, m, d]`: each feature is
+    convolved with its own kernel, the damped atom `sum_m gamma_m a[m, d]
+    r_m^tau sin(omega_m tau + phi[m, d])` of the lag `tau`. The decoding
+    state is `num_modes * hidden_dim` complex numbers, and the full pass is
+    exact in chunks too: the kernel's `(S, S, hidden_dim)` lag matrix
+    inside a chunk (one chunk up to 128 positions), the modes' states
+    between chunks.
+
     The full pass computes the recurrence exactly in chunks of `S`
     positions: a lag matrix inside a chunk, and the state at the end of
     each chunk carried into the next ones by the powers `lambda^S`.
@@ -72,8 +87,13 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
             initialization.
         num_modes: int or `None`. Number of complex modes; `None` for
             `num_atoms`.
-        chunk_size: int or `None`. Positions per chunk of the full pass;
-            `None` (default) to choose them from the length (above).
+        chunk_size: int or `None`. Positions per chunk of the full pass
+            with shared modes; `None` (default) to choose them from the
+            length (above).
+        modes_per_feature: bool. Every feature drives its own copy of the
+            modes (state `num_modes * hidden_dim`) instead of `num_modes`
+            inputs projected from the features (default, state
+            `num_modes`).
         kernel_size: int. Width of the short depthwise convolutions.
         dilation_rates: list of ints. One depthwise convolution per rate.
         activation: activation of the coefficients.
@@ -87,8 +107,9 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
             new position `(batch, 1, hidden_dim)`.
         cache: `None`, or the cache before the new position: the
             convolution states, then the modes' state `(batch, 2 *
-            num_modes)` (real parts, then imaginary parts), from a previous
-            call or `initial_cache()`.
+            num_modes)` (real parts, then imaginary parts; `(batch, 2 *
+            num_modes, hidden_dim)` with modes per feature), from a
+            previous call or `initial_cache()`.
         cache_update_index: `None`, or an int or scalar int tensor in
             `[0, length]`. Without a `cache`: also return the cache that a
             call at position `cache_update_index` reads.
@@ -108,6 +129,7 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         window_length,
         num_modes=None,
         chunk_size=None,
+        modes_per_feature=False,
         **kwargs,
     ):
         super().__init__(num_atoms, **kwargs)
@@ -117,6 +139,9 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         if num_modes is None:
             num_modes = num_atoms
         self.num_modes = require_positive_int("num_modes", num_modes)
+        self.modes_per_feature = require_bool(
+            "modes_per_feature", modes_per_feature
+        )
         if chunk_size is not None:
             chunk_size = require_positive_int("chunk_size", chunk_size)
         self.chunk_size = chunk_size
@@ -128,14 +153,15 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
 
     def build(self, inputs_shape):
         super().build(inputs_shape)
-        self.mode_input = keras.layers.Dense(
-            self.num_modes,
-            use_bias=False,
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            dtype=self.dtype_policy,
-            name="mode_input",
-        )
-        self.mode_input.build(inputs_shape)
+        if not self.modes_per_feature:
+            self.mode_input = keras.layers.Dense(
+                self.num_modes,
+                use_bias=False,
+                kernel_initializer=clone_initializer(self.kernel_initializer),
+                dtype=self.dtype_policy,
+                name="mode_input",
+            )
+            self.mode_input.build(inputs_shape)
         modes = (self.num_modes,)
         read_out = (self.num_modes, inputs_shape[-1])
         self.frequency = self.add_weight(
@@ -164,28 +190,46 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
     def sequence_flops_per_token(self, length):
         """Forward FLOPs per position of the work that has no weights.
 
-        The lag matrix of a chunk applied to the mode inputs (two real
-        products, `4 * S * num_modes` for chunks of `S` positions), the
-        states carried between the `ceil(length / S)` chunks (four products
-        per chunk, `8 * num_chunks * num_modes / S` per position), and
-        adding them to every position (`8 * num_modes`). The matmul work
-        with weights (mode inputs, read-out, convolutions, projection) is
-        counted from the weights by the benchmarks.
+        For chunks of `S` positions, `num_chunks = ceil(length / S)`. With
+        shared modes: the lag matrix of a chunk applied to the mode inputs
+        (two real products, `4 * S * num_modes`), the states carried
+        between the chunks (four products per chunk, `8 * num_chunks *
+        num_modes / S` per position), and adding them to every position
+        (`8 * num_modes`). With modes per feature (`D = hidden_dim`): the
+        lag matrix `2 * S * D`, and with more than one chunk the states at
+        the chunks' ends `4 * num_modes * D`, carrying them `8 * num_chunks
+        * num_modes * D / S` and reading them out `4 * num_modes * D`. The
+        matmul work with weights (mode inputs, read-out, convolutions,
+        projection) is counted from the weights by the benchmarks.
         """
         size = self.chunk_size_for(length)
         num_chunks = -(-length // size)
+        if self.modes_per_feature:
+            hidden_dim = self.depthwise_kernels[0].shape[-1]
+            states = 0
+            if num_chunks > 1:
+                states = self.num_modes * (8 + 8 * num_chunks / size)
+            return hidden_dim * (2 * size + states)
         return self.num_modes * (4 * size + 8 * num_chunks / size + 8)
 
     def chunk_size_for(self, length):
         """Positions per chunk in a full pass over `length` positions.
 
-        `chunk_size` if set; otherwise the power of two nearest
-        `sqrt(2 * length)` within `[MIN_CHUNK_SIZE, MAX_CHUNK_SIZE]`, and
-        `MAX_CHUNK_SIZE` when the length is not known when the computation
-        is traced (a symbolic dimension).
+        `chunk_size` if set. Otherwise, with shared modes, the power of two
+        nearest `sqrt(2 * length)` within `[MIN_CHUNK_SIZE,
+        MAX_CHUNK_SIZE]`, and `MAX_CHUNK_SIZE` when the length is not known
+        when the computation is traced (a symbolic dimension). With modes
+        per feature, the whole length up to `MAX_FEATURE_CHUNK_SIZE`
+        (`MAX_FEATURE_CHUNK_SIZE` when unknown): there a chunk costs `2 * S
+        * hidden_dim` FLOPs per position, and carrying states between
+        chunks at least `8 * num_modes * hidden_dim`.
         """
         if self.chunk_size is not None:
             return self.chunk_size
+        if self.modes_per_feature:
+            if not isinstance(length, int):
+                return MAX_FEATURE_CHUNK_SIZE
+            return min(MAX_FEATURE_CHUNK_SIZE, max(length, 1))
         if not isinstance(length, int):
             return MAX_CHUNK_SIZE
         size = 2 ** math.floor(math.log2(2 * max(length, 1)) / 2 + 0.5)
@@ -225,6 +269,93 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
 
     def _sequence(self, x, cache_update_index):
         y, cache = super()._sequence(x, cache_update_index)
+        if self.modes_per_feature:
+            h, state = self._feature_modes(y, cache_update_index)
+        else:
+            h, state = self._shared_modes(y, cache_update_index)
+        if cache is not None:
+            cache.append(state)
+        return y + ops.cast(h, y.dtype), cache
+
+    def _feature_modes(self, y, cache_update_index):
+        """`h` of every position with modes per feature, and the state.
+
+        Inside a chunk of `S` positions, each feature is convolved with its
+        kernel `k[tau, d] = sum_m gamma_m (B_re[m, d] Re lambda_m^tau +
+        B_im[m, d] Im lambda_m^tau)` (an `(S, S, hidden_dim)` lag matrix,
+        zero above the diagonal); the modes' states at the end of each
+        chunk, `(batch, num_chunks, num_modes, hidden_dim)`, carry the
+        earlier chunks in. The state at `cache_update_index` is `z` after
+        the position before it, `(batch, 2 * num_modes, hidden_dim)`.
+        """
+        log_r, omega, gamma = self._modes()
+        y = ops.cast(y, "float32")
+        batch_size, length, hidden_dim = ops.shape(y)
+        size = self.chunk_size_for(length)
+        num_chunks = (length + size - 1) // size
+        chunked = ops.pad(y, [[0, 0], [0, num_chunks * size - length], [0, 0]])
+        chunked = ops.reshape(
+            chunked, (batch_size, num_chunks, size, hidden_dim)
+        )
+        read_re = ops.cast(self.read_out_real, "float32")
+        read_im = ops.cast(self.read_out_imaginary, "float32")
+
+        # Inside a chunk: h[i] = sum_{j <= i} k[i - j] y[j].
+        positions = ops.arange(size)
+        lag_re, lag_im = self._powers(positions, log_r, omega)
+        kernel = self._read_out(lag_re * gamma, lag_im * gamma)
+        lag = positions[:, None] - positions[None, :]
+        lags = ops.take(kernel, ops.maximum(lag, 0), axis=0)
+        lags = lags * ops.cast(lag >= 0, "float32")[..., None]
+        h = ops.einsum("ijd,bnjd->bnid", lags, chunked)
+
+        if not (isinstance(num_chunks, int) and num_chunks == 1):
+            # Chunk ends: e[q] = sum_j lambda^(size - 1 - j) gamma y[q, j].
+            end_re, end_im = self._powers(size - 1 - positions, log_r, omega)
+            end_re = ops.einsum("jm,bqjd->bqmd", end_re * gamma, chunked)
+            end_im = ops.einsum("jm,bqjd->bqmd", end_im * gamma, chunked)
+            # The state entering chunk n: sum_{q < n} lambda^(size (n-1-q))
+            # e[q] ...
+            chunks = ops.arange(num_chunks)
+            carry_re, carry_im = self._powers(
+                (chunks[:, None] - chunks[None, :] - 1) * size, log_r, omega
+            )
+            state_re = ops.einsum(
+                "nqm,bqmd->bnmd", carry_re, end_re
+            ) - ops.einsum("nqm,bqmd->bnmd", carry_im, end_im)
+            state_im = ops.einsum(
+                "nqm,bqmd->bnmd", carry_re, end_im
+            ) + ops.einsum("nqm,bqmd->bnmd", carry_im, end_re)
+            # ... reaches position i as lambda^(i + 1) state, read out.
+            step_re, step_im = self._powers(positions + 1, log_r, omega)
+            step_re, step_im = step_re[..., None], step_im[..., None]
+            h = (
+                h
+                + ops.einsum(
+                    "imd,bnmd->bnid",
+                    step_re * read_re + step_im * read_im,
+                    state_re,
+                )
+                + ops.einsum(
+                    "imd,bnmd->bnid",
+                    step_re * read_im - step_im * read_re,
+                    state_im,
+                )
+            )
+        h = ops.reshape(h, (batch_size, num_chunks * size, hidden_dim))
+        h = h[:, :length]
+        if cache_update_index is None:
+            return h, None
+        # z[t - 1] = sum_{s < t} lambda^(t - 1 - s) gamma y[s].
+        lag = cache_update_index - 1 - ops.arange(length)
+        lag_re, lag_im = self._powers(lag, log_r, omega)
+        real = ops.einsum("sm,bsd->bmd", lag_re * gamma, y)
+        imaginary = ops.einsum("sm,bsd->bmd", lag_im * gamma, y)
+        return h, ops.concatenate([real, imaginary], axis=1)
+
+    def _shared_modes(self, y, cache_update_index):
+        """`h` of every position with modes shared by the features, and the
+        state `(batch, 2 * num_modes)` at `cache_update_index` (or `None`)."""
         log_r, omega, gamma = self._modes()
         u = ops.cast(self.mode_input(y), "float32") * gamma
         batch_size, length = ops.shape(u)[0], ops.shape(u)[1]
@@ -263,30 +394,48 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         shape = (batch_size, num_chunks * size, self.num_modes)
         real = ops.reshape(real, shape)[:, :length]
         imaginary = ops.reshape(imaginary, shape)[:, :length]
-        h = ops.cast(self._read_out(real, imaginary), y.dtype)
-        if cache is not None:
-            states = ops.concatenate([real, imaginary], axis=-1)
-            cache.append(frames_before(states, 1, cache_update_index)[:, 0])
-        return y + h, cache
+        h = self._read_out(real, imaginary)
+        if cache_update_index is None:
+            return h, None
+        states = ops.concatenate([real, imaginary], axis=-1)
+        return h, frames_before(states, 1, cache_update_index)[:, 0]
 
     def _step(self, x, cache):
         y, next_cache = super()._step(x, cache[:-1])
         log_r, omega, gamma = self._modes()
-        u = ops.cast(self.mode_input(y[:, 0]), "float32") * gamma
-        real, imaginary = ops.split(cache[-1], 2, axis=-1)
+        if self.modes_per_feature:
+            # (batch, num_modes, hidden_dim): every feature drives every mode.
+            u = ops.cast(y, "float32") * gamma[:, None]
+            axis = 1
+        else:
+            u = ops.cast(self.mode_input(y[:, 0]), "float32") * gamma
+            axis = -1
+        real, imaginary = ops.split(cache[-1], 2, axis=axis)
         r = ops.exp(log_r)
         lambda_re, lambda_im = r * ops.cos(omega), r * ops.sin(omega)
+        if self.modes_per_feature:
+            lambda_re, lambda_im = lambda_re[:, None], lambda_im[:, None]
         real, imaginary = (
             lambda_re * real - lambda_im * imaginary + u,
             lambda_re * imaginary + lambda_im * real,
         )
-        h = ops.cast(self._read_out(real, imaginary), y.dtype)
-        next_cache.append(ops.concatenate([real, imaginary], axis=-1))
-        return y + h[:, None], next_cache
+        if self.modes_per_feature:
+            h = ops.sum(
+                real * ops.cast(self.read_out_real, "float32")
+                + imaginary * ops.cast(self.read_out_imaginary, "float32"),
+                axis=1,
+            )
+        else:
+            h = self._read_out(real, imaginary)
+        next_cache.append(ops.concatenate([real, imaginary], axis=axis))
+        return y + ops.cast(h, y.dtype)[:, None], next_cache
 
     def initial_cache(self, batch_size):
         """The cache of an empty context: zero convolution and mode states."""
-        modes = ops.zeros((batch_size, 2 * self.num_modes), dtype="float32")
+        shape = (batch_size, 2 * self.num_modes)
+        if self.modes_per_feature:
+            shape += (self.depthwise_kernels[0].shape[-1],)
+        modes = ops.zeros(shape, dtype="float32")
         return super().initial_cache(batch_size) + [modes]
 
     def get_config(self):
@@ -296,6 +445,7 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
                 "window_length": self.window_length,
                 "num_modes": self.num_modes,
                 "chunk_size": self.chunk_size,
+                "modes_per_feature": self.modes_per_feature,
             }
         )
         return config

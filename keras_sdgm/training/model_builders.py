@@ -25,6 +25,7 @@ SDGM_OVERRIDES = (
     "num_mixture_components",
     "dictionary_type",
     "encoder_type",
+    "modes_per_feature",
     "max_position_offset",
     "dropout",
 )

@@ -121,6 +121,7 @@ class RecipeConfig:
     num_mixture_components: int | None
     dictionary_type: str | None
     encoder_type: str | None
+    modes_per_feature: bool | None
     max_position_offset: int | None
     num_heads: int
     rwkv_head_size: int | None
@@ -274,6 +275,14 @@ def build_parser(corpus):
         choices=list(ENCODER_TYPES),
         default=None,
         help="SDGM's token mixer (SPEC section 8); default: the preset's.",
+    )
+    add(
+        "--modes-per-feature",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="SDGM's spectral mixers: every feature drives its own copy of "
+        "the modes (state num_atoms x hidden_dim) instead of shared modes; "
+        "default: the preset's.",
     )
     add(
         "--max-position-offset",

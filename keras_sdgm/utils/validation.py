@@ -40,6 +40,15 @@ def require_non_negative_float(name, value):
     return float(value)
 
 
+def require_bool(name, value):
+    """Returns `value` if it is a bool, or raises naming the argument."""
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"`{name}` must be True or False. Received: {name}={value!r}"
+        )
+    return value
+
+
 def check_token_inputs(inputs, vocabulary_size):
     """Checks the `{"token_ids", "padding_mask"}` input of an SDGM model.
 

@@ -140,6 +140,10 @@ class SDGMBackbone(Backbone):
         encoder_type: str. Each block's token mixer (see
             `SpectralDictionaryBlock`): `"dilated_convolution"`,
             `"depthwise"`, `"gated"`, `"spectral"` or `"gated_spectral"`.
+        modes_per_feature: bool. With a spectral mixer, every feature
+            drives its own copy of the modes (decoding state `num_atoms *
+            hidden_dim` per block instead of `num_atoms`; see
+            `SpectralCoefficientEncoder`).
         kernel_size: int. Encoder convolution width.
         dilation_rates: list of ints, encoder dilations per block, or
             `None` for 1, 2, 4, ... until the encoder's receptive field
@@ -206,6 +210,7 @@ class SDGMBackbone(Backbone):
         window_length,
         num_layers=2,
         encoder_type="gated_spectral",
+        modes_per_feature=False,
         kernel_size=3,
         dilation_rates=None,
         coefficient_activation="gelu",
@@ -251,6 +256,7 @@ class SDGMBackbone(Backbone):
                 num_atoms=num_atoms,
                 window_length=window_length,
                 encoder_type=encoder_type,
+                modes_per_feature=modes_per_feature,
                 kernel_size=kernel_size,
                 dilation_rates=dilation_rates,
                 coefficient_activation=coefficient_activation,
@@ -292,6 +298,7 @@ class SDGMBackbone(Backbone):
         self.window_length = window_length
         self.num_layers = num_layers
         self.encoder_type = encoder_type
+        self.modes_per_feature = modes_per_feature
         self.kernel_size = kernel_size
         self.dilation_rates = list(dilation_rates)
         self.coefficient_activation = coefficient_activation
@@ -436,6 +443,7 @@ class SDGMBackbone(Backbone):
                 "window_length": self.window_length,
                 "num_layers": self.num_layers,
                 "encoder_type": self.encoder_type,
+                "modes_per_feature": self.modes_per_feature,
                 "kernel_size": self.kernel_size,
                 "dilation_rates": self.dilation_rates,
                 "coefficient_activation": self.coefficient_activation,

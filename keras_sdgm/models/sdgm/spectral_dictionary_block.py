@@ -24,6 +24,7 @@ from keras_sdgm.layers.static_dictionary import StaticDictionary
 from keras_sdgm.utils.config_keys import renamed_config
 from keras_sdgm.utils.config_keys import with_earlier_defaults
 from keras_sdgm.utils.initializers import clone_initializer
+from keras_sdgm.utils.validation import require_bool
 from keras_sdgm.utils.validation import require_non_negative_float
 from keras_sdgm.utils.validation import require_one_of
 from keras_sdgm.utils.validation import require_positive_int
@@ -121,6 +122,9 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         num_atoms: int. Dictionary size `K`.
         window_length: int. Window `L0` that positions are divided by.
         encoder_type: str. The token mixer, one of `ENCODER_TYPES`.
+        modes_per_feature: bool. With a spectral mixer, every feature drives
+            its own copy of the modes (see `SpectralCoefficientEncoder`);
+            `False` (default) for modes shared by the features.
         kernel_size: int. Width of the encoder's causal convolutions.
         dilation_rates: list of ints. Encoder dilations, one convolution each.
         coefficient_activation: activation of the coefficients.
@@ -179,6 +183,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         num_atoms,
         window_length,
         encoder_type="gated_spectral",
+        modes_per_feature=False,
         kernel_size=3,
         dilation_rates=(1,),
         coefficient_activation="gelu",
@@ -201,6 +206,18 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         self.encoder_type = require_one_of(
             "encoder_type", encoder_type, ENCODER_TYPES
         )
+        self.modes_per_feature = require_bool(
+            "modes_per_feature", modes_per_feature
+        )
+        if self.modes_per_feature and (
+            self.encoder_type not in SPECTRAL_ENCODER_TYPES
+        ):
+            raise ValueError(
+                "`modes_per_feature` sets how the spectral mixers' modes "
+                f"read the features; encoder_type={encoder_type!r} has no "
+                f"modes. Use one of {list(SPECTRAL_ENCODER_TYPES)} or "
+                "`modes_per_feature=False`."
+            )
         self.kernel_size = require_positive_int("kernel_size", kernel_size)
         self.dilation_rates = list(dilation_rates)
         self.coefficient_activation = keras.activations.get(
@@ -292,6 +309,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         window = {}
         if self.encoder_type in SPECTRAL_ENCODER_TYPES:
             window["window_length"] = self.window_length
+            window["modes_per_feature"] = self.modes_per_feature
         return ENCODERS[self.encoder_type](
             **window,
             num_atoms=self.num_atoms,
@@ -387,6 +405,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
                 "num_atoms": self.num_atoms,
                 "window_length": self.window_length,
                 "encoder_type": self.encoder_type,
+                "modes_per_feature": self.modes_per_feature,
                 "kernel_size": self.kernel_size,
                 "dilation_rates": list(self.dilation_rates),
                 "coefficient_activation": keras.activations.serialize(
