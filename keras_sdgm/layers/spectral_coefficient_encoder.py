@@ -61,6 +61,14 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
     inside a chunk (one chunk up to 128 positions), the modes' states
     between chunks.
 
+    With `data_dependent_decay=True` the decay of every mode depends on
+    the position's features, `r[t, m] = exp(-softplus(rho_m + (y[t]
+    W_r)_m))` (`W_r`: `(hidden_dim, num_modes)`, zeros at first) and
+    `gamma[t, m] = sqrt(1 - r[t, m]**2)`: the input decides how much of
+    the past each mode keeps, as in RWKV-7 and Mamba. The full pass is
+    exact in chunks too (`_selective_modes`), its lag matrix per sequence
+    and chunk (`(batch, num_chunks, S, S, num_modes)`) instead of one.
+
     The full pass computes the recurrence exactly in chunks of `S`
     positions: a lag matrix inside a chunk, and the state at the end of
     each chunk carried into the next ones by the powers `lambda^S`.
@@ -94,6 +102,9 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
             modes (state `num_modes * hidden_dim`) instead of `num_modes`
             inputs projected from the features (default, state
             `num_modes`).
+        data_dependent_decay: bool. With shared modes, each position's
+            features set the modes' decay there (above); `False` (default):
+            decays that do not depend on the input.
         kernel_size: int. Width of the short depthwise convolutions.
         dilation_rates: list of ints. One depthwise convolution per rate.
         activation: activation of the coefficients.
@@ -130,6 +141,7 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         num_modes=None,
         chunk_size=None,
         modes_per_feature=False,
+        data_dependent_decay=False,
         **kwargs,
     ):
         super().__init__(num_atoms, **kwargs)
@@ -142,6 +154,15 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         self.modes_per_feature = require_bool(
             "modes_per_feature", modes_per_feature
         )
+        self.data_dependent_decay = require_bool(
+            "data_dependent_decay", data_dependent_decay
+        )
+        if self.modes_per_feature and self.data_dependent_decay:
+            raise ValueError(
+                "`data_dependent_decay` is built for modes shared by the "
+                "features only. Use `modes_per_feature=False` with "
+                "`data_dependent_decay=True`."
+            )
         if chunk_size is not None:
             chunk_size = require_positive_int("chunk_size", chunk_size)
         self.chunk_size = chunk_size
@@ -162,6 +183,16 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
                 name="mode_input",
             )
             self.mode_input.build(inputs_shape)
+        if self.data_dependent_decay:
+            # Zeros: training starts from the static decays.
+            self.decay_input = keras.layers.Dense(
+                self.num_modes,
+                use_bias=False,
+                kernel_initializer="zeros",
+                dtype=self.dtype_policy,
+                name="decay_input",
+            )
+            self.decay_input.build(inputs_shape)
         modes = (self.num_modes,)
         read_out = (self.num_modes, inputs_shape[-1])
         self.frequency = self.add_weight(
@@ -271,6 +302,8 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         y, cache = super()._sequence(x, cache_update_index)
         if self.modes_per_feature:
             h, state = self._feature_modes(y, cache_update_index)
+        elif self.data_dependent_decay:
+            h, state = self._selective_modes(y, cache_update_index)
         else:
             h, state = self._shared_modes(y, cache_update_index)
         if cache is not None:
@@ -353,6 +386,95 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         imaginary = ops.einsum("sm,bsd->bmd", lag_im * gamma, y)
         return h, ops.concatenate([real, imaginary], axis=1)
 
+    def _decays(self, y):
+        """`log r` and `gamma` of every position and mode, float32, with
+        the decay depending on the position's features."""
+        log_r = -ops.softplus(
+            ops.cast(self.decay, "float32")
+            + ops.cast(self.decay_input(y), "float32")
+        )
+        return log_r, ops.sqrt(-ops.expm1(2.0 * log_r))
+
+    def _selective_modes(self, y, cache_update_index):
+        """`h` and the state as in `_shared_modes`, with decays per position.
+
+        `z[t] = r[t] exp(i omega) z[t - 1] + gamma[t] u[t]`: from `j` to
+        `i` a mode turns by `omega (i - j)` and shrinks by `exp(c[i] -
+        c[j])`, `c` the cumulative sum of `log r` (inside a chunk, then
+        over the chunks' totals between chunks).
+        """
+        _, omega, _ = self._modes()
+        log_r, gamma = self._decays(y)
+        u = ops.cast(self.mode_input(y), "float32") * gamma
+        batch_size, length = ops.shape(u)[0], ops.shape(u)[1]
+        size = self.chunk_size_for(length)
+        num_chunks = (length + size - 1) // size
+        padding = [[0, 0], [0, num_chunks * size - length], [0, 0]]
+        shape = (batch_size, num_chunks, size, self.num_modes)
+        u = ops.reshape(ops.pad(u, padding), shape)
+        cumulative = ops.cumsum(ops.reshape(ops.pad(log_r, padding), shape), 2)
+
+        def transfer(exponent, past, turns):
+            # exp(exponent) exp(i omega turns) where `past`, else 0; the
+            # exponent is clipped first so that no discarded entry overflows.
+            magnitude = ops.exp(ops.where(past, exponent, 0.0)) * ops.cast(
+                past, "float32"
+            )
+            angle = ops.cast(turns, "float32")[..., None] * omega
+            return magnitude * ops.cos(angle), magnitude * ops.sin(angle)
+
+        # Inside a chunk: z[i] = sum_{j <= i} exp(c[i] - c[j]) e^{i omega
+        # (i - j)} u[j].
+        positions = ops.arange(size)
+        lag = positions[:, None] - positions[None, :]
+        lag_re, lag_im = transfer(
+            cumulative[:, :, :, None] - cumulative[:, :, None, :],
+            (lag >= 0)[..., None],
+            lag,
+        )
+        real = ops.einsum("bnijm,bnjm->bnim", lag_re, u)
+        imaginary = ops.einsum("bnijm,bnjm->bnim", lag_im, u)
+
+        # Between chunks: the state entering chunk n sums the chunk-end
+        # states e[q] of every q < n, shrunk by the chunks in between.
+        # `before[n]` sums the chunks before n directly: `through - totals`
+        # would round with chunk n's own, later positions in it.
+        totals = cumulative[:, :, -1]
+        through = ops.cumsum(totals, axis=1)
+        before = ops.cumsum(
+            ops.pad(totals[:, :-1], [[0, 0], [1, 0], [0, 0]]), axis=1
+        )
+        chunks = ops.arange(num_chunks)
+        gap = chunks[:, None] - chunks[None, :] - 1
+        carry_re, carry_im = transfer(
+            before[:, :, None] - through[:, None, :],
+            (gap >= 0)[..., None],
+            gap * size,
+        )
+        end_re, end_im = real[:, :, -1], imaginary[:, :, -1]
+        state_re = ops.einsum("bnqm,bqm->bnm", carry_re, end_re) - ops.einsum(
+            "bnqm,bqm->bnm", carry_im, end_im
+        )
+        state_im = ops.einsum("bnqm,bqm->bnm", carry_re, end_im) + ops.einsum(
+            "bnqm,bqm->bnm", carry_im, end_re
+        )
+        # ... and reaches position i as exp(c[i]) e^{i omega (i + 1)} state.
+        step_re, step_im = transfer(
+            cumulative, ops.ones((size, 1), "bool"), positions + 1
+        )
+        state_re, state_im = state_re[:, :, None], state_im[:, :, None]
+        real = real + step_re * state_re - step_im * state_im
+        imaginary = imaginary + step_re * state_im + step_im * state_re
+
+        shape = (batch_size, num_chunks * size, self.num_modes)
+        real = ops.reshape(real, shape)[:, :length]
+        imaginary = ops.reshape(imaginary, shape)[:, :length]
+        h = self._read_out(real, imaginary)
+        if cache_update_index is None:
+            return h, None
+        states = ops.concatenate([real, imaginary], axis=-1)
+        return h, frames_before(states, 1, cache_update_index)[:, 0]
+
     def _shared_modes(self, y, cache_update_index):
         """`h` of every position with modes shared by the features, and the
         state `(batch, 2 * num_modes)` at `cache_update_index` (or `None`)."""
@@ -408,6 +530,8 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
             u = ops.cast(y, "float32") * gamma[:, None]
             axis = 1
         else:
+            if self.data_dependent_decay:
+                log_r, gamma = self._decays(y[:, 0])
             u = ops.cast(self.mode_input(y[:, 0]), "float32") * gamma
             axis = -1
         real, imaginary = ops.split(cache[-1], 2, axis=axis)
@@ -446,6 +570,7 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
                 "num_modes": self.num_modes,
                 "chunk_size": self.chunk_size,
                 "modes_per_feature": self.modes_per_feature,
+                "data_dependent_decay": self.data_dependent_decay,
             }
         )
         return config

@@ -26,6 +26,7 @@ SDGM_OVERRIDES = (
     "dictionary_type",
     "encoder_type",
     "modes_per_feature",
+    "data_dependent_decay",
     "max_position_offset",
     "dropout",
 )

@@ -122,6 +122,7 @@ class RecipeConfig:
     dictionary_type: str | None
     encoder_type: str | None
     modes_per_feature: bool | None
+    data_dependent_decay: bool | None
     max_position_offset: int | None
     num_heads: int
     rwkv_head_size: int | None
@@ -283,6 +284,13 @@ def build_parser(corpus):
         help="SDGM's spectral mixers: every feature drives its own copy of "
         "the modes (state num_atoms x hidden_dim) instead of shared modes; "
         "default: the preset's.",
+    )
+    add(
+        "--data-dependent-decay",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="SDGM's spectral mixers with shared modes: each position's "
+        "features set the modes' decay there; default: the preset's.",
     )
     add(
         "--max-position-offset",

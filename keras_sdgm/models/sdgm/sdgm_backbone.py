@@ -144,6 +144,9 @@ class SDGMBackbone(Backbone):
             drives its own copy of the modes (decoding state `num_atoms *
             hidden_dim` per block instead of `num_atoms`; see
             `SpectralCoefficientEncoder`).
+        data_dependent_decay: bool. With a spectral mixer and shared modes,
+            each position's features set the modes' decay there (see
+            `SpectralCoefficientEncoder`).
         kernel_size: int. Encoder convolution width.
         dilation_rates: list of ints, encoder dilations per block, or
             `None` for 1, 2, 4, ... until the encoder's receptive field
@@ -211,6 +214,7 @@ class SDGMBackbone(Backbone):
         num_layers=2,
         encoder_type="gated_spectral",
         modes_per_feature=False,
+        data_dependent_decay=False,
         kernel_size=3,
         dilation_rates=None,
         coefficient_activation="gelu",
@@ -257,6 +261,7 @@ class SDGMBackbone(Backbone):
                 window_length=window_length,
                 encoder_type=encoder_type,
                 modes_per_feature=modes_per_feature,
+                data_dependent_decay=data_dependent_decay,
                 kernel_size=kernel_size,
                 dilation_rates=dilation_rates,
                 coefficient_activation=coefficient_activation,
@@ -299,6 +304,7 @@ class SDGMBackbone(Backbone):
         self.num_layers = num_layers
         self.encoder_type = encoder_type
         self.modes_per_feature = modes_per_feature
+        self.data_dependent_decay = data_dependent_decay
         self.kernel_size = kernel_size
         self.dilation_rates = list(dilation_rates)
         self.coefficient_activation = coefficient_activation
@@ -444,6 +450,7 @@ class SDGMBackbone(Backbone):
                 "num_layers": self.num_layers,
                 "encoder_type": self.encoder_type,
                 "modes_per_feature": self.modes_per_feature,
+                "data_dependent_decay": self.data_dependent_decay,
                 "kernel_size": self.kernel_size,
                 "dilation_rates": self.dilation_rates,
                 "coefficient_activation": self.coefficient_activation,

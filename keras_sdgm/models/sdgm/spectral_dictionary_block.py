@@ -125,6 +125,10 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         modes_per_feature: bool. With a spectral mixer, every feature drives
             its own copy of the modes (see `SpectralCoefficientEncoder`);
             `False` (default) for modes shared by the features.
+        data_dependent_decay: bool. With a spectral mixer and shared
+            modes, each position's features set the modes' decay there
+            (see `SpectralCoefficientEncoder`); `False` (default) for
+            decays that do not depend on the input.
         kernel_size: int. Width of the encoder's causal convolutions.
         dilation_rates: list of ints. Encoder dilations, one convolution each.
         coefficient_activation: activation of the coefficients.
@@ -184,6 +188,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         window_length,
         encoder_type="gated_spectral",
         modes_per_feature=False,
+        data_dependent_decay=False,
         kernel_size=3,
         dilation_rates=(1,),
         coefficient_activation="gelu",
@@ -209,15 +214,18 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         self.modes_per_feature = require_bool(
             "modes_per_feature", modes_per_feature
         )
-        if self.modes_per_feature and (
-            self.encoder_type not in SPECTRAL_ENCODER_TYPES
-        ):
-            raise ValueError(
-                "`modes_per_feature` sets how the spectral mixers' modes "
-                f"read the features; encoder_type={encoder_type!r} has no "
-                f"modes. Use one of {list(SPECTRAL_ENCODER_TYPES)} or "
-                "`modes_per_feature=False`."
-            )
+        self.data_dependent_decay = require_bool(
+            "data_dependent_decay", data_dependent_decay
+        )
+        for name in ("modes_per_feature", "data_dependent_decay"):
+            if getattr(self, name) and (
+                self.encoder_type not in SPECTRAL_ENCODER_TYPES
+            ):
+                raise ValueError(
+                    f"`{name}` sets how the spectral mixers' modes work; "
+                    f"encoder_type={encoder_type!r} has no modes. Use one "
+                    f"of {list(SPECTRAL_ENCODER_TYPES)} or `{name}=False`."
+                )
         self.kernel_size = require_positive_int("kernel_size", kernel_size)
         self.dilation_rates = list(dilation_rates)
         self.coefficient_activation = keras.activations.get(
@@ -310,6 +318,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         if self.encoder_type in SPECTRAL_ENCODER_TYPES:
             window["window_length"] = self.window_length
             window["modes_per_feature"] = self.modes_per_feature
+            window["data_dependent_decay"] = self.data_dependent_decay
         return ENCODERS[self.encoder_type](
             **window,
             num_atoms=self.num_atoms,
@@ -406,6 +415,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
                 "window_length": self.window_length,
                 "encoder_type": self.encoder_type,
                 "modes_per_feature": self.modes_per_feature,
+                "data_dependent_decay": self.data_dependent_decay,
                 "kernel_size": self.kernel_size,
                 "dilation_rates": list(self.dilation_rates),
                 "coefficient_activation": keras.activations.serialize(
