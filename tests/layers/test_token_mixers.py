@@ -31,6 +31,16 @@ MIXERS = [
         GatedSpectralCoefficientEncoder,
         {"window_length": 8, "chunk_size": 4},
     ),
+    (
+        "gated_spectral_modes_per_feature",
+        GatedSpectralCoefficientEncoder,
+        {"window_length": 8, "chunk_size": 4, "modes_per_feature": True},
+    ),
+    (
+        "gated_spectral_data_dependent_decay",
+        GatedSpectralCoefficientEncoder,
+        {"window_length": 8, "chunk_size": 4, "data_dependent_decay": True},
+    ),
 ]
 SHAPES = (("single", 2, [1]), ("dilated", 3, [1, 2, 4]), ("pointwise", 1, [1]))
 CASES = [
@@ -57,6 +67,20 @@ class TokenMixerTest(TestCase):
             GatedSpectralCoefficientEncoder,
             {"window_length": 8},
             13,
+        ),
+        # Modes per feature: the same less the mode inputs' kernel.
+        (
+            "gated_spectral_modes_per_feature",
+            GatedSpectralCoefficientEncoder,
+            {"window_length": 8, "modes_per_feature": True},
+            12,
+        ),
+        # Data-dependent decay: the gated spectral ones and W_r's kernel.
+        (
+            "gated_spectral_data_dependent_decay",
+            GatedSpectralCoefficientEncoder,
+            {"window_length": 8, "data_dependent_decay": True},
+            14,
         ),
     )
     def test_layer_basics(self, cls, own, num_weights):

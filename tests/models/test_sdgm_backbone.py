@@ -211,6 +211,25 @@ class SDGMBackboneTest(TestCase):
         with self.assertRaisesRegex(ValueError, argument):
             SDGMBackbone(**{**TINY_BACKBONE, argument: value})
 
+    def test_mode_options_need_a_spectral_mixer(self):
+        with self.assertRaisesRegex(ValueError, "modes_per_feature"):
+            SDGMBackbone(
+                **TINY_BACKBONE,
+                encoder_type="depthwise",
+                modes_per_feature=True,
+            )
+        with self.assertRaisesRegex(ValueError, "modes_per_feature"):
+            SDGMBackbone(**TINY_BACKBONE, modes_per_feature=1)
+        with self.assertRaisesRegex(ValueError, "data_dependent_decay"):
+            SDGMBackbone(
+                **TINY_BACKBONE,
+                encoder_type="gated",
+                data_dependent_decay=True,
+            )
+        backbone = SDGMBackbone(**TINY_BACKBONE, modes_per_feature=True)
+        self.assertTrue(backbone.get_config()["modes_per_feature"])
+        self.assertTrue(backbone.blocks[0].encoder.modes_per_feature)
+
     def test_invalid_inputs(self):
         backbone = SDGMBackbone(**TINY_BACKBONE)
         good = tiny_inputs()

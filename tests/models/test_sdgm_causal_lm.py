@@ -320,6 +320,27 @@ class CausalityTest(TestCase):
             "gated_spectral",
             "separable_frequency",
         ),
+        (
+            "gated_spectral_modes_per_feature",
+            2,
+            3,
+            [1],
+            True,
+            "gated_spectral",
+            "separable_frequency",
+            True,
+        ),
+        (
+            "gated_spectral_data_dependent_decay",
+            2,
+            3,
+            [1],
+            True,
+            "gated_spectral",
+            "separable_frequency",
+            False,
+            True,
+        ),
     )
     def test_future_tokens_do_not_change_past_logits(
         self,
@@ -329,10 +350,14 @@ class CausalityTest(TestCase):
         residual,
         encoder_type="dilated_convolution",
         dictionary_type="spectral",
+        modes_per_feature=False,
+        data_dependent_decay=False,
     ):
         lm = tiny_lm(
             backbone={
                 "encoder_type": encoder_type,
+                "modes_per_feature": modes_per_feature,
+                "data_dependent_decay": data_dependent_decay,
                 "dictionary_type": dictionary_type,
                 "num_layers": num_layers,
                 "kernel_size": kernel_size,
@@ -391,9 +416,11 @@ class CrossBackendTest(TestCase):
         blocks = [{"encoder_type": name} for name in ENCODER_TYPES] + [
             {"dictionary_type": name} for name in DICTIONARY_TYPES
         ]
+        blocks += [{"modes_per_feature": True}, {"data_dependent_decay": True}]
         for block in blocks:
             lm = tiny_lm(backbone=block, **ALL_TERMS)
-            model_path = os.path.join(tmp, f"{'-'.join(block.values())}.keras")
+            name = "-".join(f"{key}={value}" for key, value in block.items())
+            model_path = os.path.join(tmp, f"{name}.keras")
             lm.save(model_path)
             expected[model_path] = ops.convert_to_numpy(lm(x))
         cycle = ["tensorflow", "jax", "torch"]

@@ -70,6 +70,14 @@ BLOCK_TYPES = [
     ("spectral", {"encoder_type": "spectral"}),
     ("gated_spectral", {"encoder_type": "gated_spectral"}),
     (
+        "gated_spectral_modes_per_feature",
+        {"encoder_type": "gated_spectral", "modes_per_feature": True},
+    ),
+    (
+        "gated_spectral_data_dependent_decay",
+        {"encoder_type": "gated_spectral", "data_dependent_decay": True},
+    ),
+    (
         "gated_spectral_shared_frequency_dictionary",
         {
             "encoder_type": "gated_spectral",

@@ -40,8 +40,17 @@ class TrainingTest(TestCase):
         ("gated", "gated"),
         ("spectral", "spectral"),
         ("gated_spectral", "gated_spectral"),
+        ("gated_spectral_modes_per_feature", "gated_spectral", True),
+        (
+            "gated_spectral_data_dependent_decay",
+            "gated_spectral",
+            False,
+            True,
+        ),
     )
-    def test_uniform_random_tokens_stay_at_chance(self, encoder_type):
+    def test_uniform_random_tokens_stay_at_chance(
+        self, encoder_type, modes_per_feature=False, data_dependent_decay=False
+    ):
         # Next tokens are independent of everything the model may see, so
         # no causal model can beat perplexity 50 on held-out data. A model
         # that peeks at the future can: with the encoder's padding switched
@@ -83,6 +92,8 @@ class TrainingTest(TestCase):
                 window_length=length,
                 num_layers=2,
                 encoder_type=encoder_type,
+                modes_per_feature=modes_per_feature,
+                data_dependent_decay=data_dependent_decay,
             )
         )
         lm.compile(optimizer=keras.optimizers.Adam(3e-3))
