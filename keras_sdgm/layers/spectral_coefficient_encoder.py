@@ -21,6 +21,14 @@ MAX_CHUNK_SIZE = 64
 MAX_FEATURE_CHUNK_SIZE = 128
 
 
+def complex_einsum(spec, a, b):
+    """`einsum(spec, a, b)` of complex tensors held as (real, imaginary)."""
+    return (
+        ops.einsum(spec, a[0], b[0]) - ops.einsum(spec, a[1], b[1]),
+        ops.einsum(spec, a[0], b[1]) + ops.einsum(spec, a[1], b[0]),
+    )
+
+
 @keras.saving.register_keras_serializable(package="keras_sdgm")
 class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
     """Damped sinusoidal modes carry every past position forward in time.
@@ -67,7 +75,10 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
     `gamma[t, m] = sqrt(1 - r[t, m]**2)`: the input decides how much of
     the past each mode keeps, as in RWKV-7 and Mamba. The full pass is
     exact in chunks too (`_selective_modes`), its lag matrix per sequence
-    and chunk (`(batch, num_chunks, S, S, num_modes)`) instead of one.
+    and chunk (`(batch, num_chunks, S, S, num_modes)`) instead of one, and
+    its matrix between chunks per sequence too (`(batch, num_chunks,
+    num_chunks, num_modes)`): memory quadratic in `length / S`, not yet
+    measured at long lengths.
 
     The full pass computes the recurrence exactly in chunks of `S`
     positions: a lag matrix inside a chunk, and the state at the end of
@@ -226,7 +237,8 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         (two real products, `4 * S * num_modes`), the states carried
         between the chunks (four products per chunk, `8 * num_chunks *
         num_modes / S` per position), and adding them to every position
-        (`8 * num_modes`). With modes per feature (`D = hidden_dim`): the
+        (`8 * num_modes`); the same with the data-dependent decay, whose
+        lag matrices' exponentials are not counted. With modes per feature (`D = hidden_dim`): the
         lag matrix `2 * S * D`, and with more than one chunk the states at
         the chunks' ends `4 * num_modes * D`, carrying them `8 * num_chunks
         * num_modes * D / S` and reading them out `4 * num_modes * D`. The
@@ -353,12 +365,9 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
             carry_re, carry_im = self._powers(
                 (chunks[:, None] - chunks[None, :] - 1) * size, log_r, omega
             )
-            state_re = ops.einsum(
-                "nqm,bqmd->bnmd", carry_re, end_re
-            ) - ops.einsum("nqm,bqmd->bnmd", carry_im, end_im)
-            state_im = ops.einsum(
-                "nqm,bqmd->bnmd", carry_re, end_im
-            ) + ops.einsum("nqm,bqmd->bnmd", carry_im, end_re)
+            state_re, state_im = complex_einsum(
+                "nqm,bqmd->bnmd", (carry_re, carry_im), (end_re, end_im)
+            )
             # ... reaches position i as lambda^(i + 1) state, read out.
             step_re, step_im = self._powers(positions + 1, log_r, omega)
             step_re, step_im = step_re[..., None], step_im[..., None]
@@ -451,21 +460,32 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
             (gap >= 0)[..., None],
             gap * size,
         )
-        end_re, end_im = real[:, :, -1], imaginary[:, :, -1]
-        state_re = ops.einsum("bnqm,bqm->bnm", carry_re, end_re) - ops.einsum(
-            "bnqm,bqm->bnm", carry_im, end_im
-        )
-        state_im = ops.einsum("bnqm,bqm->bnm", carry_re, end_im) + ops.einsum(
-            "bnqm,bqm->bnm", carry_im, end_re
+        state = complex_einsum(
+            "bnqm,bqm->bnm",
+            (carry_re, carry_im),
+            (real[:, :, -1], imaginary[:, :, -1]),
         )
         # ... and reaches position i as exp(c[i]) e^{i omega (i + 1)} state.
-        step_re, step_im = transfer(
-            cumulative, ops.ones((size, 1), "bool"), positions + 1
+        step = transfer(cumulative, ops.ones((size, 1), "bool"), positions + 1)
+        return self._chunks_output(
+            (real, imaginary), state, step, length, cache_update_index
         )
-        state_re, state_im = state_re[:, :, None], state_im[:, :, None]
+
+    def _chunks_output(self, chunks, state, step, length, cache_update_index):
+        """`h` and the cached state from the chunked modes' pieces.
+
+        `chunks`: the modes' states from inside each chunk, `(batch,
+        num_chunks, S, num_modes)` real and imaginary parts; `state`: the
+        state entering each chunk, `(batch, num_chunks, num_modes)`;
+        `step`: what carries it to each position of its chunk (broadcast
+        against `chunks`).
+        """
+        (real, imaginary), (step_re, step_im) = chunks, step
+        state_re, state_im = state[0][:, :, None], state[1][:, :, None]
         real = real + step_re * state_re - step_im * state_im
         imaginary = imaginary + step_re * state_im + step_im * state_re
 
+        batch_size, num_chunks, size = ops.shape(real)[:3]
         shape = (batch_size, num_chunks * size, self.num_modes)
         real = ops.reshape(real, shape)[:, :length]
         imaginary = ops.reshape(imaginary, shape)[:, :length]
@@ -500,27 +520,16 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         carry_re, carry_im = self._powers(
             (chunks[:, None] - chunks[None, :] - 1) * size, log_r, omega
         )
-        end_re, end_im = real[:, :, -1], imaginary[:, :, -1]
-        state_re = ops.einsum("nqm,bqm->bnm", carry_re, end_re) - ops.einsum(
-            "nqm,bqm->bnm", carry_im, end_im
-        )
-        state_im = ops.einsum("nqm,bqm->bnm", carry_re, end_im) + ops.einsum(
-            "nqm,bqm->bnm", carry_im, end_re
+        state = complex_einsum(
+            "nqm,bqm->bnm",
+            (carry_re, carry_im),
+            (real[:, :, -1], imaginary[:, :, -1]),
         )
         # ... and reaches position i of the chunk as lambda^(i + 1) state.
-        step_re, step_im = self._powers(positions + 1, log_r, omega)
-        state_re, state_im = state_re[:, :, None], state_im[:, :, None]
-        real = real + step_re * state_re - step_im * state_im
-        imaginary = imaginary + step_re * state_im + step_im * state_re
-
-        shape = (batch_size, num_chunks * size, self.num_modes)
-        real = ops.reshape(real, shape)[:, :length]
-        imaginary = ops.reshape(imaginary, shape)[:, :length]
-        h = self._read_out(real, imaginary)
-        if cache_update_index is None:
-            return h, None
-        states = ops.concatenate([real, imaginary], axis=-1)
-        return h, frames_before(states, 1, cache_update_index)[:, 0]
+        step = self._powers(positions + 1, log_r, omega)
+        return self._chunks_output(
+            (real, imaginary), state, step, length, cache_update_index
+        )
 
     def _step(self, x, cache):
         y, next_cache = super()._step(x, cache[:-1])

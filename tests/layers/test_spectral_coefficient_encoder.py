@@ -5,6 +5,46 @@ from keras_sdgm.layers import SpectralCoefficientEncoder
 from tests.testing import TestCase
 
 
+def float64_weights(encoder):
+    """The encoder's weights by role, float64 (the input layers it has)."""
+    weights = {
+        "frequency": encoder.frequency,
+        "decay": encoder.decay,
+        "real": encoder.read_out_real,
+        "imaginary": encoder.read_out_imaginary,
+        "w": encoder.projection.kernel,
+        "b": encoder.projection.bias,
+    }
+    for name, layer in (("w_in", "mode_input"), ("w_r", "decay_input")):
+        if hasattr(encoder, layer):
+            weights[name] = getattr(encoder, layer).kernel
+    return {
+        name: ops.convert_to_numpy(w).astype("float64")
+        for name, w in weights.items()
+    }
+
+
+def polar_modes(encoder, weights):
+    """Amplitude `a`, phase `phi` (the read-out in polar form), `r` and
+    `omega` of the static modes."""
+    amplitude = np.hypot(weights["real"], weights["imaginary"])
+    phase = np.arctan2(weights["real"], weights["imaginary"])
+    r = np.exp(-np.log1p(np.exp(weights["decay"])))
+    omega = 2 * np.pi * weights["frequency"] / encoder.window_length
+    return amplitude, phase, r, omega
+
+
+def projected(encoder, y, h, weights):
+    """The coefficients `act((y + h) W + b)`."""
+    return ops.convert_to_numpy(
+        encoder.activation(
+            ops.convert_to_tensor(
+                (y + h) @ weights["w"] + weights["b"], "float32"
+            )
+        )
+    )
+
+
 def numpy_spectral(encoder, x):
     """The layer's definition as a sum over lags (SPEC section 8), float64.
 
@@ -12,23 +52,8 @@ def numpy_spectral(encoder, x):
     `h[t, d] = sum_{s <= t} sum_m u[s, m] a[m, d] r_m^(t - s)
     sin(omega_m (t - s) + phi[m, d])` with `u = gamma * (x W_in)`.
     """
-    weights = {
-        name: ops.convert_to_numpy(w).astype("float64")
-        for name, w in [
-            ("w_in", encoder.mode_input.kernel),
-            ("frequency", encoder.frequency),
-            ("decay", encoder.decay),
-            ("real", encoder.read_out_real),
-            ("imaginary", encoder.read_out_imaginary),
-            ("w", encoder.projection.kernel),
-            ("b", encoder.projection.bias),
-        ]
-    }
-    # The read-out in polar form: amplitude a and phase phi.
-    amplitude = np.hypot(weights["real"], weights["imaginary"])
-    phase = np.arctan2(weights["real"], weights["imaginary"])
-    r = np.exp(-np.log1p(np.exp(weights["decay"])))
-    omega = 2 * np.pi * weights["frequency"] / encoder.window_length
+    weights = float64_weights(encoder)
+    amplitude, phase, r, omega = polar_modes(encoder, weights)
     y = np.asarray(x, "float64")
     u = np.sqrt(1 - r**2) * (y @ weights["w_in"])
     length = y.shape[1]
@@ -42,13 +67,7 @@ def numpy_spectral(encoder, x):
         * past[..., None, None]
     )
     h = np.einsum("bsm,tsmd->btd", u, kernel)
-    return ops.convert_to_numpy(
-        encoder.activation(
-            ops.convert_to_tensor(
-                (y + h) @ weights["w"] + weights["b"], "float32"
-            )
-        )
-    )
+    return projected(encoder, y, h, weights)
 
 
 def numpy_feature_modes(encoder, x):
@@ -58,22 +77,9 @@ def numpy_feature_modes(encoder, x):
     sum_{s <= t} y[s, d] sum_m gamma_m a[m, d] r_m^(t - s) sin(omega_m (t -
     s) + phi[m, d])`.
     """
-    weights = {
-        name: ops.convert_to_numpy(w).astype("float64")
-        for name, w in [
-            ("frequency", encoder.frequency),
-            ("decay", encoder.decay),
-            ("real", encoder.read_out_real),
-            ("imaginary", encoder.read_out_imaginary),
-            ("w", encoder.projection.kernel),
-            ("b", encoder.projection.bias),
-        ]
-    }
-    amplitude = np.hypot(weights["real"], weights["imaginary"])
-    phase = np.arctan2(weights["real"], weights["imaginary"])
-    r = np.exp(-np.log1p(np.exp(weights["decay"])))
+    weights = float64_weights(encoder)
+    amplitude, phase, r, omega = polar_modes(encoder, weights)
     gamma = np.sqrt(1 - r**2)
-    omega = 2 * np.pi * weights["frequency"] / encoder.window_length
     y = np.asarray(x, "float64")
     length = y.shape[1]
     tau = np.arange(length)[:, None, None]  # (lag, m, d)
@@ -86,13 +92,7 @@ def numpy_feature_modes(encoder, x):
     h = np.zeros_like(y)
     for t in range(length):
         h[:, t] = np.sum(kernel[t::-1] * y[:, : t + 1], axis=1)
-    return ops.convert_to_numpy(
-        encoder.activation(
-            ops.convert_to_tensor(
-                (y + h) @ weights["w"] + weights["b"], "float32"
-            )
-        )
-    )
+    return projected(encoder, y, h, weights)
 
 
 def numpy_selective(encoder, x):
@@ -102,35 +102,17 @@ def numpy_selective(encoder, x):
     x W_in`, `r[t] = exp(-softplus(rho + x[t] W_r))`, `gamma = sqrt(1 -
     r**2)`; `h = B_re Re z + B_im Im z`.
     """
-    weights = {
-        name: ops.convert_to_numpy(w).astype("float64")
-        for name, w in [
-            ("w_in", encoder.mode_input.kernel),
-            ("w_r", encoder.decay_input.kernel),
-            ("frequency", encoder.frequency),
-            ("decay", encoder.decay),
-            ("real", encoder.read_out_real),
-            ("imaginary", encoder.read_out_imaginary),
-            ("w", encoder.projection.kernel),
-            ("b", encoder.projection.bias),
-        ]
-    }
+    weights = float64_weights(encoder)
+    _, _, _, omega = polar_modes(encoder, weights)
     y = np.asarray(x, "float64")
     r = np.exp(-np.log1p(np.exp(weights["decay"] + y @ weights["w_r"])))
-    omega = 2 * np.pi * weights["frequency"] / encoder.window_length
     u = np.sqrt(1 - r**2) * (y @ weights["w_in"])
     z = np.zeros(u.shape[:1] + u.shape[2:], "complex128")
     h = np.zeros_like(y)
     for t in range(y.shape[1]):
         z = r[:, t] * np.exp(1j * omega) * z + u[:, t]
         h[:, t] = z.real @ weights["real"] + z.imag @ weights["imaginary"]
-    return ops.convert_to_numpy(
-        encoder.activation(
-            ops.convert_to_tensor(
-                (y + h) @ weights["w"] + weights["b"], "float32"
-            )
-        )
-    )
+    return projected(encoder, y, h, weights)
 
 
 def spectral_encoder(length, **kwargs):
