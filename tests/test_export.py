@@ -329,6 +329,29 @@ class ExportOnnxTest(TestCase):
         with self.assertRaisesRegex(FileExistsError, "overwrite=True"):
             export_onnx(lm, path)
 
+    @pytest.mark.skipif(
+        keras.config.backend() != "tensorflow",
+        reason="the graph is converted from TensorFlow under every backend",
+    )
+    def test_the_spectral_mixers_options_export(self):
+        # Their ops reach the ONNX graph (the data-dependent decay's on
+        # activations, not folded into constants), over several chunks.
+        import onnxruntime
+
+        token_ids, mask = right_padded(2, 300, seed=0)
+        for option in ("modes_per_feature", "data_dependent_decay"):
+            keras.utils.set_random_seed(0)
+            lm = SDGMCausalLM(SDGMBackbone(**SMALL_BACKBONE, **{option: True}))
+            path = os.path.join(self.get_temp_dir(), f"{option}.onnx")
+            (logits,) = onnxruntime.InferenceSession(export_onnx(lm, path)).run(
+                None, {"token_ids": token_ids, "padding_mask": mask}
+            )
+            self.assertLessEqual(
+                np.abs(logits - keras_logits(lm, token_ids, mask)).max(),
+                1e-4,
+                option,
+            )
+
 
 class ExportErrorsTest(TestCase):
     def test_a_missing_file(self):

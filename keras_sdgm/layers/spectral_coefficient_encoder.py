@@ -402,7 +402,11 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
             ops.cast(self.decay, "float32")
             + ops.cast(self.decay_input(y), "float32")
         )
-        return log_r, ops.sqrt(-ops.expm1(2.0 * log_r))
+        # 1 - r**2 = 2 t / (1 + t), t = tanh(-log r): as exact as -expm1(2
+        # log r) where r is near 1, in ops that tf2onnx converts (it has no
+        # Expm1; the static decays' is folded into a constant there).
+        t = ops.tanh(-log_r)
+        return log_r, ops.sqrt(2.0 * t / (1.0 + t))
 
     def _selective_modes(self, y, cache_update_index):
         """`h` and the state as in `_shared_modes`, with decays per position.
