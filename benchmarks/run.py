@@ -139,6 +139,17 @@ def parse_args(argv=None):
         choices=DICTIONARY_TYPES,
         help="The SDGM block's dictionary; default: the preset's.",
     )
+    for flag, what in (
+        ("--modes-per-feature", "every feature drives its own modes"),
+        ("--data-dependent-decay", "each position's features set the decay"),
+    ):
+        add(
+            flag,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"The SDGM spectral mixers' option: {what}; default: the "
+            "preset's.",
+        )
     add("--hidden-dim", type=int, default=512)
     add("--num-layers", type=int, default=4)
     add(
@@ -267,6 +278,8 @@ def build_model(args, name, length):
             intermediate_dim=args.intermediate_dim,
             encoder_type=args.encoder_type,
             dictionary_type=args.dictionary_type,
+            modes_per_feature=args.modes_per_feature,
+            data_dependent_decay=args.data_dependent_decay,
             rematerialize_blocks=args.rematerialize_blocks,
         )
     elif name == "rwkv7":
@@ -417,6 +430,8 @@ def run_worker(args, name, length):
     if name == "sdgm":
         details["encoder_type"] = lm.backbone.encoder_type
         details["dictionary_type"] = lm.backbone.dictionary_type
+        details["modes_per_feature"] = lm.backbone.modes_per_feature
+        details["data_dependent_decay"] = lm.backbone.data_dependent_decay
         details["num_atoms"] = lm.backbone.num_atoms
         details["intermediate_dim"] = lm.backbone.intermediate_dim
     elif name == "rwkv7":

@@ -18,7 +18,9 @@ reference; the table then shows mean ± half the range over the seeds.
         --output-dir runs/ablate-ptb -- --hidden-dim 128 --num-atoms 64 \\
         --max-steps 150
 
-Arguments after `--` go to every run (`python recipes/ptb.py --help`);
+Arguments after `--` go to every run whose model reads them (`python
+recipes/ptb.py --help`; e.g. `--num-atoms` only to the SDGM rows, `--num-heads`
+only to GPT-2 and RWKV-7, and the table says which rows went without which);
 `--variant-flags NAME='FLAGS'` gives one variant flags of its own after
 them (the convergence protocol's regularization, tuned per model family).
 Both are checked by the recipe's parser before any run starts; `--seed`,
@@ -266,6 +268,14 @@ def main(argv=None):
         check_recipe_flags(
             args.corpus, [*shared, *own], f"--variant-flags {name}"
         )
+    for name in args.variants:  # Every run's flags, before any run starts.
+        recipe.parse_args(
+            args.corpus,
+            run_arguments(
+                args.corpus, name, shared, args.variant_flags.get(name, [])
+            )[0],
+            prog=f"the run of {name} (the recipe's flags)",
+        )
     output_dir = args.output_dir or os.path.join(
         "runs", f"ablate-{args.corpus}"
     )
@@ -356,6 +366,43 @@ def parse_variant_flags(entries, variants):
     return flags
 
 
+def flag_segments(flags):
+    """`flags` split before every `--flag`: each flag with its values."""
+    segments = []
+    for token in flags:
+        if token.startswith("--") or not segments:
+            segments.append([token])
+        else:
+            segments[-1].append(token)
+    return segments
+
+
+def run_arguments(corpus, name, shared, own=()):
+    """A variant's recipe flags (but seed, output folder and verbosity),
+    and the shared flags left out of them.
+
+    The shared flags and `BASE_FLAGS` reach a run only where its model
+    reads them (`recipe.MODEL_FLAGS`): `--num-atoms` goes to the SDGM rows,
+    `--num-heads` to GPT-2 and RWKV-7, and the recipe refuses the others.
+    The variant's own flags and `own` (its `--variant-flags`) always go.
+    """
+    parser = recipe.build_parser(corpus)
+    variant = [*VARIANTS[name][1], *own]
+    model = parser.parse_args([*shared, *BASE_FLAGS, *variant]).model
+
+    def read(segment):
+        return all(
+            model in recipe.MODEL_FLAGS.get(dest, recipe.MODELS)
+            for dest in recipe.given_flags(parser, segment)
+        )
+
+    kept, dropped = [], []
+    for segment in flag_segments(shared):
+        (kept if read(segment) else dropped).extend(segment)
+    base = [t for s in flag_segments(BASE_FLAGS) if read(s) for t in s]
+    return [*kept, *base, *variant], dropped
+
+
 def run_dir(output_dir, name, seed):
     return os.path.join(output_dir, name, f"seed{seed}")
 
@@ -367,10 +414,7 @@ def run_variant(corpus, name, seed, shared, output_dir, own=()):
     """
     folder = run_dir(output_dir, name, seed)
     recipe_args = [
-        *shared,
-        *BASE_FLAGS,
-        *VARIANTS[name][1],
-        *own,
+        *run_arguments(corpus, name, shared, own)[0],
         "--seed",
         str(seed),
         "--output-dir",
@@ -513,12 +557,22 @@ def write_table(args, output_dir, results_dir, command, shared):
         },
         key=lambda k: int(k.rsplit("_", 1)[1]),
     )
+    not_given = {
+        name: dropped
+        for name in rows
+        if (
+            dropped := run_arguments(
+                args.corpus, name, shared, args.variant_flags.get(name, [])
+            )[1]
+        )
+    }
     reporting.write_json(
         os.path.join(results_dir, "ablations.json"),
         {
             "command": command,
             "corpus": args.corpus,
             "shared_arguments": shared,
+            "shared_arguments_not_given": not_given,
             "variant_arguments": args.variant_flags,
             "reference": args.reference,
             "variants": rows,
@@ -587,9 +641,14 @@ def write_table(args, output_dir, results_dir, command, shared):
             ]
             + [cell(row.get(k)) for k in long_columns]
         )
+    note = "".join(
+        f"\n\nFlags after `--` that `{name}`'s model does not read, not "
+        f"given to it: `{shlex.join(dropped)}`."
+        for name, dropped in not_given.items()
+    )
     reporting.write_markdown(
         os.path.join(results_dir, "ablations.md"),
-        f"`{command}`\n\n" + reporting.markdown_table(header, table),
+        f"`{command}`{note}\n\n" + reporting.markdown_table(header, table),
     )
 
 

@@ -83,27 +83,31 @@ def tiny_preprocessor(sequence_length=8):
 RECIPE_TINY = [
     "--hidden-dim",
     "16",
-    "--num-atoms",
-    "8",
     "--sequence-length",
     "32",
     "--num-layers",
     "1",
     "--batch-size",
     "64",
-    "--num-heads",
-    "2",
 ]
+# The tiny size's flags that only some models read (the recipe refuses
+# them for the others): SDGM's atoms, the baselines' heads.
+MODEL_TINY = {
+    "sdgm": ["--num-atoms", "8"],
+    "gpt2": ["--model", "gpt2", "--num-heads", "2"],
+    "rwkv7": ["--model", "rwkv7", "--num-heads", "2"],
+}
 # Validation and test on the first 4,096 tokens of each split: what the
 # tiny runs check does not depend on the splits' size.
 EVAL_SUBSET = ["--eval-tokens", "4096"]
 
 
-def recipe_args(output_dir, *extra, whole_splits=False):
-    """The flags of a tiny, quiet recipe run on the shared PTB into
-    `output_dir`; `extra` flags last."""
+def recipe_args(output_dir, *extra, model="sdgm", whole_splits=False):
+    """The flags of a tiny, quiet recipe run of `model` on the shared PTB
+    into `output_dir`; `extra` flags last."""
     return (
         RECIPE_TINY
+        + MODEL_TINY[model]
         + ([] if whole_splits else EVAL_SUBSET)
         + [
             "--data-dir",

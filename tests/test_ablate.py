@@ -172,6 +172,74 @@ class AblateTest(TestCase):
         # The recipe's argparse keeps the last value: the variant's.
         self.assertEqual(dropout, ["0.3", "0"])
 
+    def test_shared_flags_reach_the_models_that_read_them(self):
+        shared = ["--num-atoms=8", "--hidden-dim", "16", "--num-heads", "2"]
+        arguments = {
+            name: ablate.run_arguments("ptb", name, shared)
+            for name in ("base", "gpt2", "rwkv7", "paper")
+        }
+        self.assertEqual(
+            arguments["base"],
+            (
+                ["--num-atoms=8", "--hidden-dim", "16", *ablate.BASE_FLAGS]
+                + ablate.LONG_WINDOWS,
+                ["--num-heads", "2"],
+            ),
+        )
+        # GPT-2 gets neither the atoms nor base's SDGM flags.
+        self.assertEqual(
+            arguments["gpt2"],
+            (
+                ["--hidden-dim", "16", "--num-heads", "2", "--model", "gpt2"],
+                ["--num-atoms=8"],
+            ),
+        )
+        self.assertEqual(arguments["rwkv7"][1], ["--num-atoms=8"])
+        # Every run's flags pass the recipe's own check.
+        for name, (flags, _) in arguments.items():
+            self.assertEqual(
+                ablate.recipe.parse_args("ptb", flags).model,
+                "sdgm" if name in ("base", "paper") else name,
+            )
+        # The table says which rows went without which flags.
+        out = self.get_temp_dir()
+        with mock.patch.object(ablate, "run_variant", side_effect=fake_run):
+            ablate.main(
+                ["--output-dir", out, "--variants", "gpt2", "--", *shared]
+            )
+        with open(os.path.join(out, "ablations.json")) as f:
+            self.assertEqual(
+                json.load(f)["shared_arguments_not_given"],
+                {"base": ["--num-heads", "2"], "gpt2": ["--num-atoms=8"]},
+            )
+        with open(os.path.join(out, "ablations.md")) as f:
+            self.assertIn(
+                "that `gpt2`'s model does not read, not given to it: "
+                "`--num-atoms=8`",
+                f.read(),
+            )
+
+    def test_a_variant_flag_its_model_would_ignore_fails_before_any_run(self):
+        stderr = io.StringIO()
+        with (
+            mock.patch.object(ablate, "run_variant") as run,
+            contextlib.redirect_stderr(stderr),
+            self.assertRaises(SystemExit),
+        ):
+            ablate.main(
+                [
+                    "--output-dir",
+                    self.get_temp_dir(),
+                    "--variants",
+                    "gpt2",
+                    "--variant-flags",
+                    "gpt2=--encoder-type gated",
+                ]
+            )
+        run.assert_not_called()
+        self.assertIn("the run of gpt2 (the recipe's flags)", stderr.getvalue())
+        self.assertIn("--encoder-type is read only by", stderr.getvalue())
+
     def test_another_reference(self):
         run, table, out = self.run_ablations(
             "no-feedforward", options=["--reference", "gpt2"]

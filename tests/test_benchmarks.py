@@ -516,6 +516,26 @@ class BenchmarkFlagsTest(TestCase):
         lm = run.build_model(default, "sdgm", 16)
         self.assertEqual(lm.backbone.encoder_type, "dilated_convolution")
 
+    def test_the_spectral_mixers_options_reach_the_model(self):
+        for flag, option in (
+            ("--modes-per-feature", "modes_per_feature"),
+            ("--data-dependent-decay", "data_dependent_decay"),
+        ):
+            args = run.parse_args(
+                [*RUN_ARGUMENTS, "--encoder-type", "spectral", flag]
+            )
+            lm = run.build_model(args, "sdgm", 16)
+            self.assertTrue(getattr(lm.backbone, option), flag)
+            self.assertTrue(getattr(lm.backbone.blocks[0].encoder, option))
+        # Left out: the preset's (off).
+        self.assertIsNone(run.parse_args([]).data_dependent_decay)
+        with self.assertRaisesRegex(ValueError, "has no modes"):
+            run.build_model(
+                run.parse_args([*RUN_ARGUMENTS, "--data-dependent-decay"]),
+                "sdgm",
+                16,
+            )
+
     def test_rwkv_head_size_must_divide_the_width(self):
         self.assertEqual(run.rwkv_head_size(run.parse_args([])), 64)
         for parse in (run.parse_args, generate.parse_args):

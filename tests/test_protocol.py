@@ -45,7 +45,7 @@ class ProtocolTest(TestCase):
         """The recipe config of `row` of protocol `name`, as ablate runs it."""
         flags = protocol.PROTOCOLS[name]["flags"]
         return recipe.parse_args(
-            "ptb", flags + ablate.BASE_FLAGS + ablate.VARIANTS[row][1]
+            "ptb", ablate.run_arguments("ptb", row, flags)[0]
         )
 
     def test_every_run_is_a_valid_recipe_run(self):
@@ -139,7 +139,7 @@ class ProtocolTest(TestCase):
             # Every family's run of every setting is a valid recipe run.
             for row in args.variants:
                 config = recipe.parse_args(
-                    "ptb", flags + ablate.BASE_FLAGS + ablate.VARIANTS[row][1]
+                    "ptb", ablate.run_arguments("ptb", row, flags)[0]
                 )
                 self.assertEqual(config.dropout, float(setting[1]))
                 self.assertEqual(config.weight_decay, float(setting[3]))

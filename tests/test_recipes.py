@@ -31,6 +31,7 @@ from keras_sdgm.training import recipe
 from keras_sdgm.training import reporting
 from keras_sdgm.training.callbacks import StepAndEpochBackup
 from keras_sdgm.training.recipe import main
+from tests.fixtures import MODEL_TINY
 from tests.fixtures import RECIPE_TINY
 from tests.fixtures import recipe_args
 from tests.fixtures import tiny_lm
@@ -190,6 +191,7 @@ class RecipeTest(TestCase):
         out = os.path.join(self.get_temp_dir(), "run")
         flags = [
             *RECIPE_TINY,
+            *MODEL_TINY["sdgm"],
             "--train-file",
             train_file,
             "--min-count",
@@ -247,13 +249,9 @@ class RecipeTest(TestCase):
             # GPT-2 has no positions beyond its window.
             main(
                 "ptb",
-                recipe_args(
-                    out, "--model", "gpt2", "--long-eval-lengths", "64"
-                ),
+                recipe_args(out, "--long-eval-lengths", "64", model="gpt2"),
             )
-        result = main(
-            "ptb", recipe_args(out, "--model", "gpt2", "--max-steps", "5")
-        )
+        result = main("ptb", recipe_args(out, "--max-steps", "5", model="gpt2"))
         self.assertEqual(result["model"], "gpt2")
         preset = keras_hub.models.CausalLM.from_preset(
             os.path.join(out, "preset")
@@ -270,8 +268,6 @@ class RecipeTest(TestCase):
             "ptb",
             recipe_args(
                 out,
-                "--model",
-                "rwkv7",
                 "--max-steps",
                 "5",
                 "--dropout",
@@ -282,6 +278,7 @@ class RecipeTest(TestCase):
                 "cosine",
                 "--warmup-steps",
                 "2",
+                model="rwkv7",
             ),
         )
         self.assertEqual(result["model"], "rwkv7")
@@ -558,9 +555,11 @@ class StepLogTest(TestCase):
 class RecipeStepsTest(TestCase):
     """The recipe's steps alone: no data read, no training."""
 
-    def config(self, *extra, output_dir=None):
+    def config(self, *extra, model="sdgm", output_dir=None):
         output_dir = output_dir or os.path.join(self.get_temp_dir(), "run")
-        return recipe.parse_args("ptb", recipe_args(output_dir, *extra))
+        return recipe.parse_args(
+            "ptb", recipe_args(output_dir, *extra, model=model)
+        )
 
     def test_scripts_are_the_recipes(self):
         def usage(script):
@@ -665,20 +664,22 @@ class RecipeStepsTest(TestCase):
             recipe.parse_args("pdb", [])
 
     def test_parse_args_refuses_flags_that_do_not_go_together(self):
-        with self.assertRaises(SystemExit):
-            self.config("--model", "gpt2", "--long-eval-lengths", "64")
         self.assertEqual(
             self.config(
-                "--model", "rwkv7", "--long-eval-lengths", "64"
+                "--long-eval-lengths", "64", model="rwkv7"
             ).long_eval_lengths,
             [64],
         )
         with self.assertRaises(SystemExit):
             # Heads of 16 // 3 = 5 do not divide D=16.
-            self.config("--model", "rwkv7", "--num-heads", "3")
+            self.config("--num-heads", "3", model="rwkv7")
+        with self.assertRaises(SystemExit):
+            # --num-heads 2 (the tiny run's) and a head size: one is ignored.
+            self.config("--rwkv-head-size", "4", model="rwkv7")
+        rwkv7 = ["--model", "rwkv7", "--hidden-dim", "16"]
         self.assertEqual(
-            self.config(
-                "--model", "rwkv7", "--num-heads", "3", "--rwkv-head-size", "4"
+            recipe.parse_args(
+                "ptb", [*rwkv7, "--rwkv-head-size", "4"]
             ).rwkv_head_size,
             4,
         )
@@ -696,6 +697,67 @@ class RecipeStepsTest(TestCase):
             self.config("--warmup-steps", "-1")
         with self.assertRaises(SystemExit):
             self.config("--long-eval-lengths", "1")
+
+    def test_parse_args_refuses_flags_the_model_would_ignore(self):
+        # Each flag, spelled as people do, with a model that does not read
+        # it: refused, naming the flag, rather than recorded in config.json
+        # and ignored.
+        ignored = [
+            ("gpt2", ["--num-atoms", "8"], "--num-atoms"),
+            ("rwkv7", ["--dictionary", "static"], "--dictionary"),
+            ("gpt2", ["--no-residual"], "--residual"),
+            ("rwkv7", ["--data-dependent-decay"], "--data-dependent-decay"),
+            ("gpt2", ["--modes-per-feature"], "--modes-per-feature"),
+            ("gpt2", ["--encoder-type", "gated"], "--encoder-type"),
+            ("gpt2", ["--max-position-offset", "0"], "--max-position-offset"),
+            ("rwkv7", ["--stft-weight=0.5"], "--stft-weight"),
+            ("gpt2", ["--nll-weight", "1"], "--nll-weight"),
+            ("sdgm", ["--num-heads", "2"], "--num-heads"),
+            ("sdgm", ["--rwkv-head-size", "2"], "--rwkv-head-size"),
+            ("gpt2", ["--rwkv-head-size", "2"], "--rwkv-head-size"),
+            ("gpt2", ["--long-eval-lengths", "64"], "--long-eval-lengths"),
+        ]
+        for model, flags, name in ignored:
+            with self.subTest(model=model, flags=flags):
+                printed = io.StringIO()
+                with (
+                    contextlib.redirect_stderr(printed),
+                    self.assertRaises(SystemExit),
+                ):
+                    recipe.parse_args("ptb", ["--model", model, *flags])
+                self.assertIn(
+                    f"error: {name} is read only by", printed.getvalue()
+                )
+                self.assertIn(
+                    f"--model {model} would ignore it", printed.getvalue()
+                )
+        # Every restricted flag is a recipe flag, read by known models, and
+        # each model takes its own tiny flags.
+        fields = {f.name for f in dataclasses.fields(recipe.RecipeConfig)}
+        self.assertLessEqual(set(recipe.MODEL_FLAGS), fields)
+        for models in recipe.MODEL_FLAGS.values():
+            self.assertLessEqual(set(models), set(recipe.MODELS))
+        for model in recipe.MODELS:
+            config = recipe.parse_args("ptb", [*MODEL_TINY[model]])
+            self.assertEqual(config.model, model)
+        self.assertEqual(
+            recipe.parse_args("ptb", ["--prior-weight", "0.1"]).prior_weight,
+            0.1,
+        )
+
+    def test_given_flags(self):
+        parser = recipe.build_parser("ptb")
+        # Given at its default value, abbreviated, or as --no-flag: given;
+        # left out: not, whatever the default.
+        self.assertEqual(
+            recipe.given_flags(
+                parser, ["--num-heads", "8", "--no-res", "--hidden-d=4"]
+            ),
+            {"num_heads": 8, "residual": False, "hidden_dim": 4},
+        )
+        self.assertEqual(recipe.given_flags(parser, []), {})
+        # The parser's defaults are left as they were.
+        self.assertEqual(parser.parse_args([]).num_heads, 8)
 
     def test_training_plan(self):
         def plan(*flags, num_batches=100):
@@ -886,7 +948,7 @@ class RecipeStepsTest(TestCase):
         )
         preprocessor = SDGMCausalLMPreprocessor(tokenizer, sequence_length=32)
         gpt2 = model_builders.build_causal_lm(
-            self.config("--model", "gpt2"), preprocessor
+            self.config(model="gpt2"), preprocessor
         )
         self.assertEqual(gpt2.backbone.intermediate_dim, 4 * 16)
         self.assertEqual(gpt2.backbone.num_heads, 2)

@@ -21,6 +21,25 @@ MAX_CHUNK_SIZE = 64
 MAX_FEATURE_CHUNK_SIZE = 128
 
 
+def require_mode_options(modes_per_feature, data_dependent_decay):
+    """The two options of the modes, checked: booleans, not both on.
+
+    Returns:
+        `(modes_per_feature, data_dependent_decay)`.
+    """
+    modes_per_feature = require_bool("modes_per_feature", modes_per_feature)
+    data_dependent_decay = require_bool(
+        "data_dependent_decay", data_dependent_decay
+    )
+    if modes_per_feature and data_dependent_decay:
+        raise ValueError(
+            "`data_dependent_decay` is built for modes shared by the "
+            "features only. Use `modes_per_feature=False` with "
+            "`data_dependent_decay=True`."
+        )
+    return modes_per_feature, data_dependent_decay
+
+
 def complex_einsum(spec, a, b):
     """`einsum(spec, a, b)` of complex tensors held as (real, imaginary)."""
     return (
@@ -162,18 +181,9 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         if num_modes is None:
             num_modes = num_atoms
         self.num_modes = require_positive_int("num_modes", num_modes)
-        self.modes_per_feature = require_bool(
-            "modes_per_feature", modes_per_feature
+        self.modes_per_feature, self.data_dependent_decay = (
+            require_mode_options(modes_per_feature, data_dependent_decay)
         )
-        self.data_dependent_decay = require_bool(
-            "data_dependent_decay", data_dependent_decay
-        )
-        if self.modes_per_feature and self.data_dependent_decay:
-            raise ValueError(
-                "`data_dependent_decay` is built for modes shared by the "
-                "features only. Use `modes_per_feature=False` with "
-                "`data_dependent_decay=True`."
-            )
         if chunk_size is not None:
             chunk_size = require_positive_int("chunk_size", chunk_size)
         self.chunk_size = chunk_size

@@ -85,6 +85,31 @@ PRESET_SIZES = {
     "sequence_length": "window_length",
     "num_layers": "num_layers",
 }
+# The flags only some models read (destination: those models). Given for
+# another model they are refused: that model would ignore them.
+SDGM_ONLY = (
+    "num_atoms",
+    "kernel_size",
+    "dilation_rates",
+    "coefficient_activation",
+    "residual",
+    "num_mixture_components",
+    "dictionary_type",
+    "encoder_type",
+    "modes_per_feature",
+    "data_dependent_decay",
+    "max_position_offset",
+    *model_builders.LOSS_WEIGHTS,
+)
+MODEL_FLAGS = {
+    **dict.fromkeys(SDGM_ONLY, ("sdgm",)),
+    "num_heads": ("gpt2", "rwkv7"),
+    "rwkv_head_size": ("rwkv7",),
+    # GPT-2's learned positions end at its window.
+    "long_eval_lengths": ("sdgm", "rwkv7"),
+}
+# Flags spelled otherwise than their destination.
+FLAG_NAMES = {"dictionary_type": "--dictionary"}
 # Fields of a `RecipeConfig` that say how to run, not what: left out of
 # `config.json`, so changing them does not stop a run from resuming.
 RUN_ONLY_FIELDS = ("output_dir", "overwrite", "verbose", "tensorboard")
@@ -473,24 +498,37 @@ def add_text_flags(parser):
     )
 
 
-def parse_args(corpus, argv=None):
+def parse_args(corpus, argv=None, prog=None):
     """The recipe's flags (`argv`, default `sys.argv[1:]`) as a `RecipeConfig`.
 
     Sizes not given come from `--preset`, and `--output-dir` defaults to
     `runs/<corpus>-<model>`. Flags that do not go together exit with the
-    parser's usage message.
+    parser's usage message, and so does a flag the chosen `--model` does
+    not read (`MODEL_FLAGS`: e.g. `--num-atoms` with `--model gpt2`).
+    `prog` names the flags' source in that message (default: the script).
     """
     parser = build_parser(corpus)
+    if prog is not None:
+        parser.prog = prog
     args = parser.parse_args(argv)
+    given = given_flags(parser, argv)
+    for dest in given:
+        models = MODEL_FLAGS.get(dest, MODELS)
+        if args.model not in models:
+            parser.error(
+                f"{flag_name(dest)} is read only by --model "
+                f"{' or '.join(models)}: --model {args.model} would ignore "
+                "it. Leave it out."
+            )
+    if args.model == "rwkv7" and {"num_heads", "rwkv_head_size"} <= set(given):
+        parser.error(
+            "--num-heads and --rwkv-head-size both set RWKV-7's heads "
+            "(--rwkv-head-size wins, --num-heads would be ignored); give one."
+        )
     if args.warmup_steps and args.lr_schedule == "plateau":
         parser.error(
             "--warmup-steps goes with --lr-schedule constant or cosine: "
             "the plateau schedule sets the rate itself after each epoch."
-        )
-    if args.long_eval_lengths and args.model == "gpt2":
-        parser.error(
-            "--long-eval-lengths is for SDGM and RWKV-7: GPT-2's learned "
-            "positions end at its window."
         )
     if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
         parser.error(
@@ -547,6 +585,25 @@ def parse_args(corpus, argv=None):
         )
         args.output_dir = os.path.join("runs", f"{name}-{args.model}")
     return RecipeConfig(corpus=corpus, **vars(args))
+
+
+def given_flags(parser, argv):
+    """The flags `argv` gives, as `{destination: value}`: those left at
+    their default are not in it, whatever their value."""
+    parsed = vars(parser.parse_args(argv))
+    defaults = {dest: parser.get_default(dest) for dest in parsed}
+    unset = object()
+    parser.set_defaults(**dict.fromkeys(parsed, unset))
+    try:
+        given = vars(parser.parse_args(argv))
+    finally:
+        parser.set_defaults(**defaults)
+    return {dest: value for dest, value in given.items() if value is not unset}
+
+
+def flag_name(dest):
+    """The flag of a `RecipeConfig` field: `--hidden-dim` for `hidden_dim`."""
+    return FLAG_NAMES.get(dest, "--" + dest.replace("_", "-"))
 
 
 def check_text_flags(parser, args):

@@ -8,6 +8,9 @@ from keras_sdgm.layers import SpectralDictionary
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models.sdgm.sdgm_backbone import covering_dilation_rates
 from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
+from keras_sdgm.models.sdgm.spectral_dictionary_block import (
+    SpectralDictionaryBlock,
+)
 from tests.fixtures import TINY_BACKBONE
 from tests.fixtures import tiny_inputs
 from tests.testing import TestCase
@@ -224,6 +227,21 @@ class SDGMBackboneTest(TestCase):
             SDGMBackbone(
                 **TINY_BACKBONE,
                 encoder_type="gated",
+                data_dependent_decay=True,
+            )
+        # Both together: refused at construction, by the block too.
+        with self.assertRaisesRegex(ValueError, "modes shared by the"):
+            SDGMBackbone(
+                **TINY_BACKBONE,
+                modes_per_feature=True,
+                data_dependent_decay=True,
+            )
+        with self.assertRaisesRegex(ValueError, "modes shared by the"):
+            SpectralDictionaryBlock(
+                num_atoms=4,
+                window_length=8,
+                encoder_type="spectral",
+                modes_per_feature=True,
                 data_dependent_decay=True,
             )
         backbone = SDGMBackbone(**TINY_BACKBONE, modes_per_feature=True)

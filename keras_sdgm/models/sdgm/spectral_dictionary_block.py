@@ -19,12 +19,12 @@ from keras_sdgm.layers.shared_frequency_dictionary import (
 from keras_sdgm.layers.spectral_coefficient_encoder import (
     SpectralCoefficientEncoder,
 )
+from keras_sdgm.layers.spectral_coefficient_encoder import require_mode_options
 from keras_sdgm.layers.spectral_dictionary import SpectralDictionary
 from keras_sdgm.layers.static_dictionary import StaticDictionary
 from keras_sdgm.utils.config_keys import renamed_config
 from keras_sdgm.utils.config_keys import with_earlier_defaults
 from keras_sdgm.utils.initializers import clone_initializer
-from keras_sdgm.utils.validation import require_bool
 from keras_sdgm.utils.validation import require_non_negative_float
 from keras_sdgm.utils.validation import require_one_of
 from keras_sdgm.utils.validation import require_positive_int
@@ -211,11 +211,8 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         self.encoder_type = require_one_of(
             "encoder_type", encoder_type, ENCODER_TYPES
         )
-        self.modes_per_feature = require_bool(
-            "modes_per_feature", modes_per_feature
-        )
-        self.data_dependent_decay = require_bool(
-            "data_dependent_decay", data_dependent_decay
+        self.modes_per_feature, self.data_dependent_decay = (
+            require_mode_options(modes_per_feature, data_dependent_decay)
         )
         for name in ("modes_per_feature", "data_dependent_decay"):
             if getattr(self, name) and (
@@ -314,13 +311,13 @@ class SpectralDictionaryBlock(keras.layers.Layer):
             )
 
     def _make_encoder(self):
-        window = {}
+        modes = {}  # The spectral mixers' own arguments.
         if self.encoder_type in SPECTRAL_ENCODER_TYPES:
-            window["window_length"] = self.window_length
-            window["modes_per_feature"] = self.modes_per_feature
-            window["data_dependent_decay"] = self.data_dependent_decay
+            modes["window_length"] = self.window_length
+            modes["modes_per_feature"] = self.modes_per_feature
+            modes["data_dependent_decay"] = self.data_dependent_decay
         return ENCODERS[self.encoder_type](
-            **window,
+            **modes,
             num_atoms=self.num_atoms,
             kernel_size=self.kernel_size,
             dilation_rates=self.dilation_rates,
