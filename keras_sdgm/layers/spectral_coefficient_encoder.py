@@ -551,7 +551,7 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         if self.modes_per_feature:
             # (batch, num_modes, hidden_dim): every feature drives every mode.
             u = ops.cast(y, "float32") * gamma[:, None]
-            axis = 1
+            log_r, omega, axis = log_r[:, None], omega[:, None], 1
         else:
             if self.data_dependent_decay:
                 log_r, gamma = self._decays(y[:, 0])
@@ -560,8 +560,6 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
         real, imaginary = ops.split(cache[-1], 2, axis=axis)
         r = ops.exp(log_r)
         lambda_re, lambda_im = r * ops.cos(omega), r * ops.sin(omega)
-        if self.modes_per_feature:
-            lambda_re, lambda_im = lambda_re[:, None], lambda_im[:, None]
         real, imaginary = (
             lambda_re * real - lambda_im * imaginary + u,
             lambda_re * imaginary + lambda_im * real,
