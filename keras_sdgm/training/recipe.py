@@ -85,22 +85,20 @@ PRESET_SIZES = {
     "sequence_length": "window_length",
     "num_layers": "num_layers",
 }
-# The flags only some models read (destination: those models). Given for
-# another model they are refused: that model would ignore them.
+# SDGM's own flags: its overrides but those every model reads (sizes,
+# dropout), and its loss weights. A flag added to SDGM's overrides is
+# SDGM's alone.
 SDGM_ONLY = (
-    "num_atoms",
-    "kernel_size",
-    "dilation_rates",
-    "coefficient_activation",
-    "residual",
-    "num_mixture_components",
-    "dictionary_type",
-    "encoder_type",
-    "modes_per_feature",
-    "data_dependent_decay",
-    "max_position_offset",
+    *(
+        name
+        for name in model_builders.SDGM_OVERRIDES
+        if name
+        not in ("hidden_dim", "num_layers", "intermediate_dim", "dropout")
+    ),
     *model_builders.LOSS_WEIGHTS,
 )
+# The flags only some models read (destination: those models). Given for
+# another model they are refused: that model would ignore them.
 MODEL_FLAGS = {
     **dict.fromkeys(SDGM_ONLY, ("sdgm",)),
     "num_heads": ("gpt2", "rwkv7"),
