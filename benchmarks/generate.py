@@ -60,8 +60,6 @@ import keras_sdgm  # noqa: E402
 from keras_sdgm.datasets import load_lines  # noqa: E402
 from keras_sdgm.datasets import token_windows  # noqa: E402
 from keras_sdgm.datasets import tokenize_corpus  # noqa: E402
-from keras_sdgm.models.sdgm.spectral_dictionary_block import DICTIONARY_TYPES  # noqa: E402
-from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES  # noqa: E402
 from keras_sdgm.training import model_builders  # noqa: E402
 from keras_sdgm.training import reporting  # noqa: E402
 from keras_sdgm.utils import arguments  # noqa: E402
@@ -90,6 +88,8 @@ def build_models(args, max_context):
             num_layers=args.num_layers,
             encoder_type=args.encoder_type,
             dictionary_type=args.dictionary_type,
+            modes_per_feature=args.modes_per_feature,
+            data_dependent_decay=args.data_dependent_decay,
         ),
         "gpt2": lambda: model_builders.gpt2_causal_lm(
             args.vocabulary_size,
@@ -116,6 +116,8 @@ def model_details(models):
         details["sdgm"] = {
             "encoder_type": backbone.encoder_type,
             "dictionary_type": backbone.dictionary_type,
+            "modes_per_feature": backbone.modes_per_feature,
+            "data_dependent_decay": backbone.data_dependent_decay,
         }
     if "rwkv7" in models:
         lm = models["rwkv7"]
@@ -445,18 +447,7 @@ def parse_args(argv=None):
         help="Models of the latency benchmark.",
     )
     add("--preset", default="sdgm_base")
-    add(
-        "--encoder-type",
-        default=None,
-        choices=ENCODER_TYPES,
-        help="The SDGM block's token mixer; default: the preset's.",
-    )
-    add(
-        "--dictionary-type",
-        default=None,
-        choices=DICTIONARY_TYPES,
-        help="The SDGM block's dictionary; default: the preset's.",
-    )
+    arguments.add_sdgm_block_flags(parser)
     add("--hidden-dim", type=int, default=512)
     add("--num-layers", type=int, default=2)
     add("--num-heads", type=int, default=8)

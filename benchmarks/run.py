@@ -113,10 +113,6 @@ PEERS = ("gpt2", "rwkv7")
 
 
 def parse_args(argv=None):
-    from keras_sdgm.models.sdgm.spectral_dictionary_block import (
-        DICTIONARY_TYPES,
-    )
-    from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
     from keras_sdgm.utils import arguments
 
     parser = argparse.ArgumentParser(
@@ -127,29 +123,7 @@ def parse_args(argv=None):
     add("--lengths", type=int, nargs="+", default=[128, 512, 2048, 8192])
     add("--models", nargs="+", default=list(MODELS), choices=MODELS)
     add("--preset", default="sdgm_base")
-    add(
-        "--encoder-type",
-        default=None,
-        choices=ENCODER_TYPES,
-        help="The SDGM block's token mixer; default: the preset's.",
-    )
-    add(
-        "--dictionary-type",
-        default=None,
-        choices=DICTIONARY_TYPES,
-        help="The SDGM block's dictionary; default: the preset's.",
-    )
-    for flag, what in (
-        ("--modes-per-feature", "every feature drives its own modes"),
-        ("--data-dependent-decay", "each position's features set the decay"),
-    ):
-        add(
-            flag,
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help=f"The SDGM spectral mixers' option: {what}; default: the "
-            "preset's.",
-        )
+    arguments.add_sdgm_block_flags(parser)
     add("--hidden-dim", type=int, default=512)
     add("--num-layers", type=int, default=4)
     add(

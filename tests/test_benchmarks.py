@@ -2,6 +2,7 @@
 their FLOP counts and flags, and their timing helpers
 (`keras_sdgm.utils.timing`) under every backend."""
 
+import argparse
 import contextlib
 import io
 import json
@@ -145,6 +146,8 @@ class GenerateBenchmarkTest(TestCase):
             {
                 "encoder_type": "depthwise",
                 "dictionary_type": "separable_frequency",
+                "modes_per_feature": False,
+                "data_dependent_decay": False,
             },
         )
         self.assertEqual(result["model_details"]["rwkv7"]["head_size"], 8)
@@ -527,8 +530,23 @@ class BenchmarkFlagsTest(TestCase):
             lm = run.build_model(args, "sdgm", 16)
             self.assertTrue(getattr(lm.backbone, option), flag)
             self.assertTrue(getattr(lm.backbone.blocks[0].encoder, option))
+            # The generation benchmark builds its SDGM from the same flags.
+            args = generate.parse_args(["--num-layers", "1", flag])
+            self.assertTrue(getattr(args, option))
+            backbone = generate.build_models(
+                argparse.Namespace(
+                    **{
+                        **vars(args),
+                        "models": ["sdgm"],
+                        "encoder_type": "spectral",
+                    }
+                ),
+                16,
+            )["sdgm"].backbone
+            self.assertTrue(getattr(backbone, option), flag)
         # Left out: the preset's (off).
         self.assertIsNone(run.parse_args([]).data_dependent_decay)
+        self.assertIsNone(generate.parse_args([]).modes_per_feature)
         with self.assertRaisesRegex(ValueError, "has no modes"):
             run.build_model(
                 run.parse_args([*RUN_ARGUMENTS, "--data-dependent-decay"]),

@@ -1,5 +1,6 @@
 """`argparse` types of the command lines: a value out of range is a usage
-error that names the flag (argparse prefixes the message with it)."""
+error that names the flag (argparse prefixes the message with it); and the
+flags the benchmarks share."""
 
 import argparse
 import math
@@ -61,6 +62,40 @@ def holdout_fraction(text):
 
 def dropout_rate(text):
     return number(float, text, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def add_sdgm_block_flags(parser):
+    """The benchmarks' flags for the SDGM block's parts, each `None` (the
+    preset's) when left out: `--encoder-type`, `--dictionary-type`,
+    `--modes-per-feature` and `--data-dependent-decay`."""
+    from keras_sdgm.models.sdgm.spectral_dictionary_block import (
+        DICTIONARY_TYPES,
+    )
+    from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
+
+    parser.add_argument(
+        "--encoder-type",
+        default=None,
+        choices=ENCODER_TYPES,
+        help="The SDGM block's token mixer; default: the preset's.",
+    )
+    parser.add_argument(
+        "--dictionary-type",
+        default=None,
+        choices=DICTIONARY_TYPES,
+        help="The SDGM block's dictionary; default: the preset's.",
+    )
+    for flag, what in (
+        ("--modes-per-feature", "every feature drives its own modes"),
+        ("--data-dependent-decay", "each position's features set the decay"),
+    ):
+        parser.add_argument(
+            flag,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"The SDGM spectral mixers' option: {what}; default: the "
+            "preset's.",
+        )
 
 
 def run_command(main, *args):
