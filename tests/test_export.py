@@ -333,23 +333,28 @@ class ExportOnnxTest(TestCase):
         keras.config.backend() != "tensorflow",
         reason="the graph is converted from TensorFlow under every backend",
     )
-    def test_the_spectral_mixers_options_export(self):
-        # Their ops reach the ONNX graph (the data-dependent decay's on
-        # activations, not folded into constants), over several chunks.
+    def test_the_long_range_mixers_export(self):
+        # The spectral mixers' options and the retention: their ops reach
+        # the ONNX graph (the data-dependent decay's on activations, not
+        # folded into constants), over several chunks.
         import onnxruntime
 
         token_ids, mask = right_padded(2, 300, seed=0)
-        for option in ("modes_per_feature", "data_dependent_decay"):
+        for name, options in (
+            ("modes_per_feature", {"modes_per_feature": True}),
+            ("data_dependent_decay", {"data_dependent_decay": True}),
+            ("gated_retention", {"encoder_type": "gated_retention"}),
+        ):
             keras.utils.set_random_seed(0)
-            lm = SDGMCausalLM(SDGMBackbone(**SMALL_BACKBONE, **{option: True}))
-            path = os.path.join(self.get_temp_dir(), f"{option}.onnx")
+            lm = SDGMCausalLM(SDGMBackbone(**SMALL_BACKBONE, **options))
+            path = os.path.join(self.get_temp_dir(), f"{name}.onnx")
             (logits,) = onnxruntime.InferenceSession(export_onnx(lm, path)).run(
                 None, {"token_ids": token_ids, "padding_mask": mask}
             )
             self.assertLessEqual(
                 np.abs(logits - keras_logits(lm, token_ids, mask)).max(),
                 1e-4,
-                option,
+                name,
             )
 
 

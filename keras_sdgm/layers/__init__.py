@@ -6,10 +6,16 @@ from keras_sdgm.layers.depthwise_coefficient_encoder import (
 )
 from keras_sdgm.layers.frequency_initializer import FrequencyBandInitializer
 from keras_sdgm.layers.gated_coefficient_encoder import GatedCoefficientEncoder
+from keras_sdgm.layers.gated_retention_coefficient_encoder import (
+    GatedRetentionCoefficientEncoder,
+)
 from keras_sdgm.layers.gated_spectral_coefficient_encoder import (
     GatedSpectralCoefficientEncoder,
 )
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
+from keras_sdgm.layers.retention_coefficient_encoder import (
+    RetentionCoefficientEncoder,
+)
 from keras_sdgm.layers.separable_frequency_dictionary import (
     SeparableFrequencyDictionary,
 )
@@ -29,8 +35,10 @@ __all__ = [
     "DepthwiseCoefficientEncoder",
     "FrequencyBandInitializer",
     "GatedCoefficientEncoder",
+    "GatedRetentionCoefficientEncoder",
     "GatedSpectralCoefficientEncoder",
     "GaussianMixturePrior",
+    "RetentionCoefficientEncoder",
     "SeparableFrequencyDictionary",
     "SharedFrequencyDictionary",
     "SpectralCoefficientEncoder",

@@ -11,7 +11,9 @@ from keras import ops
 from keras_sdgm.layers import CoefficientEncoder
 from keras_sdgm.layers import DepthwiseCoefficientEncoder
 from keras_sdgm.layers import GatedCoefficientEncoder
+from keras_sdgm.layers import GatedRetentionCoefficientEncoder
 from keras_sdgm.layers import GatedSpectralCoefficientEncoder
+from keras_sdgm.layers import RetentionCoefficientEncoder
 from keras_sdgm.layers import SpectralCoefficientEncoder
 from tests.testing import TestCase
 
@@ -40,6 +42,21 @@ MIXERS = [
         "gated_spectral_data_dependent_decay",
         GatedSpectralCoefficientEncoder,
         {"window_length": 8, "chunk_size": 4, "data_dependent_decay": True},
+    ),
+    (
+        "retention",
+        RetentionCoefficientEncoder,
+        {"window_length": 8, "chunk_size": 4},
+    ),
+    (
+        "gated_retention",
+        GatedRetentionCoefficientEncoder,
+        {"window_length": 8, "chunk_size": 4},
+    ),
+    (
+        "gated_retention_two_heads",
+        GatedRetentionCoefficientEncoder,
+        {"window_length": 8, "chunk_size": 4, "num_heads": 2},
     ),
 ]
 SHAPES = (("single", 2, [1]), ("dilated", 3, [1, 2, 4]), ("pointwise", 1, [1]))
@@ -81,6 +98,16 @@ class TokenMixerTest(TestCase):
             GatedSpectralCoefficientEncoder,
             {"window_length": 8, "data_dependent_decay": True},
             14,
+        ),
+        # The depthwise ones, the queries', keys' and values' kernel, the
+        # output norm's scale and offset, frequencies and decays.
+        ("retention", RetentionCoefficientEncoder, {"window_length": 8}, 11),
+        # The retention's and the gate's kernel and bias.
+        (
+            "gated_retention",
+            GatedRetentionCoefficientEncoder,
+            {"window_length": 8},
+            13,
         ),
     )
     def test_layer_basics(self, cls, own, num_weights):
@@ -135,7 +162,8 @@ class TokenMixerTest(TestCase):
     @parameterized.named_parameters(CASES)
     def test_step_matches_full_call(self, cls, own, kernel_size, rates):
         encoder = cls(6, kernel_size=kernel_size, dilation_rates=rates, **own)
-        x = keras.random.normal((2, 15, 5))
+        # Eight features: two retention heads of an even number each.
+        x = keras.random.normal((2, 15, 8))
         full = ops.convert_to_numpy(encoder(x))
 
         # From an empty context, one position at a time.
@@ -156,3 +184,27 @@ class TokenMixerTest(TestCase):
         for t in range(6, 15):
             c, states = encoder(x[:, t : t + 1], cache=states)
             self.assertAllClose(full[:, t : t + 1], c, atol=1e-5)
+
+    @parameterized.named_parameters(
+        ("retention", RetentionCoefficientEncoder),
+        ("gated_retention", GatedRetentionCoefficientEncoder),
+    )
+    def test_retention_heads_and_chunks(self, cls):
+        with self.assertRaisesRegex(ValueError, "num_heads"):
+            cls(4, window_length=8, num_heads=0)
+        with self.assertRaisesRegex(ValueError, "chunk_size"):
+            cls(4, window_length=8, chunk_size=0)
+        # 12 features: not 5 heads, nor 4 heads of an odd size.
+        x = keras.random.normal((2, 21, 12))
+        for heads in (5, 4):
+            with self.assertRaisesRegex(ValueError, "num_heads"):
+                cls(4, window_length=8, num_heads=heads)(x)
+        # Every chunk size gives the same result: one chunk, chunks that
+        # divide the length, and a padded last chunk.
+        one_chunk = cls(4, window_length=8, num_heads=3)
+        expected = ops.convert_to_numpy(one_chunk(x))
+        for size in (1, 3, 5, 21):
+            chunked = cls(4, window_length=8, num_heads=3, chunk_size=size)
+            chunked.build(x.shape)
+            chunked.set_weights(one_chunk.get_weights())
+            self.assertAllClose(expected, chunked(x), atol=1e-5)

@@ -44,11 +44,15 @@ class SDGMBackboneTest(TestCase):
             **{**TINY_BACKBONE, "encoder_type": encoder_type}
         )
         # The decays are a fixed spread of time scales, the same in every
-        # block by design; constant weights (zeros, ones) are not drawn.
+        # block by design, and so are the retention's frequencies (rotary
+        # embeddings'); constant weights (zeros, ones) are not drawn.
+        fixed = ("decay",)
+        if "retention" in encoder_type:
+            fixed += ("frequency",)
         drawn = [
             (w.path, keras.ops.convert_to_numpy(w).ravel())
             for w in backbone.weights
-            if not w.path.endswith("decay")
+            if not w.path.endswith(fixed)
             and np.ptp(keras.ops.convert_to_numpy(w)) > 0
         ]
         self.assertGreater(len(drawn), 4)
@@ -219,6 +223,12 @@ class SDGMBackboneTest(TestCase):
             SDGMBackbone(
                 **TINY_BACKBONE,
                 encoder_type="depthwise",
+                modes_per_feature=True,
+            )
+        with self.assertRaisesRegex(ValueError, "modes_per_feature"):
+            SDGMBackbone(
+                **TINY_BACKBONE,
+                encoder_type="gated_retention",
                 modes_per_feature=True,
             )
         with self.assertRaisesRegex(ValueError, "modes_per_feature"):

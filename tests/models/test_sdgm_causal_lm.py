@@ -302,6 +302,7 @@ class CausalityTest(TestCase):
         ("spectral_two_blocks", 2, 3, [1], True, "spectral"),
         ("spectral_one_block", 1, 2, [1], False, "spectral"),
         ("gated_spectral_two_blocks", 2, 3, [1], True, "gated_spectral"),
+        ("gated_retention_two_blocks", 2, 3, [1], True, "gated_retention"),
         (
             "gated_spectral_shared_frequency_dictionary",
             2,

@@ -77,6 +77,8 @@ BLOCK_TYPES = [
         "gated_spectral_data_dependent_decay",
         {"encoder_type": "gated_spectral", "data_dependent_decay": True},
     ),
+    ("retention", {"encoder_type": "retention"}),
+    ("gated_retention", {"encoder_type": "gated_retention"}),
     (
         "gated_spectral_shared_frequency_dictionary",
         {

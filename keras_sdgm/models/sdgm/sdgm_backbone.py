@@ -13,7 +13,7 @@ from keras_sdgm.models.sdgm.sdgm_presets import trained_presets
 from keras_sdgm.models.sdgm.spectral_dictionary_block import EARLIER_DEFAULTS
 from keras_sdgm.models.sdgm.spectral_dictionary_block import RENAMED_KEYS
 from keras_sdgm.models.sdgm.spectral_dictionary_block import (
-    SPECTRAL_ENCODER_TYPES,
+    WINDOWED_ENCODER_TYPES,
 )
 from keras_sdgm.models.sdgm.spectral_dictionary_block import (
     SpectralDictionaryBlock,
@@ -139,7 +139,8 @@ class SDGMBackbone(Backbone):
         num_layers: int. Number of blocks.
         encoder_type: str. Each block's token mixer (see
             `SpectralDictionaryBlock`): `"dilated_convolution"`,
-            `"depthwise"`, `"gated"`, `"spectral"` or `"gated_spectral"`.
+            `"depthwise"`, `"gated"`, `"spectral"`, `"gated_spectral"`,
+            `"retention"` or `"gated_retention"`.
         modes_per_feature: bool. With a spectral mixer, every feature
             drives its own copy of the modes (decoding state `num_atoms *
             hidden_dim` per block instead of `num_atoms`; see
@@ -151,7 +152,8 @@ class SDGMBackbone(Backbone):
         dilation_rates: list of ints, encoder dilations per block, or
             `None` for 1, 2, 4, ... until the encoder's receptive field
             covers `window_length` positions (`[1]`, one short convolution,
-            for the spectral mixers, whose modes see every past position).
+            for the spectral and retention mixers, which see every past
+            position).
         coefficient_activation: activation of the coefficients.
         intermediate_dim: int. Feed-forward width per block; 0 for none,
             `None` for `2 * hidden_dim` (as good as 4x after one epoch at
@@ -237,7 +239,7 @@ class SDGMBackbone(Backbone):
         num_layers = require_positive_int("num_layers", num_layers)
         window_length = require_positive_int("window_length", window_length)
         kernel_size = require_positive_int("kernel_size", kernel_size)
-        if dilation_rates is None and encoder_type in SPECTRAL_ENCODER_TYPES:
+        if dilation_rates is None and encoder_type in WINDOWED_ENCODER_TYPES:
             dilation_rates = [1]
         elif dilation_rates is None:
             dilation_rates = covering_dilation_rates(kernel_size, window_length)

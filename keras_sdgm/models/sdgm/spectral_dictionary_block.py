@@ -6,10 +6,16 @@ from keras_sdgm.layers.depthwise_coefficient_encoder import (
     DepthwiseCoefficientEncoder,
 )
 from keras_sdgm.layers.gated_coefficient_encoder import GatedCoefficientEncoder
+from keras_sdgm.layers.gated_retention_coefficient_encoder import (
+    GatedRetentionCoefficientEncoder,
+)
 from keras_sdgm.layers.gated_spectral_coefficient_encoder import (
     GatedSpectralCoefficientEncoder,
 )
 from keras_sdgm.layers.gaussian_mixture_prior import GaussianMixturePrior
+from keras_sdgm.layers.retention_coefficient_encoder import (
+    RetentionCoefficientEncoder,
+)
 from keras_sdgm.layers.separable_frequency_dictionary import (
     SeparableFrequencyDictionary,
 )
@@ -38,14 +44,25 @@ ENCODERS = {
     "gated": GatedCoefficientEncoder,
     "spectral": SpectralCoefficientEncoder,
     "gated_spectral": GatedSpectralCoefficientEncoder,
+    "retention": RetentionCoefficientEncoder,
+    "gated_retention": GatedRetentionCoefficientEncoder,
 }
 ENCODER_TYPES = tuple(ENCODERS)
-# The mixers with damped sinusoidal modes: they take the window (the unit of
-# their frequencies) and see every past position without dilations.
+# The mixers with damped sinusoidal modes, whose options
+# `modes_per_feature` and `data_dependent_decay` set how the modes work.
 SPECTRAL_ENCODER_TYPES = tuple(
     name
     for name, encoder in ENCODERS.items()
     if issubclass(encoder, SpectralCoefficientEncoder)
+)
+# The mixers that see every past position: they take the window (the unit of
+# their frequencies) and need no dilations.
+WINDOWED_ENCODER_TYPES = tuple(
+    name
+    for name, encoder in ENCODERS.items()
+    if issubclass(
+        encoder, (SpectralCoefficientEncoder, RetentionCoefficientEncoder)
+    )
 )
 # The dictionaries by `dictionary_type`, each taking `(C, start_index=0)`;
 # all but the static one have sinusoidal atoms and take the window.
@@ -99,7 +116,10 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     `"spectral"`: `SpectralCoefficientEncoder`, damped sinusoidal modes
     that carry every past position, after short depthwise convolutions;
     `"gated_spectral"`: `GatedSpectralCoefficientEncoder`, the same under
-    the multiplicative gate).
+    the multiplicative gate; `"retention"`: `RetentionCoefficientEncoder`,
+    a linear attention whose lag kernels are damped sinusoids, after short
+    depthwise convolutions; `"gated_retention"`:
+    `GatedRetentionCoefficientEncoder`, the same under the gate).
     The dictionary is a
     sublayer named by `dictionary_type`: `"spectral"` (`SpectralDictionary`,
     the method's sinusoidal atoms, which depend on the position),
@@ -311,9 +331,10 @@ class SpectralDictionaryBlock(keras.layers.Layer):
             )
 
     def _make_encoder(self):
-        modes = {}  # The spectral mixers' own arguments.
-        if self.encoder_type in SPECTRAL_ENCODER_TYPES:
+        modes = {}  # The long-range mixers' own arguments.
+        if self.encoder_type in WINDOWED_ENCODER_TYPES:
             modes["window_length"] = self.window_length
+        if self.encoder_type in SPECTRAL_ENCODER_TYPES:
             modes["modes_per_feature"] = self.modes_per_feature
             modes["data_dependent_decay"] = self.data_dependent_decay
         return ENCODERS[self.encoder_type](

@@ -1,0 +1,393 @@
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_sdgm.layers.depthwise_coefficient_encoder import (
+    DepthwiseCoefficientEncoder,
+)
+from keras_sdgm.utils.initializers import clone_initializer
+from keras_sdgm.utils.validation import require_positive_int
+
+# Features per head when `num_heads` is not given.
+HEAD_DIM = 64
+# Positions per chunk of the full pass when `chunk_size` is not given (fewer
+# for shorter inputs); also the choice for a length unknown when traced.
+MAX_CHUNK_SIZE = 64
+# Decay time scales at initialization, spread geometrically over the heads
+# from `MIN_TIME_SCALE` positions to `MAX_TIME_SCALE_WINDOWS` windows.
+MIN_TIME_SCALE = 4.0
+MAX_TIME_SCALE_WINDOWS = 8.0
+# The base of the frequencies' initialization (as rotary embeddings').
+FREQUENCY_BASE = 10000.0
+
+
+@keras.saving.register_keras_serializable(package="keras_sdgm")
+class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
+    """Content-addressed retention with damped sinusoidal lag kernels.
+
+    The block token mixer `"retention"` (SPEC section 8): the method's
+    damped sinusoidal modes as the relative-position kernel of a linear
+    attention, so that a position reads the past by content as well as by
+    lag. After the short causal convolutions of
+    `DepthwiseCoefficientEncoder` (`y`), each head `h` of `head_dim`
+    features projects queries, keys and values, `q, k, v = split(y W_qkv)`
+    (keys scaled by `head_dim ** -0.5`), pairs the query and key features
+    into `head_dim / 2` complex numbers, and keeps per pair `j` the mode
+    `lambda[h, j] = r_h exp(i omega[h, j])`:
+
+    ```
+    z[t, j, :] = lambda[h, j] z[t - 1, j, :] + k[t, j] v[t, :]
+    o[t, :]    = Re sum_j conj(q[t, j]) z[t, j, :]
+               = sum_{s <= t} v[s, :] r_h^(t - s) sum_j |q[t, j]| |k[s, j]|
+                             cos(omega[h, j] (t - s) + arg k[s, j] - arg q[t, j])
+    C = act((y + norm(o)) W)
+    ```
+
+    A key and a query select what is read by content; the lag enters as
+    damped sinusoids of per-pair frequency `omega = 2 pi f / window_length`
+    (`f` in cycles per window, as in `SpectralDictionary`) and per-head
+    decay `r = exp(-softplus(rho))`, whose amplitude and phase the two
+    positions' features set. It is a retention (RetNet) whose rotary angles
+    and decays are learned; `norm` normalizes each head's output over its
+    features, at each position. The decoding state is `num_heads *
+    head_dim**2 / 2` complex numbers per sequence, whatever the context.
+
+    The full pass computes the recurrence exactly in chunks of `S`
+    positions: inside a chunk as a masked product of rotated queries and
+    keys (`(S, S)` per head, rotations by the position in the chunk, so
+    their angles stay small), between chunks by the states at the chunks'
+    ends carried by the powers `lambda^S`. Its cost per position is about
+    `4 * S * hidden_dim` (inside a chunk) + `4 * head_dim * hidden_dim`
+    (the chunk-end states and reading them) + `4 * num_chunks *
+    head_dim * hidden_dim / S` (carrying them) FLOPs, plus the
+    convolutions and the projections (`6 * hidden_dim**2` for queries,
+    keys and values). `S` is `chunk_size`, by default the length up to 64.
+    The retention is computed in float32 whatever the dtype policy.
+
+    Initializers: frequencies those of rotary embeddings (`10000 **
+    (-2 j / head_dim)` radians per position, the same in every head), decay
+    time scales `1 / softplus(rho)` spread geometrically over the heads from
+    4 positions to 8 windows, the projections by `kernel_initializer`.
+
+    Args:
+        num_atoms: int. Number of coefficients per position.
+        window_length: int. The unit of the frequencies (cycles per
+            `window_length` positions) and the scale of the decay
+            initialization.
+        num_heads: int or `None`. Number of heads; the features must split
+            into heads of an even size. `None` (default): heads of 64
+            features (one head below 128 features).
+        chunk_size: int or `None`. Positions per chunk of the full pass;
+            `None` (default) for the length up to 64. Every size gives
+            the same result.
+        kernel_size: int. Width of the short depthwise convolutions.
+        dilation_rates: list of ints. One depthwise convolution per rate.
+        activation: activation of the coefficients.
+        hidden_activation: activation of the depthwise convolutions.
+        kernel_initializer: initializer of the projections' kernels.
+        **kwargs: other `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: tensor `(batch, length, hidden_dim)`; with a `cache`, one
+            new position `(batch, 1, hidden_dim)`.
+        cache: `None`, or the cache before the new position: the
+            convolution states, then the retention state `(batch,
+            num_heads, head_dim, head_dim)` (the pairs' real parts, then
+            their imaginary parts, by the values' features), from a
+            previous call or `initial_cache()`.
+        cache_update_index: `None`, or an int or scalar int tensor in
+            `[0, length]`. Without a `cache`: also return the cache that a
+            call at position `cache_update_index` reads.
+
+    Example:
+    >>> encoder = RetentionCoefficientEncoder(num_atoms=8, window_length=16)
+    >>> x = keras.random.normal((2, 20, 16))
+    >>> encoder(x).shape
+    (2, 20, 8)
+    >>> coefficients, cache = encoder(x, cache_update_index=20)
+    >>> c_next, cache = encoder(keras.random.normal((2, 1, 16)), cache=cache)
+    """
+
+    def __init__(
+        self,
+        num_atoms,
+        window_length,
+        num_heads=None,
+        chunk_size=None,
+        **kwargs,
+    ):
+        super().__init__(num_atoms, **kwargs)
+        self.window_length = require_positive_int(
+            "window_length", window_length
+        )
+        if num_heads is not None:
+            num_heads = require_positive_int("num_heads", num_heads)
+        self.num_heads = num_heads
+        if chunk_size is not None:
+            chunk_size = require_positive_int("chunk_size", chunk_size)
+        self.chunk_size = chunk_size
+
+    @property
+    def receptive_field(self):
+        """`None`: a coefficient sees every past position."""
+        return None
+
+    def build(self, inputs_shape):
+        super().build(inputs_shape)
+        hidden_dim = inputs_shape[-1]
+        heads = self.num_heads or max(1, hidden_dim // HEAD_DIM)
+        if hidden_dim % heads or (hidden_dim // heads) % 2:
+            raise ValueError(
+                "The retention's heads need an even number of features "
+                f"each: {hidden_dim} features do not split into "
+                f"num_heads={heads} heads of an even size. Choose "
+                "`num_heads` so that `hidden_dim / num_heads` is even."
+            )
+        self._heads, self._head_dim = heads, hidden_dim // heads
+        self.query_key_value = keras.layers.Dense(
+            3 * hidden_dim,
+            use_bias=False,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            dtype=self.dtype_policy,
+            name="query_key_value",
+        )
+        self.query_key_value.build(inputs_shape)
+        self.output_norm = keras.layers.LayerNormalization(
+            dtype=self.dtype_policy, name="output_norm"
+        )
+        self.output_norm.build((None, None, heads, self._head_dim))
+        self.frequency = self.add_weight(
+            name="frequency",
+            shape=(heads, self._head_dim // 2),
+            initializer=self._frequency_initializer,
+        )
+        self.decay = self.add_weight(
+            name="decay", shape=(heads,), initializer=self._decay_initializer
+        )
+
+    def _frequency_initializer(self, shape, dtype=None):
+        # Rotary embeddings' angles per position, in cycles per window.
+        pairs = np.arange(shape[1])
+        omega = FREQUENCY_BASE ** (-2.0 * pairs / (2 * shape[1]))
+        cycles = omega * self.window_length / (2 * math.pi)
+        return ops.convert_to_tensor(np.tile(cycles, (shape[0], 1)), dtype)
+
+    def _decay_initializer(self, shape, dtype=None):
+        tau = np.geomspace(
+            MIN_TIME_SCALE,
+            MAX_TIME_SCALE_WINDOWS * self.window_length,
+            shape[0],
+        )
+        return ops.convert_to_tensor(np.log(np.expm1(1.0 / tau)), dtype)
+
+    def chunk_size_for(self, length):
+        """Positions per chunk in a full pass over `length` positions:
+        `chunk_size` if set, else the length up to `MAX_CHUNK_SIZE`
+        (`MAX_CHUNK_SIZE` when the length is not known when traced)."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        if not isinstance(length, int):
+            return MAX_CHUNK_SIZE
+        return min(MAX_CHUNK_SIZE, max(length, 1))
+
+    def sequence_flops_per_token(self, length):
+        """Forward FLOPs per position of the work that has no weights.
+
+        With `D = hidden_dim`, `d = head_dim`, chunks of `S` positions and
+        `num_chunks = ceil(length / S)`: scores and their product with the
+        values inside a chunk (`4 * S * D`), the chunk-end states and
+        reading them at every position (`4 * d * D`), and carrying the
+        states between chunks (`4 * num_chunks * d * D / S`). The work
+        with weights (projections, convolutions) is counted from the
+        weights by the benchmarks.
+        """
+        size = self.chunk_size_for(length)
+        num_chunks = -(-length // size)
+        hidden_dim = self._heads * self._head_dim
+        return hidden_dim * (
+            4 * size + 4 * self._head_dim * (1 + num_chunks / size)
+        )
+
+    def _modes(self):
+        """`log r` per head `(num_heads,)` and `omega` per head and pair
+        `(num_heads, head_dim / 2)`, float32."""
+        log_r = -ops.softplus(ops.cast(self.decay, "float32"))
+        omega = ops.cast(self.frequency, "float32") * (
+            2 * math.pi / self.window_length
+        )
+        return log_r, omega
+
+    def _heads_of(self, y):
+        """Queries, keys and values `(..., num_heads, head_dim)`, float32,
+        from the features `y` `(..., hidden_dim)`."""
+        qkv = ops.cast(self.query_key_value(y), "float32")
+        shape = tuple(ops.shape(y)[:-1]) + (self._heads, self._head_dim)
+        q, k, v = [ops.reshape(t, shape) for t in ops.split(qkv, 3, axis=-1)]
+        return q, k * self._head_dim**-0.5, v
+
+    def _output(self, y, o):
+        """`y + norm(o)` from the heads' outputs `(..., num_heads,
+        head_dim)`."""
+        o = self.output_norm(ops.cast(o, self.compute_dtype))
+        return y + ops.reshape(o, ops.shape(y))
+
+    def _sequence(self, x, cache_update_index):
+        y, cache = super()._sequence(x, cache_update_index)
+        o, state = self._retention(y, cache_update_index)
+        if cache is not None:
+            cache.append(state)
+        return self._output(y, o), cache
+
+    def _retention(self, y, cache_update_index):
+        """The heads' outputs `(batch, length, num_heads, head_dim)` of
+        every position, and the state before `cache_update_index` (or
+        `None`)."""
+        log_r, omega = self._modes()
+        q, k, v = self._heads_of(y)
+        batch_size, length = ops.shape(y)[0], ops.shape(y)[1]
+        size = self.chunk_size_for(length)
+        num_chunks = (length + size - 1) // size
+        padding = [[0, 0], [0, num_chunks * size - length], [0, 0], [0, 0]]
+        shape = (batch_size, num_chunks, size, self._heads, self._head_dim)
+        q, k, v = [ops.reshape(ops.pad(t, padding), shape) for t in (q, k, v)]
+        positions = ops.cast(ops.arange(size), "float32")
+
+        # Inside a chunk: scores of queries and keys turned by their
+        # position in the chunk, masked by r^(i - j) where i >= j.
+        angle = positions[:, None, None] * omega  # (S, heads, pairs)
+        q_turned, k_turned = _turn(q, angle), _turn(k, angle)
+        lag = positions[:, None] - positions[None, :]
+        mask = ops.exp(ops.maximum(lag, 0.0)[None] * log_r[:, None, None])
+        mask = mask * ops.cast(lag >= 0, "float32")[None]  # (heads, S, S)
+        scores = ops.einsum("bnihd,bnjhd->bnhij", q_turned, k_turned) * mask
+        o = ops.einsum("bnhij,bnjhd->bnihd", scores, v)
+
+        if not (isinstance(num_chunks, int) and num_chunks == 1):
+            # Chunk ends: e[c] = sum_j lambda^(S - 1 - j) k[j] v[j] =
+            # e^{i omega (S - 1)} sum_j r^(S - 1 - j) (k[j] e^{-i omega j})
+            # v[j].
+            weight = ops.exp((size - 1 - positions)[:, None] * log_r)
+            k_weighted = k_turned * weight[:, :, None]
+            end = _pairs(
+                ops.einsum("bcjhp,bcjhd->bchpd", k_weighted, v), axis=3
+            )
+            end = _complex_times(_rotation((size - 1) * omega), end, 2)
+            # The state entering chunk n: sum_{c < n} lambda^(S (n-1-c))
+            # e[c].
+            chunks = ops.cast(ops.arange(num_chunks), "float32")
+            gap = chunks[:, None] - chunks[None, :] - 1.0  # (n, c)
+            past = ops.cast(gap >= 0, "float32")[..., None, None]
+            gap = ops.maximum(gap, 0.0)[..., None, None] * size
+            carry = ops.exp(gap * log_r[:, None]) * past  # (n, c, heads, 1)
+            carry = (
+                carry * ops.cos(gap * omega),
+                carry * ops.sin(gap * omega),
+            )
+            state = (
+                ops.einsum("nchp,bchpd->bnhpd", carry[0], end[0])
+                - ops.einsum("nchp,bchpd->bnhpd", carry[1], end[1]),
+                ops.einsum("nchp,bchpd->bnhpd", carry[0], end[1])
+                + ops.einsum("nchp,bchpd->bnhpd", carry[1], end[0]),
+            )
+            # ... reaches position i as lambda^(i + 1) state, read by
+            # conj(q[i]): r^(i + 1) Re conj(q[i] e^{-i omega (i + 1)}) state.
+            q_read = _turn(q, angle + omega) * ops.exp(
+                (positions + 1.0)[:, None, None] * log_r[:, None]
+            )
+            o = o + ops.einsum(
+                "bnihd,bnhde->bnihe",
+                q_read,
+                ops.concatenate(state, axis=3),
+            )
+        o = ops.reshape(
+            o, (batch_size, num_chunks * size, self._heads, self._head_dim)
+        )[:, :length]
+        if cache_update_index is None:
+            return o, None
+        # z[t - 1] = sum_{s < t} lambda^(t - 1 - s) k[s] v[s].
+        k = ops.reshape(k, (batch_size, -1, self._heads, self._head_dim))
+        v = ops.reshape(v, (batch_size, -1, self._heads, self._head_dim))
+        lag = ops.cast(
+            cache_update_index - 1 - ops.arange(num_chunks * size), "float32"
+        )
+        past = ops.cast(lag >= 0, "float32")[:, None, None]
+        lag = ops.maximum(lag, 0.0)[:, None, None]
+        weight = ops.exp(lag * log_r[:, None]) * past
+        k_pairs = _pairs(k, axis=-1)
+        turn = (weight * ops.cos(lag * omega), weight * ops.sin(lag * omega))
+        k_state = ops.concatenate(_complex_times(turn, k_pairs, None), axis=-1)
+        return o, ops.einsum("bshp,bshd->bhpd", k_state, v)
+
+    def _step(self, x, cache):
+        y, next_cache = super()._step(x, cache[:-1])
+        log_r, omega = self._modes()
+        q, k, v = self._heads_of(y[:, 0])  # (batch, heads, head_dim)
+        real, imaginary = ops.split(cache[-1], 2, axis=2)
+        r = ops.exp(log_r)[:, None, None]
+        lambda_re = (r * ops.cos(omega)[..., None])[None]
+        lambda_im = (r * ops.sin(omega)[..., None])[None]
+        k_re, k_im = _pairs(k, axis=-1)
+        real, imaginary = (
+            lambda_re * real
+            - lambda_im * imaginary
+            + k_re[..., None] * v[:, :, None],
+            lambda_re * imaginary
+            + lambda_im * real
+            + k_im[..., None] * v[:, :, None],
+        )
+        state = ops.concatenate([real, imaginary], axis=2)
+        o = ops.einsum("bhp,bhpd->bhd", q, state)
+        next_cache.append(state)
+        return self._output(y, o[:, None]), next_cache
+
+    def initial_cache(self, batch_size):
+        """The cache of an empty context: zero convolution and retention
+        states."""
+        state = ops.zeros(
+            (batch_size, self._heads, self._head_dim, self._head_dim),
+            dtype="float32",
+        )
+        return super().initial_cache(batch_size) + [state]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "window_length": self.window_length,
+                "num_heads": self.num_heads,
+                "chunk_size": self.chunk_size,
+            }
+        )
+        return config
+
+
+def _pairs(t, axis):
+    """The real and imaginary parts of the complex pairs of `t`'s `axis`
+    (its first half, then its second)."""
+    return tuple(ops.split(t, 2, axis=axis))
+
+
+def _rotation(angle):
+    """`e^{i angle}` as (real, imaginary)."""
+    return ops.cos(angle), ops.sin(angle)
+
+
+def _complex_times(a, b, axis):
+    """`a * b` of complex numbers held as (real, imaginary); `a`'s parts
+    get a trailing axis when `axis` is given (to broadcast over `b`'s
+    last)."""
+    if axis is not None:
+        a = (a[0][..., None], a[1][..., None])
+    return a[0] * b[0] - a[1] * b[1], a[0] * b[1] + a[1] * b[0]
+
+
+def _turn(t, angle):
+    """`t`'s complex pairs times `e^{-i angle}`, as `t` is laid out: the
+    real parts, then the imaginary ones."""
+    real, imaginary = _pairs(t, axis=-1)
+    cos, sin = ops.cos(angle), ops.sin(angle)
+    return ops.concatenate(
+        [real * cos + imaginary * sin, imaginary * cos - real * sin], axis=-1
+    )
