@@ -86,10 +86,7 @@ def build_models(args, max_context):
             args.vocabulary_size,
             hidden_dim=args.hidden_dim,
             num_layers=args.num_layers,
-            encoder_type=args.encoder_type,
-            dictionary_type=args.dictionary_type,
-            modes_per_feature=args.modes_per_feature,
-            data_dependent_decay=args.data_dependent_decay,
+            **arguments.sdgm_block_overrides(args),
         ),
         "gpt2": lambda: model_builders.gpt2_causal_lm(
             args.vocabulary_size,

@@ -240,6 +240,7 @@ def build_model(args, name, length):
     import keras
 
     from keras_sdgm.training import model_builders
+    from keras_sdgm.utils import arguments
 
     if name == "sdgm":
         lm = model_builders.sdgm_causal_lm(
@@ -250,10 +251,7 @@ def build_model(args, name, length):
             dropout=0.0,
             num_atoms=args.num_atoms,
             intermediate_dim=args.intermediate_dim,
-            encoder_type=args.encoder_type,
-            dictionary_type=args.dictionary_type,
-            modes_per_feature=args.modes_per_feature,
-            data_dependent_decay=args.data_dependent_decay,
+            **arguments.sdgm_block_overrides(args),
             rematerialize_blocks=args.rematerialize_blocks,
         )
     elif name == "rwkv7":

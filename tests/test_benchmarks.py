@@ -519,6 +519,27 @@ class BenchmarkFlagsTest(TestCase):
         lm = run.build_model(default, "sdgm", 16)
         self.assertEqual(lm.backbone.encoder_type, "dilated_convolution")
 
+    def test_a_static_dictionary_builds_from_a_preset_with_offsets(self):
+        # sdgm_base shifts its dictionary's positions; a static dictionary
+        # has none, so the benchmarks build it without the offsets instead
+        # of failing (the recipe has its own --max-position-offset).
+        args = run.parse_args(
+            [*RUN_ARGUMENTS, "--preset", "sdgm_base", "--dictionary-type"]
+            + ["static", "--encoder-type", "gated_retention"]
+        )
+        lm = run.build_model(args, "sdgm", 16)
+        self.assertEqual(
+            (
+                lm.backbone.dictionary_type,
+                lm.backbone.encoder_type,
+                lm.backbone.max_position_offset,
+            ),
+            ("static", "gated_retention", 0),
+        )
+        spectral = run.parse_args([*RUN_ARGUMENTS, "--preset", "sdgm_base"])
+        lm = run.build_model(spectral, "sdgm", 16)
+        self.assertEqual(lm.backbone.max_position_offset, 384)
+
     def test_the_spectral_mixers_options_reach_the_model(self):
         for flag, option in (
             ("--modes-per-feature", "modes_per_feature"),
