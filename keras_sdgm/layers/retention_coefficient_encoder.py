@@ -8,6 +8,7 @@ from keras_sdgm.layers.depthwise_coefficient_encoder import (
     DepthwiseCoefficientEncoder,
 )
 from keras_sdgm.utils.initializers import clone_initializer
+from keras_sdgm.utils.initializers import decay_for_time_scales
 from keras_sdgm.utils.validation import require_positive_int
 
 # Features per head when `num_heads` is not given.
@@ -180,7 +181,7 @@ class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
             MAX_TIME_SCALE_WINDOWS * self.window_length,
             shape[0],
         )
-        return ops.convert_to_tensor(np.log(np.expm1(1.0 / tau)), dtype)
+        return ops.convert_to_tensor(decay_for_time_scales(tau), dtype)
 
     def chunk_size_for(self, length):
         """Positions per chunk in a full pass over `length` positions:

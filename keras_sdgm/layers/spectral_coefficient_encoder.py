@@ -9,6 +9,7 @@ from keras_sdgm.layers.depthwise_coefficient_encoder import (
     DepthwiseCoefficientEncoder,
 )
 from keras_sdgm.utils.initializers import clone_initializer
+from keras_sdgm.utils.initializers import decay_for_time_scales
 from keras_sdgm.utils.validation import require_bool
 from keras_sdgm.utils.validation import require_positive_int
 
@@ -291,7 +292,7 @@ class SpectralCoefficientEncoder(DepthwiseCoefficientEncoder):
     def _decay_initializer(self, shape, dtype=None):
         # Time scales tau = 1 / softplus(rho) from 1 to 4 windows.
         tau = np.geomspace(1.0, 4.0 * self.window_length, shape[0])
-        return ops.convert_to_tensor(np.log(np.expm1(1.0 / tau)), dtype)
+        return ops.convert_to_tensor(decay_for_time_scales(tau), dtype)
 
     def _modes(self):
         """`log r`, `omega` and `gamma` of every mode, float32."""

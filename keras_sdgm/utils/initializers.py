@@ -1,4 +1,5 @@
 import keras
+import numpy as np
 
 
 def clone_initializer(initializer):
@@ -16,3 +17,10 @@ def clone_initializer(initializer):
     if not isinstance(initializer, keras.initializers.Initializer):
         return initializer
     return initializer.__class__.from_config(initializer.get_config())
+
+
+def decay_for_time_scales(time_scales):
+    """The decay weights `rho` whose time scales `1 / softplus(rho)` are
+    `time_scales` (in positions): `r = exp(-softplus(rho))` shrinks a
+    state by `1/e` over each time scale."""
+    return np.log(np.expm1(1.0 / np.asarray(time_scales, "float64")))
