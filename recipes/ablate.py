@@ -49,9 +49,6 @@ from keras_sdgm.utils.arguments import run_command
 # The variant the others are compared with (`--reference`).
 REFERENCE = "base"
 LONG_WINDOWS = ["--long-eval-lengths", "256,512,1024"]
-# Every run starts from `base`: the `sdgm_base` preset without its position
-# offsets (a variant's own flags come after these and override them).
-BASE_FLAGS = ["--max-position-offset", "0"]
 
 # The paper's auxiliary weights (alpha, beta, delta; gamma, the NLL's, is 1).
 PAPER_OBJECTIVE = [
@@ -66,10 +63,24 @@ PAPER_OBJECTIVE = [
 # name: (what it changes, the recipe flags that make it).
 VARIANTS = {
     "base": (
-        "`sdgm_base` without position offsets: the gated spectral mixer "
-        "(the default since commit 676e4f2) and the separable-frequency "
-        "dictionary (the default since the D=512 runs of docs/RESULTS.md)",
+        "`sdgm_base`: the gated retention mixer and the position-"
+        "independent dictionary (the defaults since the convergence runs "
+        "of docs/ABLATIONS.md)",
         LONG_WINDOWS,
+    ),
+    "previous-default": (
+        "`sdgm_base` before the convergence runs: the gated spectral mixer, "
+        "the separable-frequency dictionary, trained at random position "
+        "offsets in [0, 384]",
+        [
+            "--encoder-type",
+            "gated_spectral",
+            "--dictionary",
+            "separable_frequency",
+            "--max-position-offset",
+            "384",
+        ]
+        + LONG_WINDOWS,
     ),
     "dense-mixer": (
         "token mixer: the dense dilated convolutions covering the window "
@@ -102,6 +113,12 @@ VARIANTS = {
         "one kernel-3 depthwise convolution (`--encoder-type spectral`)",
         ["--encoder-type", "spectral"] + LONG_WINDOWS,
     ),
+    "gated-spectral-mixer": (
+        "token mixer: the spectral one under a sigmoid gate "
+        "(`--encoder-type gated_spectral`, the default from commit 676e4f2 "
+        "to the convergence runs)",
+        ["--encoder-type", "gated_spectral"] + LONG_WINDOWS,
+    ),
     "tanh-coefficients": (
         "coefficient activation tanh instead of gelu",
         ["--coefficient-activation", "tanh"],
@@ -111,9 +128,12 @@ VARIANTS = {
         ["--coefficient-activation", "linear"],
     ),
     "no-feedforward": ("no feed-forward", ["--intermediate-dim", "0"]),
-    "static-dictionary": (
-        "a position-independent (K, D) matrix instead of sinusoidal atoms",
-        ["--dictionary", "static"],
+    "separable-frequency-dictionary": (
+        "sinusoidal atoms with one frequency per atom and feature, computed "
+        "by two matrix products (`--dictionary separable_frequency`, the "
+        "default before the static one), instead of a position-independent "
+        "(K, D) matrix",
+        ["--dictionary", "separable_frequency"] + LONG_WINDOWS,
     ),
     "spectral-dictionary": (
         "the paper's dictionary, a free frequency per atom and feature "
@@ -154,9 +174,15 @@ VARIANTS = {
         ["--preset", "sdgm_paper"] + PAPER_OBJECTIVE + ["--nll-weight", "0"],
     ),
     "position-offsets": (
-        "base + dictionaries trained at random position offsets in "
-        "[0, 384] (the `sdgm_base` preset now)",
-        ["--max-position-offset", "384"] + LONG_WINDOWS,
+        "the separable-frequency dictionary trained at random position "
+        "offsets in [0, 384]",
+        [
+            "--dictionary",
+            "separable_frequency",
+            "--max-position-offset",
+            "384",
+        ]
+        + LONG_WINDOWS,
     ),
     "gpt2": (
         "keras-hub GPT-2, same width, depth, window, vocabulary",
@@ -381,14 +407,14 @@ def run_arguments(corpus, name, shared, own=()):
     """A variant's recipe flags (but seed, output folder and verbosity),
     and the shared flags left out of them.
 
-    The shared flags and `BASE_FLAGS` reach a run only where its model
-    reads them (`recipe.MODEL_FLAGS`): `--num-atoms` goes to the SDGM rows,
+    The shared flags reach a run only where its model reads them
+    (`recipe.MODEL_FLAGS`): `--num-atoms` goes to the SDGM rows,
     `--num-heads` to GPT-2 and RWKV-7, and the recipe refuses the others.
     The variant's own flags and `own` (its `--variant-flags`) always go.
     """
     parser = recipe.build_parser(corpus)
     variant = [*VARIANTS[name][1], *own]
-    model = parser.parse_args([*shared, *BASE_FLAGS, *variant]).model
+    model = parser.parse_args([*shared, *variant]).model
 
     def read(segment):
         return all(
@@ -399,8 +425,7 @@ def run_arguments(corpus, name, shared, own=()):
     kept, dropped = [], []
     for segment in flag_segments(shared):
         (kept if read(segment) else dropped).extend(segment)
-    base = [t for s in flag_segments(BASE_FLAGS) if read(s) for t in s]
-    return [*kept, *base, *variant], dropped
+    return [*kept, *variant], dropped
 
 
 def run_dir(output_dir, name, seed):

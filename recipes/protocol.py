@@ -7,9 +7,9 @@
 Each corpus is one `recipes/ablate.py` table, run as its own command with
 the protocol's shared flags: the same rows (`ROWS`), data order, seeds and
 budget for every model, early stopping on validation perplexity, a second
-seed for any row within 5% of the default SDGM's (`position-offsets`:
-`sdgm_base` as it ships; `base` is the same without the dictionaries'
-position offsets), finished runs
+seed for any row within 5% of the default SDGM's (`base`: `sdgm_base`
+as it ships; `previous-default` is the default before the convergence
+runs of docs/ABLATIONS.md), finished runs
 reused and unfinished ones resumed when the command is run again. Flags
 after `--` go to every run after the protocol's own and override them
 (e.g. `--max-steps 2` for a smoke test); they are checked before anything
@@ -58,7 +58,7 @@ CORPORA = ("ptb", "wikitext2")
 # The table's rows: `recipes/ablate.py` variants.
 ROWS = (
     "base",
-    "position-offsets",
+    "previous-default",
     "spectral-dictionary",
     "paper",
     "paper-no-stft",
@@ -68,7 +68,7 @@ ROWS = (
 )
 # Model family: the row its setting is swept on. Rows not named here are
 # SDGM's and take the default SDGM's setting.
-FAMILIES = {"sdgm": "position-offsets", "gpt2": "gpt2", "rwkv7": "rwkv7"}
+FAMILIES = {"sdgm": "base", "gpt2": "gpt2", "rwkv7": "rwkv7"}
 # The row the others are compared with, and whose close rows get a second
 # seed: the default SDGM.
 REFERENCE = FAMILIES["sdgm"]

@@ -181,12 +181,11 @@ class AblateTest(TestCase):
         self.assertEqual(
             arguments["base"],
             (
-                ["--num-atoms=8", "--hidden-dim", "16", *ablate.BASE_FLAGS]
-                + ablate.LONG_WINDOWS,
+                ["--num-atoms=8", "--hidden-dim", "16", *ablate.LONG_WINDOWS],
                 ["--num-heads", "2"],
             ),
         )
-        # GPT-2 gets neither the atoms nor base's SDGM flags.
+        # GPT-2 does not get the atoms.
         self.assertEqual(
             arguments["gpt2"],
             (

@@ -391,11 +391,10 @@ def tiny_sdgm_backbone(**kwargs):
 class FlopsPerTokenTest(TestCase):
     """`run.flops_per_token` against counts by hand (module docstring)."""
 
-    # Mixing the K = 4 atoms with the default (separable-frequency)
-    # dictionary, two (B L, 2 K) x (2 K, D) matmuls: 8 K D; the
-    # feed-forward (I = 16) and the output layer (V = 10) of
-    # `tiny_sdgm_backbone`.
-    SDGM_REST = 8 * 4 * 8 + 4 * 8 * 16 + 2 * 8 * 10
+    # Mixing the K = 4 atoms with the default (static) dictionary, one
+    # (B L, K) x (K, D) matmul: 2 K D; the feed-forward (I = 16) and the
+    # output layer (V = 10) of `tiny_sdgm_backbone`.
+    SDGM_REST = 2 * 4 * 8 + 4 * 8 * 16 + 2 * 8 * 10
 
     def test_dense_mixer(self):
         # One residual D x D kernel-3 convolution and the last D x K one.
@@ -411,9 +410,11 @@ class FlopsPerTokenTest(TestCase):
         self.assertEqual(run.flops_per_token("sdgm", backbone, 8, 10), expected)
 
     def test_other_dictionaries(self):
-        # Shared frequency: one (B L, 2 K) x (2 K, D) matmul, 4 K D; the
-        # paper's dictionary: one (K, D) matmul per position, 2 K D.
+        # Separable frequency: two (B L, 2 K) x (2 K, D) matmuls, 8 K D;
+        # shared frequency: one, 4 K D; the paper's dictionary: one (K, D)
+        # matmul per position, 2 K D (as the static one).
         for dictionary_type, flops in (
+            ("separable_frequency", 8 * 4 * 8),
             ("shared_frequency", 4 * 4 * 8),
             ("spectral", 2 * 4 * 8),
         ):
@@ -421,7 +422,7 @@ class FlopsPerTokenTest(TestCase):
                 2 * (2 * 3 * 8)
                 + (2 * 8 * 4)
                 + self.SDGM_REST
-                - 8 * 4 * 8
+                - 2 * 4 * 8
                 + flops
             )
             backbone = tiny_sdgm_backbone(
@@ -519,26 +520,27 @@ class BenchmarkFlagsTest(TestCase):
         lm = run.build_model(default, "sdgm", 16)
         self.assertEqual(lm.backbone.encoder_type, "dilated_convolution")
 
-    def test_a_static_dictionary_builds_from_a_preset_with_offsets(self):
-        # sdgm_base shifts its dictionary's positions; a static dictionary
-        # has none, so the benchmarks build it without the offsets instead
-        # of failing (the recipe has its own --max-position-offset).
-        args = run.parse_args(
+    def test_the_block_flags_override_sdgm_base(self):
+        # The default SDGM as it ships, and the one before the convergence
+        # runs (docs/ABLATIONS.md) by its flags.
+        default = run.parse_args([*RUN_ARGUMENTS, "--preset", "sdgm_base"])
+        previous = run.parse_args(
             [*RUN_ARGUMENTS, "--preset", "sdgm_base", "--dictionary-type"]
-            + ["static", "--encoder-type", "gated_retention"]
+            + ["separable_frequency", "--encoder-type", "gated_spectral"]
         )
-        lm = run.build_model(args, "sdgm", 16)
         self.assertEqual(
-            (
-                lm.backbone.dictionary_type,
-                lm.backbone.encoder_type,
-                lm.backbone.max_position_offset,
-            ),
-            ("static", "gated_retention", 0),
+            [
+                (lm.backbone.encoder_type, lm.backbone.dictionary_type)
+                for lm in (
+                    run.build_model(args, "sdgm", 16)
+                    for args in (default, previous)
+                )
+            ],
+            [
+                ("gated_retention", "static"),
+                ("gated_spectral", "separable_frequency"),
+            ],
         )
-        spectral = run.parse_args([*RUN_ARGUMENTS, "--preset", "sdgm_base"])
-        lm = run.build_model(spectral, "sdgm", 16)
-        self.assertEqual(lm.backbone.max_position_offset, 384)
 
     def test_the_spectral_mixers_options_reach_the_model(self):
         for flag, option in (

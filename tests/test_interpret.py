@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_sdgm import interpret
+from keras_sdgm.interpret.plots import plot_atom_waveforms
 from keras_sdgm.interpret.report import main
 from keras_sdgm.interpret.report import write_report
 from keras_sdgm.models import SDGMBackbone
@@ -23,13 +24,14 @@ LINES = [
 ] * 10
 
 
-def tiny_lm():
+def tiny_lm(dictionary_type="static"):
     tokenizer = SDGMTokenizer(SDGMTokenizer.build_vocabulary(LINES))
     backbone = SDGMBackbone(
         **{
             **TINY_BACKBONE,
             "vocabulary_size": tokenizer.vocabulary_size(),
             "num_atoms": 6,
+            "dictionary_type": dictionary_type,
         }
     )
     preprocessor = SDGMCausalLMPreprocessor(tokenizer, sequence_length=8)
@@ -38,10 +40,10 @@ def tiny_lm():
 
 class InterpretTest(TestCase):
     def test_atom_table_summarizes_the_weights(self):
-        lm = tiny_lm()
+        lm = tiny_lm("separable_frequency")
         table = interpret.atom_table(lm, block=1)
         dictionary = lm.backbone.blocks[1].dictionary
-        # The default dictionary: atom k, feature d has frequency f[k] + g[d].
+        # Atom k, feature d has frequency f[k] + g[d].
         frequency = np.abs(
             ops.convert_to_numpy(dictionary.frequency)[:, None]
             + ops.convert_to_numpy(dictionary.feature_frequency)[None]
@@ -57,16 +59,22 @@ class InterpretTest(TestCase):
         for row in table:
             self.assertBetween(row["phase_concentration"], 0.0, 1.0)
 
-    def test_static_dictionary_has_no_atoms_to_analyse(self):
-        backbone = SDGMBackbone(
-            vocabulary_size=20,
-            hidden_dim=8,
-            num_atoms=6,
-            window_length=8,
-            dictionary_type="static",
+    def test_static_atoms_are_the_rows_of_its_matrix(self):
+        lm = tiny_lm()
+        table = interpret.atom_table(lm.backbone, block=1)
+        kernel = ops.convert_to_numpy(lm.backbone.blocks[1].dictionary.kernel)
+        self.assertLen(table, 6)
+        self.assertEqual(
+            table[2],
+            {
+                "atom": 2,
+                "amplitude_rms": float(np.sqrt(np.mean(kernel[2] ** 2))),
+                "amplitude_max": float(np.abs(kernel[2]).max()),
+            },
         )
-        with self.assertRaisesRegex(ValueError, "no atoms"):
-            interpret.atom_table(backbone)
+        # No waveform to plot.
+        with self.assertRaisesRegex(ValueError, "no waveforms"):
+            plot_atom_waveforms(lm, [0], os.path.join(self.get_temp_dir(), "w"))
 
     def test_top_tokens_are_the_largest_mean_coefficients(self):
         lm = tiny_lm()
@@ -143,6 +151,22 @@ class InterpretTest(TestCase):
         self.assertIn("`SDGMCausalLM`", cli_error(path, "--output-dir", out))
         self.assertFalse(os.path.exists(out))
 
+    def test_sinusoidal_atoms_get_their_spectrum_and_waveforms(self):
+        out = os.path.join(self.get_temp_dir(), "report")
+        write_report(tiny_lm("separable_frequency"), out, lines=LINES)
+        for block in (0, 1):
+            for name in ("spectrum.png", "waveforms.png", "heatmap.png"):
+                path = os.path.join(out, f"block_{block}_{name}")
+                self.assertGreater(os.path.getsize(path), 100, path)
+        with open(os.path.join(out, "report.md")) as f:
+            report = f.read()
+        self.assertEqual(report.count("\n| "), 2 * (1 + 6))
+        self.assertIn(
+            "| atom | mean freq | period (median) | RMS amp | phase conc. | "
+            "top tokens |",
+            report,
+        )
+
     def test_cli_writes_the_report_and_plots(self):
         lm = tiny_lm()
         model_path = os.path.join(self.get_temp_dir(), "lm.keras")
@@ -162,21 +186,23 @@ class InterpretTest(TestCase):
                 "the cat ran to the park",
             ]
         )
+        # The default static dictionary: atoms and coefficients, no
+        # waveforms.
         for block in (0, 1):
-            for name in (
-                "atoms.csv",
-                "heatmap.png",
-                "spectrum.png",
-                "waveforms.png",
-            ):
+            for name in ("atoms.csv", "heatmap.png"):
                 path = os.path.join(out, f"block_{block}_{name}")
                 self.assertGreater(os.path.getsize(path), 100, path)
+            for name in ("spectrum.png", "waveforms.png"):
+                path = os.path.join(out, f"block_{block}_{name}")
+                self.assertFalse(os.path.exists(path), path)
         with open(os.path.join(out, "report.md")) as f:
             report = f.read()
         self.assertIn("block_1_heatmap.png", report)
+        self.assertIn("the same at every position", report)
         self.assertIn("reconstruction", report)
         # Six atoms per block, all in the strongest-atoms table rows.
         self.assertEqual(report.count("\n| "), 2 * (1 + 6))
+        self.assertIn("| atom | RMS amp | top tokens |", report)
 
         # A second run into the same folder: refused before any work, the
         # report kept; replaced with --overwrite.

@@ -9,7 +9,6 @@ import json
 import os
 from unittest import mock
 
-from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.training import recipe
 from recipes import ablate
 from recipes import protocol
@@ -32,7 +31,7 @@ class ProtocolTest(TestCase):
             self.assertEqual(args.corpus, corpus)
             self.assertEqual(args.output_dir, os.path.join(out, corpus))
             self.assertEqual(tuple(args.variants), protocol.ROWS)
-            self.assertEqual(args.reference, "position-offsets")
+            self.assertEqual(args.reference, "base")
             # The caller's flags come last: they override the protocol's.
             self.assertEqual(
                 command[split + 1 :][-2:], ["--learning-rate", "0.002"]
@@ -59,12 +58,17 @@ class ProtocolTest(TestCase):
             (paper.preset, paper.hidden_dim, paper.stft_weight),
             ("sdgm_paper", 256, 0.0),
         )
-        # The reference is the default SDGM: `sdgm_base` as it ships.
+        # The reference is the default SDGM: `sdgm_base` as it ships, the
+        # preset's mixer and dictionary.
         default = self.row_config("cpu", protocol.REFERENCE)
-        preset = SDGMBackbone.presets["sdgm_base"]["config"]
         self.assertEqual(
-            (default.preset, default.max_position_offset),
-            ("sdgm_base", preset["max_position_offset"]),
+            (
+                default.preset,
+                default.encoder_type,
+                default.dictionary_type,
+                default.max_position_offset,
+            ),
+            ("sdgm_base", None, None, None),
         )
         # Each SDGM row has its preset's atoms.
         self.assertEqual(
@@ -118,10 +122,8 @@ class ProtocolTest(TestCase):
             split = command.index("--")
             args = ablate.build_parser().parse_args(command[2:split])
             self.assertEqual(args.corpus, "ptb")
-            self.assertEqual(
-                args.variants, ["position-offsets", "gpt2", "rwkv7"]
-            )
-            self.assertEqual(args.reference, "position-offsets")
+            self.assertEqual(args.variants, ["base", "gpt2", "rwkv7"])
+            self.assertEqual(args.reference, "base")
             self.assertEqual(args.close_seeds, 1)
             self.assertEqual(
                 args.output_dir,
@@ -162,7 +164,7 @@ class ProtocolTest(TestCase):
             },
             {
                 "base": "sdgm",
-                "position-offsets": "sdgm",
+                "previous-default": "sdgm",
                 "spectral-dictionary": "sdgm",
                 "paper": "sdgm",
                 "paper-no-stft": "sdgm",
@@ -197,7 +199,7 @@ class ProtocolTest(TestCase):
         """A finished sweep: SDGM best at the 2nd setting, GPT-2 at the
         4th, RWKV-7 at the 1st."""
         out = self.get_temp_dir()
-        best = {"position-offsets": 1, "gpt2": 3, "rwkv7": 0}
+        best = {"base": 1, "gpt2": 3, "rwkv7": 0}
         for i, setting in enumerate(protocol.SWEEP):
             for row, j in best.items():
                 self.write_sweep_run(

@@ -21,20 +21,35 @@ def atom_table(lm, block=0):
     per feature (`SpectralDictionary`), an atom's frequency plus a
     feature's offset (`SeparableFrequencyDictionary`), or one for all its
     features (`SharedFrequencyDictionary`, where minimum, mean and maximum
-    agree).
+    agree). An atom of the static dictionary (the default) is a row of
+    one `(num_atoms, hidden_dim)` matrix, the same at every position: its
+    amplitudes are that row's entries, and it has no frequency or phase.
 
     Args:
         lm: an `SDGMCausalLM` (or `SDGMBackbone`).
         block: int. Index of the block.
 
     Returns:
-        list of dicts, one per atom: `atom`, `frequency_mean`,
-        `frequency_min`, `frequency_max` (of `|f|` over features),
-        `period_median` (positions per cycle), `amplitude_rms`,
-        `amplitude_max`, `phase_mean` (circular mean, radians) and
+        list of dicts, one per atom: `atom`, `amplitude_rms`,
+        `amplitude_max` (of `|amplitude|` over features) and, for a
+        sinusoidal dictionary, `frequency_mean`, `frequency_min`,
+        `frequency_max` (of `|f|` over features), `period_median`
+        (positions per cycle), `phase_mean` (circular mean, radians) and
         `phase_concentration` (mean resultant length: 1 when all features
         share one phase, near 0 when phases are spread).
     """
+    if not has_sinusoidal_atoms(lm, block):
+        kernel = keras.ops.convert_to_numpy(
+            _backbone(lm).blocks[block].dictionary.kernel
+        )
+        return [
+            {
+                "atom": k,
+                "amplitude_rms": float(np.sqrt(np.mean(row**2))),
+                "amplitude_max": float(np.abs(row).max()),
+            }
+            for k, row in enumerate(kernel)
+        ]
     dictionary = spectral_dictionary(lm, block)
     amplitude = keras.ops.convert_to_numpy(dictionary.amplitude)
     frequency = np.abs(
@@ -187,15 +202,22 @@ def sentence_coefficients(lm, token_ids):
     ]
 
 
+def has_sinusoidal_atoms(lm, block=0):
+    """Whether a block's dictionary has sinusoidal atoms (not the static one)."""
+    # `SeparableFrequencyDictionary` is a `SharedFrequencyDictionary`.
+    return isinstance(
+        _backbone(lm).blocks[block].dictionary,
+        (SpectralDictionary, SharedFrequencyDictionary),
+    )
+
+
 def spectral_dictionary(lm, block=0):
     """The sinusoidal dictionary of a block; a clear error if it has none."""
     layer = _backbone(lm).blocks[block]
-    # `SeparableFrequencyDictionary` is a `SharedFrequencyDictionary`.
-    sinusoidal = (SpectralDictionary, SharedFrequencyDictionary)
-    if not isinstance(layer.dictionary, sinusoidal):
+    if not has_sinusoidal_atoms(lm, block):
         raise ValueError(
             f"Block {block} has a {layer.dictionary_type!r} dictionary (a "
-            "position-independent matrix, an ablation): it has no atoms, "
+            "position-independent matrix): it has no waveforms, "
             "frequencies or phases to analyse."
         )
     return layer.dictionary

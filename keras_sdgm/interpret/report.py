@@ -40,7 +40,8 @@ def write_report(
         sentence: text for the coefficient heat maps.
         max_windows: int. Windows of `lines` to run through the model.
         top: int. Tokens listed per atom.
-        num_waveforms: int. Atoms whose waveforms are plotted (the largest
+        num_waveforms: int. Atoms listed per block, and whose waveforms
+            are plotted for a sinusoidal dictionary (the largest
             amplitudes).
         overwrite: bool. Replace the report of a folder that has one;
             without it, such a folder raises `FileExistsError` before
@@ -92,6 +93,7 @@ def write_report(
 
     for block in range(backbone.num_layers):
         table = analysis.atom_table(lm, block)
+        sinusoidal = analysis.has_sinusoidal_atoms(lm, block)
         prefix = f"block_{block}"
         with open(
             os.path.join(out_dir, f"{prefix}_atoms.csv"), "w", newline=""
@@ -99,19 +101,10 @@ def write_report(
             writer = csv.DictWriter(f, fieldnames=list(table[0]))
             writer.writeheader()
             writer.writerows(table)
-        plots.plot_atom_spectrum(
-            table, os.path.join(out_dir, f"{prefix}_spectrum.png")
-        )
         strongest = sorted(table, key=lambda r: -r["amplitude_rms"])[
             :num_waveforms
         ]
         strongest_atoms = [r["atom"] for r in strongest]
-        plots.plot_atom_waveforms(
-            lm,
-            strongest_atoms,
-            os.path.join(out_dir, f"{prefix}_waveforms.png"),
-            block=block,
-        )
         plots.plot_coefficient_heatmap(
             words,
             sentence_coefficients[block],
@@ -119,17 +112,38 @@ def write_report(
             f"Block {block} coefficients",
         )
         sections.append(f"## Block {block}\n")
+        if sinusoidal:
+            plots.plot_atom_spectrum(
+                table, os.path.join(out_dir, f"{prefix}_spectrum.png")
+            )
+            plots.plot_atom_waveforms(
+                lm,
+                strongest_atoms,
+                os.path.join(out_dir, f"{prefix}_waveforms.png"),
+                block=block,
+            )
+            sections.append(
+                f"![spectrum]({prefix}_spectrum.png)\n\n"
+                f"![waveforms]({prefix}_waveforms.png)\n"
+            )
+            columns = ["mean freq", "period (median)", "RMS amp", "phase conc."]
+        else:
+            sections.append(
+                f"A {backbone.blocks[block].dictionary_type!r} dictionary: "
+                "each atom is one vector, the same at every position (no "
+                "waveform, frequency or phase).\n"
+            )
+            columns = ["RMS amp"]
         sections.append(
-            f"![spectrum]({prefix}_spectrum.png)\n\n"
-            f"![waveforms]({prefix}_waveforms.png)\n\n"
             f'Coefficients for "{sentence}":\n\n![heat map]({prefix}_heatmap.png)\n'
         )
+        if token_ids is not None:
+            columns.append("top tokens")
         table_lines = [
             f"All atoms: [{prefix}_atoms.csv]({prefix}_atoms.csv). The "
             f"{len(strongest)} strongest (by RMS amplitude):\n",
-            "| atom | mean freq | period (median) | RMS amp | phase conc. |"
-            + (" top tokens |" if token_ids is not None else ""),
-            "|---|---|---|---|---|" + ("---|" if token_ids is not None else ""),
+            "| atom | " + " | ".join(columns) + " |",
+            "|---|" + "---|" * len(columns),
         ]
         top_tokens = None
         if token_ids is not None:
@@ -137,13 +151,15 @@ def write_report(
                 lm, token_ids, block=block, top=top, max_windows=max_windows
             )
         for row in strongest:
-            cells = [
-                str(row["atom"]),
-                f"{row['frequency_mean']:.2f}",
-                f"{row['period_median']:.1f}",
-                f"{row['amplitude_rms']:.4f}",
-                f"{row['phase_concentration']:.2f}",
-            ]
+            cells = [str(row["atom"])]
+            if sinusoidal:
+                cells += [
+                    f"{row['frequency_mean']:.2f}",
+                    f"{row['period_median']:.1f}",
+                ]
+            cells.append(f"{row['amplitude_rms']:.4f}")
+            if sinusoidal:
+                cells.append(f"{row['phase_concentration']:.2f}")
             if top_tokens is not None:
                 cells.append(
                     " ".join(

@@ -100,13 +100,8 @@ def add_sdgm_block_flags(parser):
 
 def sdgm_block_overrides(args):
     """The `SDGMBackbone` overrides that `add_sdgm_block_flags`' flags give
-    (`None`: the preset's).
-
-    With `--dictionary-type static` also `max_position_offset=0`: a static
-    dictionary has no positions for a preset's offsets to shift (the
-    backbone refuses the two together).
-    """
-    overrides = {
+    (`None`: the preset's)."""
+    return {
         name: getattr(args, name)
         for name in (
             "encoder_type",
@@ -115,9 +110,6 @@ def sdgm_block_overrides(args):
             "data_dependent_decay",
         )
     }
-    if args.dictionary_type == "static":
-        overrides["max_position_offset"] = 0
-    return overrides
 
 
 def run_command(main, *args):

@@ -5,6 +5,7 @@ from absl.testing import parameterized
 from keras_sdgm.layers import SeparableFrequencyDictionary
 from keras_sdgm.layers import SharedFrequencyDictionary
 from keras_sdgm.layers import SpectralDictionary
+from keras_sdgm.layers import StaticDictionary
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models.sdgm.sdgm_backbone import covering_dilation_rates
 from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
@@ -85,28 +86,30 @@ class SDGMBackboneTest(TestCase):
             "dilated_convolution",
         )
         self.assertEqual(
-            SDGMBackbone(**TINY_BACKBONE).encoder_type, "gated_spectral"
+            SDGMBackbone(**TINY_BACKBONE).encoder_type, "gated_retention"
         )
         # Likewise the dictionary: configs without it held the paper's free
         # per-feature frequencies, the default then; one that names
-        # "shared_frequency" (the default for a while) keeps it. The
-        # default is now "separable_frequency".
-        shared = SDGMBackbone(
-            **TINY_BACKBONE, dictionary_type="shared_frequency"
-        ).get_config()
-        self.assertIsInstance(
-            SDGMBackbone.from_config(shared).blocks[0].dictionary,
-            SharedFrequencyDictionary,
-        )
+        # "shared_frequency" (the default for a while) keeps it, and so
+        # does one that names "separable_frequency" (the default before
+        # "static").
+        for dictionary_type, layer in (
+            ("shared_frequency", SharedFrequencyDictionary),
+            ("separable_frequency", SeparableFrequencyDictionary),
+        ):
+            saved = SDGMBackbone(
+                **TINY_BACKBONE, dictionary_type=dictionary_type
+            ).get_config()
+            self.assertIsInstance(
+                SDGMBackbone.from_config(saved).blocks[0].dictionary, layer
+            )
         del config["dictionary"]
         older = SDGMBackbone.from_config(config)
         self.assertEqual(older.dictionary_type, "spectral")
         self.assertIsInstance(older.blocks[0].dictionary, SpectralDictionary)
         default = SDGMBackbone(**TINY_BACKBONE)
-        self.assertEqual(default.dictionary_type, "separable_frequency")
-        self.assertIsInstance(
-            default.blocks[0].dictionary, SeparableFrequencyDictionary
-        )
+        self.assertEqual(default.dictionary_type, "static")
+        self.assertIsInstance(default.blocks[0].dictionary, StaticDictionary)
         # Through from_preset's keyword arguments too.
         paper = SDGMBackbone.from_preset(
             "sdgm_paper",
@@ -169,18 +172,22 @@ class SDGMBackboneTest(TestCase):
                 base.max_position_offset,
                 paper.max_position_offset,
             ),
-            (2, 384, 0),
+            (2, 0, 0),
         )
-        # The default mixer (docs/ABLATIONS.md), and the paper's convolution.
+        # The default mixer and dictionary (docs/ABLATIONS.md), and the
+        # paper's convolution and sinusoidal atoms.
         self.assertEqual(
-            (
-                base.encoder_type,
-                base.dilation_rates,
-                tiny.encoder_type,
-                paper.encoder_type,
-            ),
-            ("gated_spectral", [1], "gated_spectral", "dilated_convolution"),
+            [
+                (model.encoder_type, model.dictionary_type)
+                for model in (base, tiny, paper)
+            ],
+            [
+                ("gated_retention", "static"),
+                ("gated_retention", "static"),
+                ("dilated_convolution", "spectral"),
+            ],
         )
+        self.assertEqual(base.dilation_rates, [1])
         with self.assertRaisesRegex(ValueError, "sdgm_paper"):
             SDGMBackbone.from_preset("sdgm_huge", vocabulary_size=10)
         with self.assertRaisesRegex(ValueError, "vocabulary_size"):
@@ -232,7 +239,9 @@ class SDGMBackboneTest(TestCase):
                 modes_per_feature=True,
             )
         with self.assertRaisesRegex(ValueError, "modes_per_feature"):
-            SDGMBackbone(**TINY_BACKBONE, modes_per_feature=1)
+            SDGMBackbone(
+                **TINY_BACKBONE, encoder_type="spectral", modes_per_feature=1
+            )
         with self.assertRaisesRegex(ValueError, "data_dependent_decay"):
             SDGMBackbone(
                 **TINY_BACKBONE,
@@ -254,7 +263,11 @@ class SDGMBackboneTest(TestCase):
                 modes_per_feature=True,
                 data_dependent_decay=True,
             )
-        backbone = SDGMBackbone(**TINY_BACKBONE, modes_per_feature=True)
+        backbone = SDGMBackbone(
+            **TINY_BACKBONE,
+            encoder_type="gated_spectral",
+            modes_per_feature=True,
+        )
         self.assertTrue(backbone.get_config()["modes_per_feature"])
         self.assertTrue(backbone.blocks[0].encoder.modes_per_feature)
 

@@ -193,7 +193,12 @@ class SDGMCausalLMTest(TestCase):
         self.assertIn("stft_loss", history.history)
 
     def test_random_position_offsets_train_and_reload(self):
-        lm = tiny_lm(backbone={"max_position_offset": 24})
+        lm = tiny_lm(
+            backbone={
+                "dictionary_type": "separable_frequency",
+                "max_position_offset": 24,
+            }
+        )
         lm.compile()
         x, y, sw = lm_batch()
         history = lm.fit(x, y, sample_weight=sw, epochs=2, verbose=0)
@@ -231,7 +236,7 @@ class SDGMCausalLMTest(TestCase):
         x, y, sw = lm_batch()
         self.assertDTypeEqual(lm.backbone(x), "bfloat16")
         self.assertDTypeEqual(
-            lm.backbone.blocks[0].dictionary.amplitude, "float32"
+            lm.backbone.blocks[0].dictionary.kernel, "float32"
         )
         history = lm.fit(x, y, sample_weight=sw, epochs=2, verbose=0)
         self.assertTrue(np.all(np.isfinite(history.history["loss"])))
@@ -417,7 +422,10 @@ class CrossBackendTest(TestCase):
         blocks = [{"encoder_type": name} for name in ENCODER_TYPES] + [
             {"dictionary_type": name} for name in DICTIONARY_TYPES
         ]
-        blocks += [{"modes_per_feature": True}, {"data_dependent_decay": True}]
+        blocks += [
+            {"encoder_type": "spectral", option: True}
+            for option in ("modes_per_feature", "data_dependent_decay")
+        ]
         for block in blocks:
             lm = tiny_lm(backbone=block, **ALL_TERMS)
             name = "-".join(f"{key}={value}" for key, value in block.items())

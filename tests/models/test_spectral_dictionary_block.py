@@ -21,13 +21,12 @@ class SpectralDictionaryBlockTest(TestCase):
                 "padding_mask": np.ones((2, 8), "int32"),
             },
             expected_output_shape=(2, 8, 6),
-            # norm 2 + the default gated spectral encoder 13 (per rate a
-            # depthwise kernel and bias; mode inputs, frequencies, decays,
-            # two read-outs; gate and projection, a kernel and a bias each)
-            # + the default separable-frequency dictionary 4 (amplitudes,
-            # atom frequencies, phases, feature frequencies) + prior 3 +
-            # ffn norm 2 + ffn dense 4.
-            expected_num_trainable_weights=28,
+            # norm 2 + the default gated retention encoder 13 (per rate a
+            # depthwise kernel and bias; frequencies, decays, the query,
+            # key and value kernel, the output norm's two; gate and
+            # projection, a kernel and a bias each) + the default static
+            # dictionary 1 + prior 3 + ffn norm 2 + ffn dense 4.
+            expected_num_trainable_weights=25,
         )
 
     def test_paper_block_outputs_the_reconstruction(self):
@@ -83,7 +82,11 @@ class SpectralDictionaryBlockTest(TestCase):
 
     def test_random_position_offsets_in_training_only(self):
         block = SpectralDictionaryBlock(
-            num_atoms=4, window_length=8, max_position_offset=40, seed=3
+            num_atoms=4,
+            window_length=8,
+            dictionary_type="separable_frequency",
+            max_position_offset=40,
+            seed=3,
         )
         hidden = keras.random.normal((2, 8, 6))
         inference, auxiliary_outputs = block(

@@ -113,6 +113,7 @@ class TrainingTest(TestCase):
             keras.utils.set_random_seed(0)
             backbone = {
                 "dropout": 0.2,
+                "dictionary_type": "separable_frequency",
                 "max_position_offset": 4,
                 "rematerialize_blocks": rematerialize_blocks,
             }

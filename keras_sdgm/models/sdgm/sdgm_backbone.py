@@ -113,23 +113,29 @@ class SDGMBackbone(Backbone):
 
     Token ids are embedded, passed through `num_layers`
     `SpectralDictionaryBlock`s (a causal coefficient encoder mixing a
-    dictionary of learned sinusoidal atoms, at O(K L) cost in the length)
-    and a final layer norm. The output is the final hidden states
+    dictionary of learned atoms, at O(K L) cost in the length) and a final
+    layer norm. The output is the final hidden states
     `(batch, length, hidden_dim)`; `SDGMCausalLM` turns them into logits
     through the tied token embedding.
 
     `num_layers=1`, `encoder_type="dilated_convolution"`,
-    `dilation_rates=[1]`, `intermediate_dim=0`, `residual=False` is the
-    paper's single-dictionary model (preset `"sdgm_paper"`). The defaults
-    are our extension, chosen by measurement (docs/ABLATIONS.md): two
-    residual blocks, each with its own dictionary, prior and
-    reconstruction terms, a gated spectral mixer whose damped modes see
-    every past position, and a feed-forward.
+    `dilation_rates=[1]`, `intermediate_dim=0`, `residual=False`,
+    `dictionary_type="spectral"` is the paper's single-dictionary model
+    (preset `"sdgm_paper"`). The defaults are our extension, chosen by
+    training to convergence (docs/ABLATIONS.md): two residual blocks, each
+    with its own dictionary, prior and reconstruction terms; a gated
+    retention mixer, in which the method's damped sinusoids are the lag
+    kernels of a linear attention over every past position (a constant
+    cost per generated token); a position-independent dictionary; and a
+    feed-forward. The paper's sinusoidal atoms, which depend on the
+    position, generalized 21% worse at convergence on PTB.
 
-    Positions are absolute token indices divided by `window_length` (the
-    training window). Longer inputs are accepted: the atoms are defined at
-    every position, though quality beyond the training window is whatever
-    the model learned to extrapolate.
+    With a sinusoidal dictionary, positions are absolute token indices
+    divided by `window_length` (the training window). Longer inputs are
+    accepted: the atoms are defined at every position, though quality
+    beyond the training window is whatever the model learned to
+    extrapolate. The retention mixers measure their frequencies in
+    cycles per `window_length` too, but see only lags, not positions.
 
     Args:
         vocabulary_size: int. Number of token ids.
@@ -140,7 +146,7 @@ class SDGMBackbone(Backbone):
         encoder_type: str. Each block's token mixer (see
             `SpectralDictionaryBlock`): `"dilated_convolution"`,
             `"depthwise"`, `"gated"`, `"spectral"`, `"gated_spectral"`,
-            `"retention"` or `"gated_retention"`.
+            `"retention"` or `"gated_retention"` (default).
         modes_per_feature: bool. With a spectral mixer, every feature
             drives its own copy of the modes (decoding state `num_atoms *
             hidden_dim` per block instead of `num_atoms`; see
@@ -161,18 +167,19 @@ class SDGMBackbone(Backbone):
         residual: bool. Residual blocks (True) or the paper's replacement of
             the hidden state by the reconstruction (False).
         num_mixture_components: int. Components of each block's GMM prior.
-        dictionary_type: `"separable_frequency"` (default: the paper's
-            atoms with one frequency per atom and feature, `f[k] + g[d]`,
-            computed as two matrix products; the paper's quality after one
-            epoch at D=512, docs/RESULTS.md), `"spectral"` (the paper's
-            atoms with free frequencies `f[k, d]`: a `(K, D)` table of
-            sines per position), `"shared_frequency"` (one frequency per
-            atom, one matrix product: worse at D=512) or `"static"`
-            (ablation: a position-independent `(num_atoms, hidden_dim)`
-            matrix per block).
-        max_position_offset: int. Train each block's dictionary at
-            positions shifted by a random offset in
-            `[0, max_position_offset]` (see `SpectralDictionaryBlock`).
+        dictionary_type: `"static"` (default: a position-independent
+            `(num_atoms, hidden_dim)` matrix per block), `"spectral"` (the
+            paper's sinusoidal atoms with free frequencies `f[k, d]`: a
+            `(K, D)` table of sines per position), `"separable_frequency"`
+            (the paper's atoms with one frequency per atom and feature,
+            `f[k] + g[d]`, computed as two matrix products; the default
+            until the convergence runs of docs/ABLATIONS.md) or
+            `"shared_frequency"` (one frequency per atom, one matrix
+            product: worse at D=512).
+        max_position_offset: int. Train each block's sinusoidal dictionary
+            at positions shifted by a random offset in
+            `[0, max_position_offset]` (see `SpectralDictionaryBlock`); 0
+            with `dictionary_type="static"`.
         dropout: float. Dropout on embeddings and inside the blocks.
         layer_norm_epsilon: float. Epsilon of the layer norms.
         rematerialize_blocks: bool. In training, keep only each block's
@@ -214,7 +221,7 @@ class SDGMBackbone(Backbone):
         num_atoms,
         window_length,
         num_layers=2,
-        encoder_type="gated_spectral",
+        encoder_type="gated_retention",
         modes_per_feature=False,
         data_dependent_decay=False,
         kernel_size=3,
@@ -223,7 +230,7 @@ class SDGMBackbone(Backbone):
         intermediate_dim=None,
         residual=True,
         num_mixture_components=8,
-        dictionary_type="separable_frequency",
+        dictionary_type="static",
         max_position_offset=0,
         dropout=0.0,
         layer_norm_epsilon=1e-5,

@@ -38,13 +38,11 @@ backbone_presets = {
         "description": (
             "The package default at the paper's width and window (D=512, "
             "L=128) with half its atoms (K=128): two residual blocks, each "
-            "with a gated spectral mixer (damped sinusoidal modes that see "
-            "every past position, at a constant cost per generated token), "
-            "a dictionary of sinusoidal atoms with one frequency per atom "
-            "and feature (an atom's plus a feature's: separable, computed "
-            "by matrix products) and a 2x feed-forward; the dictionaries "
-            "are trained at random position offsets up to three windows "
-            "(docs/ABLATIONS.md, docs/RESULTS.md). Architecture only: pass "
+            "with a gated retention mixer (a linear attention over every "
+            "past position whose lag kernels are damped sinusoids, at a "
+            "constant cost per generated token), a position-independent "
+            "dictionary and a 2x feed-forward (chosen at convergence, "
+            "docs/ABLATIONS.md). Architecture only: pass "
             "`load_weights=False` and `vocabulary_size`."
         ),
         "config": {
@@ -52,15 +50,13 @@ backbone_presets = {
             "num_atoms": 128,
             "window_length": 128,
             "num_layers": 2,
-            "max_position_offset": 384,
         },
     },
     "sdgm_tiny": {
         "description": (
             "A tiny model for tests and demos (D=64, K=16, L=64, two "
-            "blocks with the gated spectral mixer, the separable-"
-            "frequency dictionary and a 2x feed-forward, position offsets "
-            "up to three windows). "
+            "blocks with the gated retention mixer (one head), the "
+            "position-independent dictionary and a 2x feed-forward). "
             "Architecture only: pass `load_weights=False` "
             "and `vocabulary_size`."
         ),
@@ -69,7 +65,6 @@ backbone_presets = {
             "num_atoms": 16,
             "window_length": 64,
             "num_layers": 2,
-            "max_position_offset": 192,
         },
     },
 }

@@ -128,7 +128,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     matrix products), `"shared_frequency"` (`SharedFrequencyDictionary`,
     one frequency per atom, one matrix product) or `"static"`
     (`StaticDictionary`, one `(num_atoms, hidden_dim)` matrix at every
-    position, an ablation). Every encoder takes `(x, cache=None,
+    position; the default, see `SDGMBackbone`). Every encoder takes `(x, cache=None,
     cache_update_index=None)` and every dictionary `(C, start_index=0)`.
 
     With `encoder_type="dilated_convolution"`, `residual=False` and
@@ -141,7 +141,8 @@ class SpectralDictionaryBlock(keras.layers.Layer):
     Args:
         num_atoms: int. Dictionary size `K`.
         window_length: int. Window `L0` that positions are divided by.
-        encoder_type: str. The token mixer, one of `ENCODER_TYPES`.
+        encoder_type: str. The token mixer, one of `ENCODER_TYPES`
+            (default `"gated_retention"`).
         modes_per_feature: bool. With a spectral mixer, every feature drives
             its own copy of the modes (see `SpectralCoefficientEncoder`);
             `False` (default) for modes shared by the features.
@@ -157,8 +158,8 @@ class SpectralDictionaryBlock(keras.layers.Layer):
             by it (False, the paper's single block).
         num_mixture_components: int. Components of the coefficient prior.
         dictionary_type: str. The dictionary, one of `DICTIONARY_TYPES`
-            (default `"separable_frequency"`: the paper's quality after
-            one epoch at D=512 at a fraction of its cost, docs/RESULTS.md).
+            (default `"static"`: with the retention mixer, the best at
+            convergence, docs/ABLATIONS.md).
         max_position_offset: int. In training, the dictionary is evaluated
             at positions shifted by a random offset in
             `[0, max_position_offset]`, drawn per batch, so that its atoms
@@ -206,7 +207,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         self,
         num_atoms,
         window_length,
-        encoder_type="gated_spectral",
+        encoder_type="gated_retention",
         modes_per_feature=False,
         data_dependent_decay=False,
         kernel_size=3,
@@ -215,7 +216,7 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         intermediate_dim=0,
         residual=True,
         num_mixture_components=8,
-        dictionary_type="separable_frequency",
+        dictionary_type="static",
         max_position_offset=0,
         dropout=0.0,
         layer_norm_epsilon=1e-5,
