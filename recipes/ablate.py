@@ -27,8 +27,9 @@ Both are checked by the recipe's parser before any run starts; `--seed`,
 `--output-dir` and `--verbose` are refused there, since ablate sets them
 for every run itself (use its own `--seed` and `--output-dir`).
 Finished runs are reused and unfinished ones resumed when the command is
-run again; a variant whose flags changed is refused by the recipe (its
-folder holds another config). `--variants` picks a subset.
+run again. A run whose flags changed is refused before any run starts,
+finished (the flags its `metrics.json` records) or not (by the recipe:
+its folder holds another config). `--variants` picks a subset.
 """
 
 import argparse
@@ -305,6 +306,15 @@ def main(argv=None):
     output_dir = args.output_dir or os.path.join(
         "runs", f"ablate-{args.corpus}"
     )
+    stale = stale_runs(args, output_dir, shared)
+    if stale:
+        raise SystemExit(
+            "Finished runs in the output folder were made with other flags "
+            "than this command gives them, so their rows would be another "
+            "model's: " + "; ".join(stale) + ". Move them out of "
+            f"{output_dir} to run them again, or run the command that made "
+            "them (their config.json)."
+        )
     results_dir = args.results_dir or output_dir
     os.makedirs(results_dir, exist_ok=True)
     command = " ".join(["python recipes/ablate.py"] + argv)
@@ -430,6 +440,28 @@ def run_arguments(corpus, name, shared, own=()):
 
 def run_dir(output_dir, name, seed):
     return os.path.join(output_dir, name, f"seed{seed}")
+
+
+def stale_runs(args, output_dir, shared):
+    """The finished runs of `args.variants` whose recorded config differs
+    from the one this command gives them, each as `"FOLDER (differs in
+    [...])"`."""
+    stale = []
+    for name in args.variants:
+        flags = run_arguments(
+            args.corpus, name, shared, args.variant_flags.get(name, [])
+        )[0]
+        for metrics in finished_runs(output_dir, name):
+            seed = metrics["config"]["seed"]
+            folder = run_dir(output_dir, name, seed)
+            config = recipe.parse_args(
+                args.corpus,
+                [*flags, "--seed", str(seed), "--output-dir", folder],
+            ).saved_config()
+            changed = recipe.config_differences(metrics["config"], config)
+            if changed:
+                stale.append(f"{folder} (differs in {changed})")
+    return stale
 
 
 def run_variant(corpus, name, seed, shared, output_dir, own=()):

@@ -4,14 +4,19 @@ The runs themselves are recipe runs (tests/test_recipes.py); here they are
 replaced by `metrics.json` files written by the fake `run_variant`.
 """
 
+import argparse
 import contextlib
 import io
 import json
 import os
 from unittest import mock
 
+from keras_sdgm.training import recipe
 from recipes import ablate
 from tests.testing import TestCase
+
+# The flags after `--` of every test command: 4 windows of 8 tokens a step.
+SHARED = ["--max-steps", "5", "--batch-size", "4", "--sequence-length", "8"]
 
 # Validation perplexity of each (variant, seed) the fake runs produce.
 PERPLEXITY = {
@@ -28,10 +33,21 @@ def fake_run(corpus, name, seed, shared, output_dir, own=()):
     os.makedirs(folder)
     ppl = PERPLEXITY[name, seed]
     entry = {"perplexity": ppl}
+    # The config the recipe would record for the run's flags.
+    config = recipe.parse_args(
+        corpus,
+        [
+            *ablate.run_arguments(corpus, name, shared, own)[0],
+            "--seed",
+            str(seed),
+            "--output-dir",
+            folder,
+        ],
+    ).saved_config()
     with open(os.path.join(folder, "metrics.json"), "w") as f:
         json.dump(
             {
-                "config": {"seed": seed, "batch_size": 4, "sequence_length": 8},
+                "config": config,
                 "parameters": {"total": 3_000_000, "non_embedding": 1_000_000},
                 "training_tokens_per_second": 320.0,
                 "epochs_logged": 3,
@@ -63,8 +79,7 @@ class AblateTest(TestCase):
                     *variants,
                     *options,
                     "--",
-                    "--max-steps",
-                    "5",
+                    *SHARED,
                 ]
             )
         with open(os.path.join(out, "ablations.json")) as f:
@@ -85,7 +100,7 @@ class AblateTest(TestCase):
                 ("no-feedforward", 1),
             ],
         )
-        self.assertEqual(run.call_args_list[0].args[3], ["--max-steps", "5"])
+        self.assertEqual(run.call_args_list[0].args[3], SHARED)
         rows = table["variants"]
         self.assertEqual(rows["base"]["seeds"], [0, 1])
         self.assertEqual(
@@ -112,7 +127,7 @@ class AblateTest(TestCase):
 
     def test_a_run_too_short_to_time_has_no_ms_per_step(self):
         out = self.get_temp_dir()
-        fake_run("ptb", "base", 0, [], out)
+        fake_run("ptb", "base", 0, SHARED, out)
         metrics_file = os.path.join(
             ablate.run_dir(out, "base", 0), "metrics.json"
         )
@@ -122,7 +137,9 @@ class AblateTest(TestCase):
         with open(metrics_file, "w") as f:
             json.dump(metrics, f)
         with mock.patch.object(ablate, "subprocess"):
-            ablate.main(["--output-dir", out, "--variants", "base"])
+            ablate.main(
+                ["--output-dir", out, "--variants", "base", "--", *SHARED]
+            )
         with open(os.path.join(out, "ablations.json")) as f:
             self.assertIsNone(json.load(f)["variants"]["base"]["ms_per_step"])
         with open(os.path.join(out, "ablations.md")) as f:
@@ -130,11 +147,59 @@ class AblateTest(TestCase):
 
     def test_finished_runs_are_reused(self):
         out = self.get_temp_dir()
-        fake_run("ptb", "base", 0, [], out)
-        fake_run("ptb", "gpt2", 0, [], out)
+        fake_run("ptb", "base", 0, SHARED, out)
+        fake_run("ptb", "gpt2", 0, SHARED, out)
         with mock.patch.object(ablate, "subprocess") as subprocess:
-            ablate.main(["--output-dir", out, "--variants", "gpt2"])
+            ablate.main(
+                ["--output-dir", out, "--variants", "gpt2", "--", *SHARED]
+            )
         subprocess.run.assert_not_called()
+
+    def test_finished_runs_made_with_other_flags_are_refused(self):
+        # A run finished under other flags (here another batch size; or
+        # a variant whose flags changed since) would give its row another
+        # model's numbers: refused before any run starts, naming the folder
+        # and what differs.
+        out = self.get_temp_dir()
+        fake_run("ptb", "base", 0, SHARED, out)
+        fake_run("ptb", "gpt2", 0, [*SHARED, "--batch-size", "2"], out)
+        with (
+            mock.patch.object(ablate, "subprocess") as subprocess,
+            self.assertRaises(SystemExit) as exit_,
+        ):
+            ablate.main(
+                ["--output-dir", out, "--variants", "gpt2", "--", *SHARED]
+            )
+        subprocess.run.assert_not_called()
+        message = str(exit_.exception)
+        self.assertIn(ablate.run_dir(out, "gpt2", 0), message)
+        self.assertIn("differs in ['batch_size']", message)
+        self.assertNotIn(ablate.run_dir(out, "base", 0), message)
+
+    def test_flags_its_model_does_not_read_leave_a_run_current(self):
+        # Earlier recipes recorded SDGM flags for GPT-2 runs, unused.
+        out = self.get_temp_dir()
+        fake_run("ptb", "gpt2", 0, SHARED, out)
+        metrics_file = os.path.join(
+            ablate.run_dir(out, "gpt2", 0), "metrics.json"
+        )
+        with open(metrics_file) as f:
+            metrics = json.load(f)
+        args = argparse.Namespace(
+            corpus="ptb", variants=["gpt2"], variant_flags={}
+        )
+        for field, value, stale in (
+            ("max_position_offset", 0, False),
+            ("learning_rate", 0.5, True),
+        ):
+            with open(metrics_file, "w") as f:
+                json.dump(
+                    {**metrics, "config": {**metrics["config"], field: value}},
+                    f,
+                )
+            self.assertEqual(
+                bool(ablate.stale_runs(args, out, SHARED)), stale, field
+            )
 
     def test_variant_flags_go_to_their_variant_only(self):
         run, table, out = self.run_ablations(
@@ -152,7 +217,7 @@ class AblateTest(TestCase):
                 "gpt2": ["--dropout", "0.1", "--weight-decay", "0.01"],
             },
         )
-        self.assertEqual(table["shared_arguments"], ["--max-steps", "5"])
+        self.assertEqual(table["shared_arguments"], SHARED)
         self.assertEqual(table["variant_arguments"], {"gpt2": own["gpt2"]})
         with open(os.path.join(out, "ablations.md")) as f:
             self.assertIn("(`--dropout 0.1 --weight-decay 0.01`)", f.read())

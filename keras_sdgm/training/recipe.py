@@ -1171,6 +1171,23 @@ def previous_run_dir(output_dir):
     return os.path.normpath(output_dir) + ".previous"
 
 
+def config_differences(recorded, config):
+    """The keys in which a run's recorded `config.json` and `config` differ.
+
+    A flag added since the run started is absent from its record: at its
+    default (`None`) it changes nothing. Flags that `config`'s model does
+    not read (`MODEL_FLAGS`) are left out: earlier recipes recorded them
+    (e.g. `--max-position-offset` of a GPT-2 run) without using them.
+    """
+    config = json.loads(json.dumps(config))  # As recorded: lists, not tuples.
+    return sorted(
+        k
+        for k in set(recorded) | set(config)
+        if recorded.get(k) != config.get(k)
+        and config.get("model") in MODEL_FLAGS.get(k, MODELS)
+    )
+
+
 def check_output_dir(output_dir, config, overwrite):
     """Checks the output folder, writing nothing; returns True to resume.
 
@@ -1203,13 +1220,7 @@ def check_output_dir(output_dir, config, overwrite):
     if os.path.exists(config_path):
         with open(config_path) as f:
             previous = json.load(f)
-        # A flag added since the run started is absent from its config:
-        # at its default (None) it changes nothing.
-        changed = sorted(
-            k
-            for k in set(previous) | set(config)
-            if previous.get(k) != config.get(k)
-        )
+        changed = config_differences(previous, config)
         if changed:
             raise ValueError(
                 f"{output_dir} holds an unfinished run with another config "

@@ -72,12 +72,12 @@ backbone_presets = {
 trained_presets = {
     "ptb_sdgm_small": {
         "description": (
-            "A small SDGM (D=256, K=128, L=128: `sdgm_base` at half its "
-            "width, without position offsets; 3.6M parameters, 2.56M of "
-            "them the embedding) trained on Penn Treebank to early "
-            "stopping (its best validation perplexity at epoch 5 of 7), "
-            "with its 10,000-word vocabulary: "
-            "ready to `generate`. Test perplexity 136.5 in windows of 128. "
+            "A small SDGM (D=256, K=128, L=128: `sdgm_base`, the gated "
+            "retention mixer and the static dictionary, at half its width; "
+            "3.75M parameters, 2.56M of them the embedding) trained on Penn "
+            "Treebank to early stopping (its best validation perplexity at "
+            "epoch 5 of 7), with its 10,000-word vocabulary: ready to "
+            "`generate`. Test perplexity 111.1 in windows of 128. "
             "The command that trained it, its perplexities under both "
             "protocols and its TF Serving export are in "
             "`saved_models/ptb_sdgm_small/` of the repository."
