@@ -334,16 +334,24 @@ class ExportOnnxTest(TestCase):
         reason="the graph is converted from TensorFlow under every backend",
     )
     def test_the_long_range_mixers_export(self):
-        # The spectral mixers' options and the retention: their ops reach
-        # the ONNX graph (the data-dependent decay's on activations, not
-        # folded into constants), over several chunks.
+        # The default retention mixer and the spectral mixers' options
+        # (with the previous default's separable-frequency dictionary):
+        # their ops reach the ONNX graph (the data-dependent decay's on
+        # activations, not folded into constants), over several chunks.
         import onnxruntime
 
         token_ids, mask = right_padded(2, 300, seed=0)
+        spectral = {
+            "encoder_type": "gated_spectral",
+            "dictionary_type": "separable_frequency",
+        }
         for name, options in (
-            ("modes_per_feature", {"modes_per_feature": True}),
-            ("data_dependent_decay", {"data_dependent_decay": True}),
-            ("gated_retention", {"encoder_type": "gated_retention"}),
+            ("modes_per_feature", {**spectral, "modes_per_feature": True}),
+            (
+                "data_dependent_decay",
+                {**spectral, "data_dependent_decay": True},
+            ),
+            ("default", {}),
         ):
             keras.utils.set_random_seed(0)
             lm = SDGMCausalLM(SDGMBackbone(**SMALL_BACKBONE, **options))

@@ -144,11 +144,14 @@ class TrainingTest(TestCase):
             for name in results[0]:
                 self.assertAllClose(results[0][name], results[1][name])
         # Float rounding only: the recomputed graph may be fused otherwise
-        # (TensorFlow: 1.1e-6 after three steps at this learning rate).
+        # (TensorFlow, after three steps at this learning rate: 1.1e-6 with
+        # the gated spectral mixer, up to 4.5e-5 on 6 of a weight's 80
+        # entries with the default gated retention, whose chunked products
+        # XLA fuses differently; the losses agree to 1e-6).
         for expected, actual in zip(
             plain.get_weights(), rematerialized.get_weights()
         ):
-            self.assertAllClose(expected, actual, atol=1e-5)
+            self.assertAllClose(expected, actual, atol=1e-4)
         self.assertTrue(
             SDGMBackbone.from_config(
                 rematerialized.backbone.get_config()
