@@ -65,6 +65,16 @@ def fake_run(corpus, name, seed, shared, output_dir, own=()):
         )
 
 
+def rewrite_metrics(output_dir, name, change):
+    """Applies `change` to the `metrics.json` of `name`'s seed 0."""
+    path = os.path.join(ablate.run_dir(output_dir, name, 0), "metrics.json")
+    with open(path) as f:
+        metrics = json.load(f)
+    change(metrics)
+    with open(path, "w") as f:
+        json.dump(metrics, f)
+
+
 class AblateTest(TestCase):
     def run_ablations(self, *variants, options=()):
         out = self.get_temp_dir()
@@ -128,14 +138,9 @@ class AblateTest(TestCase):
     def test_a_run_too_short_to_time_has_no_ms_per_step(self):
         out = self.get_temp_dir()
         fake_run("ptb", "base", 0, SHARED, out)
-        metrics_file = os.path.join(
-            ablate.run_dir(out, "base", 0), "metrics.json"
+        rewrite_metrics(
+            out, "base", lambda m: m.update(training_tokens_per_second=None)
         )
-        with open(metrics_file) as f:
-            metrics = json.load(f)
-        metrics["training_tokens_per_second"] = None
-        with open(metrics_file, "w") as f:
-            json.dump(metrics, f)
         with mock.patch.object(ablate, "subprocess"):
             ablate.main(
                 ["--output-dir", out, "--variants", "base", "--", *SHARED]
@@ -180,11 +185,6 @@ class AblateTest(TestCase):
         # Earlier recipes recorded SDGM flags for GPT-2 runs, unused.
         out = self.get_temp_dir()
         fake_run("ptb", "gpt2", 0, SHARED, out)
-        metrics_file = os.path.join(
-            ablate.run_dir(out, "gpt2", 0), "metrics.json"
-        )
-        with open(metrics_file) as f:
-            metrics = json.load(f)
         args = argparse.Namespace(
             corpus="ptb", variants=["gpt2"], variant_flags={}
         )
@@ -192,11 +192,9 @@ class AblateTest(TestCase):
             ("max_position_offset", 0, False),
             ("learning_rate", 0.5, True),
         ):
-            with open(metrics_file, "w") as f:
-                json.dump(
-                    {**metrics, "config": {**metrics["config"], field: value}},
-                    f,
-                )
+            rewrite_metrics(
+                out, "gpt2", lambda m: m["config"].update({field: value})
+            )
             self.assertEqual(
                 bool(ablate.stale_runs(args, out, SHARED)), stale, field
             )
