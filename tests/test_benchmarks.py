@@ -145,7 +145,7 @@ class GenerateBenchmarkTest(TestCase):
             result["model_details"]["sdgm"],
             {
                 "encoder_type": "depthwise",
-                "dictionary_type": "separable_frequency",
+                "dictionary_type": "static",
                 "modes_per_feature": False,
                 "data_dependent_decay": False,
             },
