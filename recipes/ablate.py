@@ -50,6 +50,13 @@ from keras_sdgm.utils.arguments import run_command
 # The variant the others are compared with (`--reference`).
 REFERENCE = "base"
 LONG_WINDOWS = ["--long-eval-lengths", "256,512,1024"]
+# The previous default's dictionary, trained at random position offsets.
+SEPARABLE_WITH_OFFSETS = [
+    "--dictionary",
+    "separable_frequency",
+    "--max-position-offset",
+    "384",
+]
 
 # The paper's auxiliary weights (alpha, beta, delta; gamma, the NLL's, is 1).
 PAPER_OBJECTIVE = [
@@ -73,14 +80,8 @@ VARIANTS = {
         "`sdgm_base` before the convergence runs: the gated spectral mixer, "
         "the separable-frequency dictionary, trained at random position "
         "offsets in [0, 384]",
-        [
-            "--encoder-type",
-            "gated_spectral",
-            "--dictionary",
-            "separable_frequency",
-            "--max-position-offset",
-            "384",
-        ]
+        ["--encoder-type", "gated_spectral"]
+        + SEPARABLE_WITH_OFFSETS
         + LONG_WINDOWS,
     ),
     "dense-mixer": (
@@ -177,13 +178,7 @@ VARIANTS = {
     "position-offsets": (
         "the separable-frequency dictionary trained at random position "
         "offsets in [0, 384]",
-        [
-            "--dictionary",
-            "separable_frequency",
-            "--max-position-offset",
-            "384",
-        ]
-        + LONG_WINDOWS,
+        SEPARABLE_WITH_OFFSETS + LONG_WINDOWS,
     ),
     "gpt2": (
         "keras-hub GPT-2, same width, depth, window, vocabulary",
@@ -442,24 +437,35 @@ def run_dir(output_dir, name, seed):
     return os.path.join(output_dir, name, f"seed{seed}")
 
 
+def recipe_arguments(corpus, name, seed, shared, output_dir, own=()):
+    """The recipe flags of one run of variant `name` (but verbosity)."""
+    return [
+        *run_arguments(corpus, name, shared, own)[0],
+        "--seed",
+        str(seed),
+        "--output-dir",
+        run_dir(output_dir, name, seed),
+    ]
+
+
 def stale_runs(args, output_dir, shared):
     """The finished runs of `args.variants` whose recorded config differs
     from the one this command gives them, each as `"FOLDER (differs in
     [...])"`."""
     stale = []
     for name in args.variants:
-        flags = run_arguments(
-            args.corpus, name, shared, args.variant_flags.get(name, [])
-        )[0]
+        own = args.variant_flags.get(name, [])
         for metrics in finished_runs(output_dir, name):
             seed = metrics["config"]["seed"]
-            folder = run_dir(output_dir, name, seed)
             config = recipe.parse_args(
                 args.corpus,
-                [*flags, "--seed", str(seed), "--output-dir", folder],
+                recipe_arguments(
+                    args.corpus, name, seed, shared, output_dir, own
+                ),
             ).saved_config()
             changed = recipe.config_differences(metrics["config"], config)
             if changed:
+                folder = run_dir(output_dir, name, seed)
                 stale.append(f"{folder} (differs in {changed})")
     return stale
 
@@ -469,13 +475,8 @@ def run_variant(corpus, name, seed, shared, output_dir, own=()):
 
     `own`: the flags `--variant-flags` gives this variant, last.
     """
-    folder = run_dir(output_dir, name, seed)
     recipe_args = [
-        *run_arguments(corpus, name, shared, own)[0],
-        "--seed",
-        str(seed),
-        "--output-dir",
-        folder,
+        *recipe_arguments(corpus, name, seed, shared, output_dir, own),
         "--verbose",
         "2",
     ]

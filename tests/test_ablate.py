@@ -36,13 +36,7 @@ def fake_run(corpus, name, seed, shared, output_dir, own=()):
     # The config the recipe would record for the run's flags.
     config = recipe.parse_args(
         corpus,
-        [
-            *ablate.run_arguments(corpus, name, shared, own)[0],
-            "--seed",
-            str(seed),
-            "--output-dir",
-            folder,
-        ],
+        ablate.recipe_arguments(corpus, name, seed, shared, output_dir, own),
     ).saved_config()
     with open(os.path.join(folder, "metrics.json"), "w") as f:
         json.dump(
