@@ -58,14 +58,15 @@ class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
     The full pass computes the recurrence exactly in chunks of `S`
     positions: inside a chunk as a masked product of rotated queries and
     keys (`(S, S)` per head, rotations by the position in the chunk, so
-    their angles stay small), between chunks by the states at the chunks'
-    ends carried by the powers `lambda^S`. Its cost per position is about
-    `4 * S * hidden_dim` (inside a chunk) + `4 * head_dim * hidden_dim`
-    (the chunk-end states and reading them) + `4 * num_chunks *
-    head_dim * hidden_dim / S` (carrying them) FLOPs, plus the
-    convolutions and the projections (`6 * hidden_dim**2` for queries,
-    keys and values). `S` is `chunk_size`, by default the length up to 64.
-    The retention is computed in float32 whatever the dtype policy.
+    their angles stay small), between chunks by the states entering each
+    chunk, carried from chunk to chunk by `lambda^S` and read by the same
+    rotated queries. Its cost per position is about `4 * S * hidden_dim`
+    (inside a chunk) + `4 * head_dim * hidden_dim` (the chunks' states
+    and reading them) + `8 * head_dim * hidden_dim / S` (carrying them)
+    FLOPs, plus the convolutions and the projections (`6 * hidden_dim**2`
+    for queries, keys and values). `S` is `chunk_size`, by default the
+    length up to 64. The retention is computed in float32 whatever the
+    dtype policy.
 
     Initializers: frequencies those of rotary embeddings (`10000 **
     (-2 j / head_dim)` radians per position, the same in every head), decay
@@ -196,20 +197,21 @@ class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
     def sequence_flops_per_token(self, length):
         """Forward FLOPs per position of the work that has no weights.
 
-        With `D = hidden_dim`, `d = head_dim`, chunks of `S` positions and
-        `num_chunks = ceil(length / S)`: scores and their product with the
-        values inside a chunk (`4 * S * D`), the chunk-end states and
-        reading them at every position (`4 * d * D`), and carrying the
-        states between chunks (`4 * num_chunks * d * D / S`). The work
-        with weights (projections, convolutions) is counted from the
-        weights by the benchmarks.
+        With `D = hidden_dim`, `d = head_dim` and chunks of `S` positions:
+        scores and their product with the values inside a chunk (`4 * S *
+        D`), the chunks' states and reading them at every position (`4 * d
+        * D`), and carrying the states from chunk to chunk (`8 * d * D /
+        S`: a complex product and a sum per state entry and chunk); no
+        states when the length fits in one chunk. The rotations and decays
+        of queries and keys are elementwise and not counted. The work with
+        weights (projections, convolutions) is counted from the weights by
+        the benchmarks.
         """
         size = self.chunk_size_for(length)
-        num_chunks = -(-length // size)
         hidden_dim = self._heads * self._head_dim
-        return hidden_dim * (
-            4 * size + 4 * self._head_dim * (1 + num_chunks / size)
-        )
+        if length <= size:
+            return hidden_dim * 4 * size
+        return hidden_dim * (4 * size + 4 * self._head_dim * (1 + 2 / size))
 
     def _modes(self):
         """`log r` per head `(num_heads,)` and `omega` per head and pair
@@ -266,42 +268,14 @@ class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
         o = ops.einsum("bnhij,bnjhd->bnihd", scores, v)
 
         if not (isinstance(num_chunks, int) and num_chunks == 1):
-            # Chunk ends: e[c] = sum_j lambda^(S - 1 - j) k[j] v[j] =
-            # e^{i omega (S - 1)} sum_j r^(S - 1 - j) (k[j] e^{-i omega j})
-            # v[j].
-            weight = ops.exp((size - 1 - positions)[:, None] * log_r)
-            k_weighted = k_turned * weight[:, :, None]
-            end = _pairs(
-                ops.einsum("bcjhp,bcjhd->bchpd", k_weighted, v), axis=3
-            )
-            end = _complex_times(_rotation((size - 1) * omega), end, 2)
-            # The state entering chunk n: sum_{c < n} lambda^(S (n-1-c))
-            # e[c].
-            chunks = ops.cast(ops.arange(num_chunks), "float32")
-            gap = chunks[:, None] - chunks[None, :] - 1.0  # (n, c)
-            past = ops.cast(gap >= 0, "float32")[..., None, None]
-            gap = ops.maximum(gap, 0.0)[..., None, None] * size
-            carry = ops.exp(gap * log_r[:, None]) * past  # (n, c, heads, 1)
-            carry = (
-                carry * ops.cos(gap * omega),
-                carry * ops.sin(gap * omega),
-            )
-            state = (
-                ops.einsum("nchp,bchpd->bnhpd", carry[0], end[0])
-                - ops.einsum("nchp,bchpd->bnhpd", carry[1], end[1]),
-                ops.einsum("nchp,bchpd->bnhpd", carry[0], end[1])
-                + ops.einsum("nchp,bchpd->bnhpd", carry[1], end[0]),
-            )
-            # ... reaches position i as lambda^(i + 1) state, read by
-            # conj(q[i]): r^(i + 1) Re conj(q[i] e^{-i omega (i + 1)}) state.
-            q_read = _turn(q, angle + omega) * ops.exp(
-                (positions + 1.0)[:, None, None] * log_r[:, None]
-            )
-            o = o + ops.einsum(
-                "bnihd,bnhde->bnihe",
-                q_read,
-                ops.concatenate(state, axis=3),
-            )
+            # The state entering chunk n, z[n S - 1] = sum_{s < n S}
+            # lambda^(n S - 1 - s) k[s] v[s], reaches position i of the
+            # chunk as lambda^(i + 1) z, read by conj(q[i]): with
+            # lambda^(i + 1) conj(q[i]) = lambda r^i conj(q_turned[i]), the
+            # turned queries read the states z' = lambda z, scaled by r^i.
+            states = self._chunk_states(k_turned, v, log_r, omega, size)
+            q_read = q_turned * ops.exp(positions[:, None] * log_r)[..., None]
+            o = o + ops.einsum("bnihd,bnhde->bnihe", q_read, states)
         o = ops.reshape(
             o, (batch_size, num_chunks * size, self._heads, self._head_dim)
         )[:, :length]
@@ -320,6 +294,56 @@ class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
         turn = (weight * ops.cos(lag * omega), weight * ops.sin(lag * omega))
         k_state = ops.concatenate(_complex_times(turn, k_pairs, None), axis=-1)
         return o, ops.einsum("bshp,bshd->bhpd", k_state, v)
+
+    def _chunk_states(self, k_turned, v, log_r, omega, size):
+        """The states `z'[n] = sum_{s < n S} lambda^(n S - s) k[s] v[s]`
+        entering each chunk `n`, `(batch, num_chunks, num_heads, head_dim,
+        head_dim)` (the pairs' real parts, then their imaginary parts, by
+        the values' features), from the chunks' turned keys and values.
+
+        With a chunk's own contribution `e[n] = lambda^S sum_j r^(-j)
+        k_turned[j] v[j]` (computed as `e^{i omega S} sum_j r^(S - j)
+        k_turned[j] v[j]`), `z'[n + 1] = lambda^S z'[n] + e[n]`: a loop over
+        the chunks when their number is known when traced (as in every
+        training step), else one product of the contributions with the
+        powers `lambda^(S (n - 1 - c))` of every pair of chunks `c < n`."""
+        positions = ops.cast(ops.arange(size), "float32")
+        decay = ops.exp((size - positions)[:, None] * log_r)[..., None]
+        e = _pairs(ops.einsum("bnjhp,bnjhd->bnhpd", k_turned * decay, v), 3)
+        e = _complex_times(_rotation(size * omega), e, 2)
+        num_chunks = ops.shape(k_turned)[1]
+        if isinstance(num_chunks, int):
+            # lambda^S per head and pair, broadcast over the values.
+            r = ops.exp(size * log_r)[:, None, None]
+            step = [r * part[..., None] for part in _rotation(size * omega)]
+            state = (ops.zeros_like(e[0][:, 0]), ops.zeros_like(e[1][:, 0]))
+            states = [state]
+            for n in range(num_chunks - 1):
+                state = _complex_times(step, state, None)
+                state = (state[0] + e[0][:, n], state[1] + e[1][:, n])
+                states.append(state)
+            return ops.concatenate(
+                [
+                    ops.stack([z[part] for z in states], axis=1)
+                    for part in (0, 1)
+                ],
+                axis=3,
+            )
+        chunks = ops.cast(ops.arange(num_chunks), "float32")
+        gap = chunks[:, None] - chunks[None, :] - 1.0  # (n, c)
+        past = ops.cast(gap >= 0, "float32")[..., None, None]
+        gap = ops.maximum(gap, 0.0)[..., None, None] * size
+        carry = ops.exp(gap * log_r[:, None]) * past  # (n, c, heads, 1)
+        carry = (carry * ops.cos(gap * omega), carry * ops.sin(gap * omega))
+        return ops.concatenate(
+            [
+                ops.einsum("nchp,bchpd->bnhpd", carry[0], e[0])
+                - ops.einsum("nchp,bchpd->bnhpd", carry[1], e[1]),
+                ops.einsum("nchp,bchpd->bnhpd", carry[0], e[1])
+                + ops.einsum("nchp,bchpd->bnhpd", carry[1], e[0]),
+            ],
+            axis=3,
+        )
 
     def _step(self, x, cache):
         y, next_cache = super()._step(x, cache[:-1])

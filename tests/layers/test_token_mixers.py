@@ -208,3 +208,37 @@ class TokenMixerTest(TestCase):
             chunked.build(x.shape)
             chunked.set_weights(one_chunk.get_weights())
             self.assertAllClose(expected, chunked(x), atol=1e-5)
+        # Its weightless FLOPs (D = 12, head_dim 4, S = 4): inside the
+        # chunks 4 S D; with more than one chunk, also the states (4 d D)
+        # and their carry (8 d D / S).
+        counted = cls(4, window_length=8, num_heads=3, chunk_size=4)
+        counted.build(x.shape)
+        self.assertEqual(counted.sequence_flops_per_token(4), 4 * 4 * 12)
+        self.assertEqual(
+            counted.sequence_flops_per_token(21),
+            4 * 4 * 12 + 4 * 4 * 12 + 8 * 4 * 12 / 4,
+        )
+
+    @parameterized.named_parameters(
+        ("retention", RetentionCoefficientEncoder),
+        ("gated_retention", GatedRetentionCoefficientEncoder),
+    )
+    def test_retention_of_a_length_unknown_when_traced(self, cls):
+        # A length known when traced carries the states between chunks by a
+        # loop over them; an unknown one (exported signatures, whose length
+        # is `None`) by one product over every pair of chunks. Only
+        # TensorFlow traces such a length (JAX and torch always know it),
+        # and every backend exports through it.
+        if keras.config.backend() != "tensorflow":
+            self.skipTest("Only TensorFlow traces an unknown length.")
+        import tensorflow as tf
+
+        encoder = cls(4, window_length=8, num_heads=3, chunk_size=4)
+        x = keras.random.normal((2, 21, 12))
+        expected = ops.convert_to_numpy(encoder(x))
+        traced = tf.function(
+            encoder, input_signature=[tf.TensorSpec((None, None, 12))]
+        )
+        concrete = traced.get_concrete_function()
+        self.assertIsNone(concrete.structured_outputs.shape[1])
+        self.assertAllClose(expected, traced(x), atol=1e-5)
