@@ -16,6 +16,11 @@ HEAD_DIM = 64
 # Positions per chunk of the full pass when `chunk_size` is not given (fewer
 # for shorter inputs); also the choice for a length unknown when traced.
 MAX_CHUNK_SIZE = 64
+# Most chunks whose states the full pass carries by a loop over them
+# (when their number is known when traced); more, or an unknown number, by
+# one product over every pair of chunks, which keeps less for the gradient
+# and runs faster at that many.
+MAX_LOOPED_CHUNKS = 16
 # Decay time scales at initialization, spread geometrically over the heads
 # from `MIN_TIME_SCALE` positions to `MAX_TIME_SCALE_WINDOWS` windows.
 MIN_TIME_SCALE = 4.0
@@ -305,14 +310,15 @@ class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
         k_turned[j] v[j]` (computed as `e^{i omega S} sum_j r^(S - j)
         k_turned[j] v[j]`), `z'[n + 1] = lambda^S z'[n] + e[n]`: a loop over
         the chunks when their number is known when traced (as in every
-        training step), else one product of the contributions with the
-        powers `lambda^(S (n - 1 - c))` of every pair of chunks `c < n`."""
+        training step) and at most `MAX_LOOPED_CHUNKS`, else one product of
+        the contributions with the powers `lambda^(S (n - 1 - c))` of every
+        pair of chunks `c < n`."""
         positions = ops.cast(ops.arange(size), "float32")
         decay = ops.exp((size - positions)[:, None] * log_r)[..., None]
         e = _pairs(ops.einsum("bnjhp,bnjhd->bnhpd", k_turned * decay, v), 3)
         e = _complex_times(_rotation(size * omega), e, 2)
         num_chunks = ops.shape(k_turned)[1]
-        if isinstance(num_chunks, int):
+        if isinstance(num_chunks, int) and num_chunks <= MAX_LOOPED_CHUNKS:
             # lambda^S per head and pair, broadcast over the values.
             r = ops.exp(size * log_r)[:, None, None]
             step = [r * part[..., None] for part in _rotation(size * omega)]

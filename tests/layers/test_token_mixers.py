@@ -15,6 +15,7 @@ from keras_sdgm.layers import GatedRetentionCoefficientEncoder
 from keras_sdgm.layers import GatedSpectralCoefficientEncoder
 from keras_sdgm.layers import RetentionCoefficientEncoder
 from keras_sdgm.layers import SpectralCoefficientEncoder
+from keras_sdgm.layers.retention_coefficient_encoder import MAX_LOOPED_CHUNKS
 from tests.testing import TestCase
 
 # Each mixer with the arguments of its own, beyond the shared ones; chunks
@@ -200,7 +201,11 @@ class TokenMixerTest(TestCase):
             with self.assertRaisesRegex(ValueError, "num_heads"):
                 cls(4, window_length=8, num_heads=heads)(x)
         # Every chunk size gives the same result: one chunk, chunks that
-        # divide the length, and a padded last chunk.
+        # divide the length, and a padded last chunk; the states of 21
+        # chunks are carried by the product over pairs of chunks, those of
+        # 7 and 5 by the loop.
+        self.assertLess(7, MAX_LOOPED_CHUNKS)
+        self.assertLess(MAX_LOOPED_CHUNKS, 21)
         one_chunk = cls(4, window_length=8, num_heads=3)
         expected = ops.convert_to_numpy(one_chunk(x))
         for size in (1, 3, 5, 21):
@@ -224,9 +229,11 @@ class TokenMixerTest(TestCase):
         ("gated_retention", GatedRetentionCoefficientEncoder),
     )
     def test_retention_of_a_length_unknown_when_traced(self, cls):
-        # A length known when traced carries the states between chunks by a
-        # loop over them; an unknown one (exported signatures, whose length
-        # is `None`) by one product over every pair of chunks. Only
+        # A length known when traced carries the states between up to
+        # `MAX_LOOPED_CHUNKS` chunks by a loop over them (more by one
+        # product over every pair of chunks, as chunks of 1 position do in
+        # the test above); an unknown one (exported signatures, whose
+        # length is `None`) always by the product. Only
         # TensorFlow traces such a length (JAX and torch always know it),
         # and every backend exports through it.
         if keras.config.backend() != "tensorflow":
