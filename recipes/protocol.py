@@ -34,7 +34,12 @@ paper's rows 256).
 
 Tables go to `<--output-dir>/<corpus>/ablations.md` (and `.json`), the runs
 to folders beside them; each sweep setting is an ablation table of its own
-in `<--output-dir>/sweep/<setting>/`.
+in `<--output-dir>/sweep/<setting>/`. The default `--output-dir`,
+`docs/results/protocol-<protocol>`, is in the repository: the protocol
+takes days on a CPU, and each finished run's records (`config.json`,
+`log.csv`, `metrics.json`) and the tables are committed as they come
+(`.gitignore` leaves out the models and checkpoints), so that a later
+checkout reuses them instead of training them again.
 """
 
 import argparse
@@ -92,6 +97,8 @@ SWEEP = (
     ),
 )
 SWEEP_CORPUS = "ptb"
+# Where the protocols' runs go by default: the repository's run records.
+RECORDS_DIR = os.path.join("docs", "results")
 
 
 def _sizes(hidden_dim):
@@ -135,7 +142,9 @@ def build_parser():
         "--corpora", nargs="+", choices=CORPORA, default=list(CORPORA)
     )
     parser.add_argument(
-        "--output-dir", default=None, help="Default: runs/protocol-<protocol>."
+        "--output-dir",
+        default=None,
+        help=f"Default: {os.path.join(RECORDS_DIR, 'protocol-<protocol>')}.",
     )
     parser.add_argument(
         "--dry-run",
@@ -304,7 +313,7 @@ def main(argv=None):
     for corpus in args.corpora:
         ablate.check_recipe_flags(corpus, extra, "the flags after `--`")
     output_dir = args.output_dir or os.path.join(
-        "runs", f"protocol-{args.protocol}"
+        RECORDS_DIR, f"protocol-{args.protocol}"
     )
 
     def run(command):

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import subprocess
 from unittest import mock
 
 from keras_sdgm.training import recipe
@@ -104,6 +105,43 @@ class ProtocolTest(TestCase):
                 protocol.main(["--protocol", "gpu", "--", "--max-steps", "2"])
         self.assertEqual(run.call_count, 2)
         self.assertEqual(run.call_args.args[0][-2:], ["--max-steps", "2"])
+
+    def test_runs_keep_their_records_in_the_repository(self):
+        # By default the runs go to a folder in the repository, so that a
+        # later checkout reuses the finished ones ...
+        with mock.patch.object(protocol.subprocess, "run") as run:
+            with contextlib.redirect_stdout(io.StringIO()):
+                protocol.main(["--protocol", "gpu", "--corpora", "ptb"])
+        command = run.call_args.args[0]
+        folder = os.path.join("docs", "results", "protocol-gpu")
+        self.assertEqual(
+            command[command.index("--output-dir") + 1],
+            os.path.join(folder, "ptb"),
+        )
+        # ... and git keeps their records, not their models and checkpoints.
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        if not os.path.isdir(os.path.join(root, ".git")):
+            self.skipTest("Not a git checkout.")
+        run_dir = os.path.join(folder, "ptb", "base", "seed0")
+        kept = ["config.json", "log.csv", "metrics.json"]
+        left_out = [
+            "best.keras",
+            os.path.join("backup", "training_metadata.json"),
+            os.path.join("preset", "model.weights.h5"),
+            "steps.csv",
+            "curves.png",
+        ]
+        paths = [os.path.join(run_dir, name) for name in kept + left_out]
+        paths.append(os.path.join(folder, "ptb", "ablations.md"))
+        ignored = subprocess.run(
+            ["git", "check-ignore", "--no-index", *paths],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        self.assertEqual(
+            ignored, [os.path.join(run_dir, name) for name in left_out]
+        )
 
     def test_flags_the_runs_set_themselves_fail_before_anything_runs(self):
         # ablate gives each run its own --seed: before, a caller's was
