@@ -193,6 +193,44 @@ class AblateTest(TestCase):
                 bool(ablate.stale_runs(args, out, SHARED)), stale, field
             )
 
+    def test_a_run_made_under_another_default_is_refused(self):
+        # `base` sets no mixer flag: its flags are the same before and
+        # after a default changes, and only what they resolved to (the
+        # recorded `architecture`) tells the runs apart. Here a run made
+        # when the default mixer was the gated spectral one, and one from
+        # before the architecture was recorded.
+        out = self.get_temp_dir()
+        fake_run("ptb", "base", 0, SHARED, out)
+        args = argparse.Namespace(
+            corpus="ptb", variants=["base"], variant_flags={}
+        )
+        self.assertEqual(ablate.stale_runs(args, out, SHARED), [])
+        rewrite_metrics(
+            out,
+            "base",
+            lambda m: m["config"]["architecture"].update(
+                {"encoder_type": "gated_spectral"}
+            ),
+        )
+        folder = ablate.run_dir(out, "base", 0)
+        self.assertEqual(
+            ablate.stale_runs(args, out, SHARED),
+            [f"{folder} (differs in ['architecture'])"],
+        )
+        rewrite_metrics(out, "base", lambda m: m["config"].pop("architecture"))
+        with (
+            mock.patch.object(ablate, "subprocess") as subprocess,
+            self.assertRaises(SystemExit) as exit_,
+        ):
+            ablate.main(
+                ["--output-dir", out, "--variants", "base", "--", *SHARED]
+            )
+        subprocess.run.assert_not_called()
+        self.assertIn(
+            f"{folder} (differs in ['architecture'])", str(exit_.exception)
+        )
+        self.assertIn("resolved to", str(exit_.exception))
+
     def test_variant_flags_go_to_their_variant_only(self):
         run, table, out = self.run_ablations(
             "gpt2",

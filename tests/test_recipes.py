@@ -631,8 +631,12 @@ class RecipeStepsTest(TestCase):
         self.assertEqual(flags["ptb"] ^ flags["text"], {"data_dir"} | text_only)
         # A field of one kind is None in the other, as in a config.json
         # written before it existed (a run started then still resumes).
+        # (An SDGM config also records what its flags resolve to.)
         saved = self.config().saved_config()
-        self.assertEqual(set(saved), fields - set(recipe.RUN_ONLY_FIELDS))
+        self.assertEqual(
+            set(saved),
+            fields - set(recipe.RUN_ONLY_FIELDS) | {"architecture"},
+        )
         self.assertEqual(saved["corpus"], "ptb")
         for name in text_only | {"text_sha256"}:
             self.assertIsNone(saved[name], name)
@@ -896,6 +900,27 @@ class RecipeStepsTest(TestCase):
             kinds.index(callbacks_lib.ResumableReduceLROnPlateau),
             kinds.index(callbacks_lib.StepAndEpochBackup),
         )
+
+    def test_an_sdgm_config_records_what_its_flags_resolve_to(self):
+        # The backbone arguments, defaults included: a run made before a
+        # default changed is told apart from one made after.
+        default = recipe.parse_args("ptb", []).saved_config()["architecture"]
+        self.assertEqual(
+            [default[k] for k in ("encoder_type", "dictionary_type")],
+            ["gated_retention", "static"],
+        )
+        self.assertEqual(
+            [default[k] for k in ("hidden_dim", "window_length", "num_atoms")],
+            [512, 128, 128],
+        )
+        given = recipe.parse_args(
+            "ptb", ["--encoder-type", "gated_spectral", "--hidden-dim", "64"]
+        ).saved_config()["architecture"]
+        self.assertEqual(
+            [given["encoder_type"], given["hidden_dim"]], ["gated_spectral", 64]
+        )
+        gpt2 = recipe.parse_args("ptb", ["--model", "gpt2"]).saved_config()
+        self.assertNotIn("architecture", gpt2)
 
     def test_prepare_output_dir_resumes_the_same_config(self):
         config = self.config()

@@ -6,11 +6,14 @@ the attention-free peer (the recipes and benchmarks), `sdgm_causal_lm` the
 SDGM they are compared with; `build_causal_lm` picks one from a recipe's config.
 """
 
+import inspect
+
 import keras
 import keras_hub
 
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models import SDGMCausalLM
+from keras_sdgm.models.sdgm.sdgm_presets import backbone_presets
 
 # Recipe flags that override the SDGM preset when given (not None).
 SDGM_OVERRIDES = (
@@ -141,6 +144,34 @@ def sdgm_causal_lm(
     )
 
 
+def sdgm_overrides(args):
+    """The `SDGMBackbone` arguments a recipe's config gives over its preset
+    (`None`: the preset's)."""
+    return {
+        "window_length": args.sequence_length,  # the dictionary's L0
+        **{name: getattr(args, name) for name in SDGM_OVERRIDES},
+    }
+
+
+def sdgm_architecture(preset, **overrides):
+    """The `SDGMBackbone` arguments that `sdgm_causal_lm(preset, ...,
+    **overrides)` builds with, but the vocabulary size: the constructor's
+    defaults, then the architecture preset's config, then the overrides
+    that are not `None`. Recorded with a recipe run, it tells a run made
+    before a default changed from one made after, which the flags alone
+    do not (a flag left out means the default of its day)."""
+    signature = inspect.signature(SDGMBackbone.__init__).parameters
+    return {
+        **{
+            name: parameter.default
+            for name, parameter in signature.items()
+            if parameter.default is not inspect.Parameter.empty
+        },
+        **backbone_presets[preset]["config"],
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
+
+
 def build_causal_lm(args, preprocessor):
     """An `SDGMCausalLM`, or a same-size keras-hub GPT-2 or RWKV-7.
 
@@ -178,8 +209,7 @@ def build_causal_lm(args, preprocessor):
         vocabulary_size,
         preprocessor=preprocessor,
         loss_weights={name: getattr(args, name) for name in LOSS_WEIGHTS},
-        window_length=args.sequence_length,  # the dictionary's L0
-        **{name: getattr(args, name) for name in SDGM_OVERRIDES},
+        **sdgm_overrides(args),
     )
 
 

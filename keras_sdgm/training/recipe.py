@@ -190,10 +190,17 @@ class RecipeConfig:
     text_sha256: dict | None = None
 
     def saved_config(self):
-        """The config recorded in `config.json` (compared on resume)."""
+        """The config recorded in `config.json` (compared on resume): the
+        fields but `RUN_ONLY_FIELDS`, and for SDGM the backbone arguments
+        they resolve to today (`architecture`), so that a flag left at its
+        default does not pass for today's default if that has changed."""
         config = dataclasses.asdict(self)
         for name in RUN_ONLY_FIELDS:
             del config[name]
+        if self.model == "sdgm":
+            config["architecture"] = model_builders.sdgm_architecture(
+                self.preset, **model_builders.sdgm_overrides(self)
+            )
         return config
 
     def path(self, name):
@@ -1177,7 +1184,9 @@ def config_differences(recorded, config):
     A flag added since the run started is absent from its record: at its
     default (`None`) it changes nothing. Flags that `config`'s model does
     not read (`MODEL_FLAGS`) are left out: earlier recipes recorded them
-    (e.g. `--max-position-offset` of a GPT-2 run) without using them.
+    (e.g. `--max-position-offset` of a GPT-2 run) without using them. An
+    SDGM run recorded before its `architecture` was (2026-12-07) differs
+    in it: what its flags resolved to then is not known.
     """
     config = json.loads(json.dumps(config))  # As recorded: lists, not tuples.
     return sorted(
