@@ -15,7 +15,8 @@ loss, `optimizer`, ...; summed over the blocks), and split into
 `matmul` (XLA's dot fusions), `copy` (layout copies and transposes) and
 `elementwise` (everything else). The times are summed over XLA's threads
 and reported as shares of the step, so they stay comparable on a busy
-machine where absolute times do not. Writes `profile.json`, `profile.md`
+machine where absolute times do not; the step's total thread time is
+given beside them (`thread_seconds_per_step`). Writes `profile.json`, `profile.md`
 and `profile.png` (the shares as stacked bars) to `--output-dir`
 (default `benchmarks/results/profile_<model>_<length>`), and the compiled
 HLO under `hlo/`.
@@ -226,13 +227,14 @@ def profile(args):
         lm.train_on_batch(x, y)
     jax.profiler.stop_trace()
 
-    rows = shares(
-        op_times(trace_dir), op_names(os.path.join(output_dir, "hlo"))
-    )
+    times = op_times(trace_dir)
+    rows = shares(times, op_names(os.path.join(output_dir, "hlo")))
+    thread_seconds = sum(times.values()) / 1e6 / args.steps
     title = (
         f"{name}, L={length}, batch {args.batch_size}, D={args.hidden_dim}, "
         f"{args.num_layers} layers, V={args.vocabulary_size} "
-        f"({keras.config.backend()}, {args.steps} traced steps)"
+        f"({keras.config.backend()}, {args.steps} traced steps; XLA thread "
+        f"time {1e3 * thread_seconds:,.0f} ms per step)"
     )
     config = {k: v for k, v in vars(args).items() if k != "worker"}
     reporting.write_json(
@@ -240,6 +242,9 @@ def profile(args):
         {
             "config": {**config, "models": [name], "lengths": [length]},
             "parts": rows,
+            # Summed over XLA's threads: more than the step's wall time
+            # where threads run at once, and longer on a busy machine.
+            "thread_seconds_per_step": thread_seconds,
             "versions": reporting.library_versions(),
         },
     )

@@ -691,7 +691,9 @@ class ProfileStepTest(TestCase):
             ]
         )
         with open(os.path.join(out, "profile.json")) as f:
-            parts = {row["part"]: row for row in json.load(f)["parts"]}
+            report = json.load(f)
+        parts = {row["part"]: row for row in report["parts"]}
+        self.assertGreater(report["thread_seconds_per_step"], 0.0)
         self.assertAlmostEqual(sum(p["share"] for p in parts.values()), 1.0)
         for part in ("dictionary", "feedforward_intermediate", "optimizer"):
             self.assertGreater(parts[part]["share"], 0.0, part)
