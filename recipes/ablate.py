@@ -303,14 +303,19 @@ def main(argv=None):
     )
     stale = stale_runs(args, output_dir, shared)
     if stale:
+        resolved = (
+            " (`architecture` is the SDGM arguments a run's flags resolved "
+            "to when it started: a default has changed since, or the run is "
+            "older than that record)"
+            if any("'architecture'" in run for run in stale)
+            else ""
+        )
         raise SystemExit(
             "Finished runs in the output folder were made with other flags "
             "than this command gives them, so their rows would be another "
-            "model's: " + "; ".join(stale) + ". (`architecture` is the SDGM "
-            "arguments a run's flags resolved to when it started: a default "
-            "has changed since, or the run is older than that record.) Move "
-            f"them out of {output_dir} to run them again, or run the command "
-            "that made them (their config.json)."
+            "model's: " + "; ".join(stale) + f"{resolved}. Move them out of "
+            f"{output_dir} to run them again, or run the command that made "
+            "them (their config.json)."
         )
     results_dir = args.results_dir or output_dir
     os.makedirs(results_dir, exist_ok=True)
