@@ -142,12 +142,16 @@ class TrainingTest(TestCase):
                     self.assertEqual(spy.call_count > 0, lm is rematerialized)
             self.assertEqual(set(results[0]), set(results[1]))
             for name in results[0]:
-                self.assertAllClose(results[0][name], results[1][name])
+                self.assertAllClose(
+                    results[0][name], results[1][name], rtol=1e-5
+                )
         # Float rounding only: the recomputed graph may be fused otherwise
         # (TensorFlow, after three steps at this learning rate: 1.1e-6 with
         # the gated spectral mixer, up to 4.5e-5 on 6 of a weight's 80
         # entries with the default gated retention, whose chunked products
-        # XLA fuses differently; the losses agree to 1e-6).
+        # XLA fuses differently; the losses agree to 1e-6 there, and to
+        # 1.4e-6 of their value under JAX since the retention carries its
+        # chunks' states by a loop, a1c66ae).
         for expected, actual in zip(
             plain.get_weights(), rematerialized.get_weights()
         ):
