@@ -154,6 +154,19 @@ class AblateTest(TestCase):
             )
         subprocess.run.assert_not_called()
 
+    def refusal(self, out, variant):
+        """ablate's message refusing to run `variant` in `out`; no run
+        starts."""
+        with (
+            mock.patch.object(ablate, "subprocess") as subprocess,
+            self.assertRaises(SystemExit) as exit_,
+        ):
+            ablate.main(
+                ["--output-dir", out, "--variants", variant, "--", *SHARED]
+            )
+        subprocess.run.assert_not_called()
+        return str(exit_.exception)
+
     def test_finished_runs_made_with_other_flags_are_refused(self):
         # A run finished under other flags (here another batch size; or
         # a variant whose flags changed since) would give its row another
@@ -162,15 +175,7 @@ class AblateTest(TestCase):
         out = self.get_temp_dir()
         fake_run("ptb", "base", 0, SHARED, out)
         fake_run("ptb", "gpt2", 0, [*SHARED, "--batch-size", "2"], out)
-        with (
-            mock.patch.object(ablate, "subprocess") as subprocess,
-            self.assertRaises(SystemExit) as exit_,
-        ):
-            ablate.main(
-                ["--output-dir", out, "--variants", "gpt2", "--", *SHARED]
-            )
-        subprocess.run.assert_not_called()
-        message = str(exit_.exception)
+        message = self.refusal(out, "gpt2")
         self.assertIn(ablate.run_dir(out, "gpt2", 0), message)
         self.assertIn("differs in ['batch_size']", message)
         self.assertNotIn("resolved to", message)
@@ -219,18 +224,9 @@ class AblateTest(TestCase):
             [f"{folder} (differs in ['architecture'])"],
         )
         rewrite_metrics(out, "base", lambda m: m["config"].pop("architecture"))
-        with (
-            mock.patch.object(ablate, "subprocess") as subprocess,
-            self.assertRaises(SystemExit) as exit_,
-        ):
-            ablate.main(
-                ["--output-dir", out, "--variants", "base", "--", *SHARED]
-            )
-        subprocess.run.assert_not_called()
-        self.assertIn(
-            f"{folder} (differs in ['architecture'])", str(exit_.exception)
-        )
-        self.assertIn("resolved to", str(exit_.exception))
+        message = self.refusal(out, "base")
+        self.assertIn(f"{folder} (differs in ['architecture'])", message)
+        self.assertIn("resolved to", message)
 
     def test_variant_flags_go_to_their_variant_only(self):
         run, table, out = self.run_ablations(
