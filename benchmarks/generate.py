@@ -336,6 +336,7 @@ def write_outputs(args, rows, parameters, quality, details=None):
         "latency": rows,
         "quality": quality,
         "versions": reporting.library_versions(),
+        "environment": reporting.speed_settings(),
         # Each plot's legend: the models it draws.
         "plots": {},
     }

@@ -246,6 +246,7 @@ def profile(args):
             # where threads run at once, and longer on a busy machine.
             "thread_seconds_per_step": thread_seconds,
             "versions": reporting.library_versions(),
+            "environment": reporting.speed_settings(),
         },
     )
     plot(rows, title, os.path.join(output_dir, "profile.png"))

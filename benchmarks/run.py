@@ -593,6 +593,7 @@ def main(argv=None):
         "results": [],
         "complete": False,
         "versions": reporting.library_versions(),
+        "environment": reporting.speed_settings(),
     }
     if args.rounds > 1:
         report["round_results"] = []

@@ -231,6 +231,9 @@ class RunBenchmarkTest(TestCase):
             self.assertGreater(row["peak_memory_bytes"], 0)
             self.assertGreater(row["achieved_fraction_of_peak"], 0)
         self.assertGreater(min(report["matmul_peak_flops"].values()), 0)
+        self.assertEqual(
+            report["environment"].get("XLA_FLAGS"), os.environ.get("XLA_FLAGS")
+        )
         sdgm, _, rwkv7 = report["results"]
         # The flag reached the model that was measured, and its FLOPs are
         # the depthwise mixer's, not the dense one's.

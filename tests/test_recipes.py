@@ -124,6 +124,11 @@ class RecipeTest(TestCase):
         self.assertGreater(metrics["parameters"]["non_embedding"], 0)
         self.assertGreater(metrics["training_tokens_per_second"], 0)
         self.assertEqual(metrics["config"]["max_steps"], 20)
+        # The settings that change its speed (CI sets XLA_FLAGS).
+        self.assertEqual(
+            metrics["environment"].get("XLA_FLAGS"),
+            os.environ.get("XLA_FLAGS"),
+        )
 
         # TensorBoard has every logged term, the learning rate and tokens/s.
         with open(os.path.join(out, "log.csv")) as f:
@@ -585,6 +590,30 @@ class RecipeStepsTest(TestCase):
         self.assertIn("--train-file TRAIN_FILE", text)
         self.assertNotIn("--data-dir", text)
         self.assertIn("(default: 0.1)", text)  # --holdout-fraction
+
+    def test_huge_pages_hint_only_where_glibc_can_and_xla_runs(self):
+        def hint(libc=("glibc", "2.36"), tunables=None):
+            environ = {
+                k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"
+            }
+            if tunables is not None:
+                environ["GLIBC_TUNABLES"] = tunables
+            with (
+                mock.patch.object(recipe.platform, "libc_ver", lambda: libc),
+                mock.patch.dict(os.environ, environ, clear=True),
+            ):
+                return recipe.huge_pages_hint()
+
+        text = hint()
+        if keras.config.backend() == "jax":
+            self.assertIn("GLIBC_TUNABLES=glibc.malloc.hugetlb=1", text)
+        else:
+            self.assertIsNone(text)
+        # Another tunable set: the tip still applies.
+        self.assertEqual(hint(tunables="glibc.malloc.arena_max=2"), text)
+        self.assertIsNone(hint(tunables="glibc.malloc.hugetlb=1"))
+        self.assertIsNone(hint(libc=("glibc", "2.31")))  # No such tunable.
+        self.assertIsNone(hint(libc=("", "")))  # musl, macOS, Windows.
 
     def test_parse_args_fills_the_preset_and_the_output_dir(self):
         config = recipe.parse_args("ptb", ["--model", "gpt2"])

@@ -124,6 +124,20 @@ def library_versions():
     return versions
 
 
+# Environment variables that change how fast the same code runs on the CPU:
+# XLA's and oneDNN's options, and glibc's malloc tunables (with
+# `glibc.malloc.hugetlb=1` the large buffers XLA allocates anew at every
+# step come in 2 MiB pages; docs/PERFORMANCE.md).
+SPEED_SETTINGS = ("XLA_FLAGS", "GLIBC_TUNABLES", "TF_ENABLE_ONEDNN_OPTS")
+
+
+def speed_settings():
+    """The `SPEED_SETTINGS` this process runs with, by name (those set)."""
+    return {
+        name: os.environ[name] for name in SPEED_SETTINGS if name in os.environ
+    }
+
+
 def write_json(path, data):
     with open(path, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
