@@ -478,7 +478,8 @@ def stale_runs(args, output_dir, shared):
 
 
 def run_variant(corpus, name, seed, shared, output_dir, own=()):
-    """One recipe run in its own process (which resumes an unfinished one).
+    """One recipe run in its own process (which resumes an unfinished one),
+    in `recipe.child_environment()` (glibc's huge pages where they help).
 
     `own`: the flags `--variant-flags` gives this variant, last.
     """
@@ -487,9 +488,12 @@ def run_variant(corpus, name, seed, shared, output_dir, own=()):
         "--verbose",
         "2",
     ]
+    environ = recipe.child_environment()
+    tunables = environ.get("GLIBC_TUNABLES")
     print(
         f"=== {time.strftime('%H:%M:%S')} {name}, seed {seed}: "
-        f"{' '.join(recipe_args)}",
+        f"{' '.join(recipe_args)}"
+        + (f" (GLIBC_TUNABLES={tunables})" if tunables else ""),
         flush=True,
     )
     subprocess.run(
@@ -502,6 +506,7 @@ def run_variant(corpus, name, seed, shared, output_dir, own=()):
             *recipe_args,
         ],
         check=True,
+        env=environ,
     )
 
 

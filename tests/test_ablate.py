@@ -263,6 +263,10 @@ class AblateTest(TestCase):
         dropout = [argv[i + 1] for i, a in enumerate(argv) if a == "--dropout"]
         # The recipe's argparse keeps the last value: the variant's.
         self.assertEqual(dropout, ["0.3", "0"])
+        # In the recipe's child environment (huge pages where they help).
+        self.assertEqual(
+            run.call_args.kwargs["env"], recipe.child_environment()
+        )
 
     def test_shared_flags_reach_the_models_that_read_them(self):
         shared = ["--num-atoms=8", "--hidden-dim", "16", "--num-heads", "2"]

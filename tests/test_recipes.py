@@ -591,18 +591,20 @@ class RecipeStepsTest(TestCase):
         self.assertNotIn("--data-dir", text)
         self.assertIn("(default: 0.1)", text)  # --holdout-fraction
 
-    def test_huge_pages_hint_only_where_glibc_can_and_xla_runs(self):
-        def hint(libc=("glibc", "2.36"), tunables=None):
-            environ = {
-                k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"
-            }
-            if tunables is not None:
-                environ["GLIBC_TUNABLES"] = tunables
-            with (
-                mock.patch.object(recipe.platform, "libc_ver", lambda: libc),
-                mock.patch.dict(os.environ, environ, clear=True),
-            ):
-                return recipe.huge_pages_hint()
+    def huge_pages(self, function, libc=("glibc", "2.36"), tunables=None):
+        """`function()` with this glibc and `GLIBC_TUNABLES`."""
+        environ = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+        if tunables is not None:
+            environ["GLIBC_TUNABLES"] = tunables
+        with (
+            mock.patch.object(recipe.platform, "libc_ver", lambda: libc),
+            mock.patch.dict(os.environ, environ, clear=True),
+        ):
+            return function()
+
+    def test_huge_pages_hint_only_where_glibc_can_and_jax_runs(self):
+        def hint(**kwargs):
+            return self.huge_pages(recipe.huge_pages_hint, **kwargs)
 
         text = hint()
         if keras.config.backend() == "jax":
@@ -614,6 +616,27 @@ class RecipeStepsTest(TestCase):
         self.assertIsNone(hint(tunables="glibc.malloc.hugetlb=1"))
         self.assertIsNone(hint(libc=("glibc", "2.31")))  # No such tunable.
         self.assertIsNone(hint(libc=("", "")))  # musl, macOS, Windows.
+
+    def test_child_environment_adds_huge_pages_where_they_help(self):
+        def tunables(**kwargs):
+            environ = self.huge_pages(recipe.child_environment, **kwargs)
+            self.assertEqual(environ["PATH"], os.environ["PATH"])
+            return environ.get("GLIBC_TUNABLES")
+
+        if keras.config.backend() == "jax":
+            self.assertEqual(tunables(), "glibc.malloc.hugetlb=1")
+            self.assertEqual(
+                tunables(tunables="glibc.malloc.arena_max=2"),
+                "glibc.malloc.hugetlb=1:glibc.malloc.arena_max=2",
+            )
+        else:
+            self.assertIsNone(tunables())
+        # Set already, or not read: as it was.
+        self.assertEqual(
+            tunables(tunables="glibc.malloc.hugetlb=0"),
+            "glibc.malloc.hugetlb=0",
+        )
+        self.assertIsNone(tunables(libc=("glibc", "2.31")))
 
     def test_parse_args_fills_the_preset_and_the_output_dir(self):
         config = recipe.parse_args("ptb", ["--model", "gpt2"])

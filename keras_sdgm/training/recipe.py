@@ -1178,34 +1178,57 @@ def main(corpus, argv=None, callbacks=()):
         )
 
 
-def huge_pages_hint():
-    """A tip for JAX on a CPU with glibc 2.35+ and no huge-page tunable.
+HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
+
+
+def huge_pages_would_help():
+    """Whether glibc's huge-page tunable applies here and is not set.
 
     Under JAX, XLA's CPU runtime allocates the step's large buffers (the
     logits over the vocabulary and their gradient) anew at every step, and
     the kernel maps them 4 KiB page by page: with `GLIBC_TUNABLES=
-    glibc.malloc.hugetlb=1`, glibc asks for 2 MiB pages instead (the
-    quick start: 52M page faults -> 1M, 1.7x the training speed, the same
-    numbers; docs/PERFORMANCE.md). TensorFlow keeps its memory in its own
-    allocator and faults little either way. Returns `None` where the tip
-    does not apply or the tunable is set already.
+    glibc.malloc.hugetlb=1` (glibc 2.35 and later, read when a process
+    starts), glibc asks for 2 MiB pages instead (the quick start: 52M
+    page faults -> 1M, 1.7x the training speed, the same numbers;
+    docs/PERFORMANCE.md). TensorFlow keeps its memory in its own allocator
+    and faults little either way.
     """
     libc, version = platform.libc_ver()
     if libc != "glibc" or not version:
-        return None
+        return False
     if tuple(int(v) for v in version.split(".")[:2]) < (2, 35):
-        return None
+        return False
     if "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""):
-        return None
+        return False
     if keras.config.backend() != "jax":
-        return None
-    if not keras.distribution.list_devices()[0].lower().startswith("cpu"):
+        return False
+    return keras.distribution.list_devices()[0].lower().startswith("cpu")
+
+
+def huge_pages_hint():
+    """A one-line tip where `huge_pages_would_help()`, else `None`."""
+    if not huge_pages_would_help():
         return None
     return (
-        "Tip: on this CPU, `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` before "
+        f"Tip: on this CPU, `GLIBC_TUNABLES={HUGE_PAGES_TUNABLE}` before "
         "the command trains faster (2 MiB pages for XLA's per-step buffers: "
         "1.7x for the quick start; docs/PERFORMANCE.md)."
     )
+
+
+def child_environment():
+    """This process's environment for a recipe run in a child process.
+
+    With glibc's huge-page tunable added where `huge_pages_would_help()`:
+    the child's `metrics.json` records it (`environment`).
+    """
+    environ = dict(os.environ)
+    if huge_pages_would_help():
+        tunables = environ.get("GLIBC_TUNABLES")
+        environ["GLIBC_TUNABLES"] = HUGE_PAGES_TUNABLE + (
+            f":{tunables}" if tunables else ""
+        )
+    return environ
 
 
 def previous_run_dir(output_dir):
