@@ -1182,7 +1182,7 @@ HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
 
 
 def huge_pages_would_help():
-    """Whether glibc's huge-page tunable applies here and is not set.
+    """Whether glibc's huge-page tunable applies here (JAX) and is not set.
 
     Under JAX, XLA's CPU runtime allocates the step's large buffers (the
     logits over the vocabulary and their gradient) anew at every step, and
@@ -1191,7 +1191,9 @@ def huge_pages_would_help():
     starts), glibc asks for 2 MiB pages instead (the quick start: 52M
     page faults -> 1M, 1.7x the training speed, the same numbers;
     docs/PERFORMANCE.md). TensorFlow keeps its memory in its own allocator
-    and faults little either way.
+    and faults little either way. The devices are not asked for: that
+    would start JAX's backend (and on a GPU take its memory) in a process
+    that only starts recipes.
     """
     libc, version = platform.libc_ver()
     if libc != "glibc" or not version:
@@ -1200,14 +1202,14 @@ def huge_pages_would_help():
         return False
     if "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
-    if keras.config.backend() != "jax":
-        return False
-    return keras.distribution.list_devices()[0].lower().startswith("cpu")
+    return keras.config.backend() == "jax"
 
 
 def huge_pages_hint():
-    """A one-line tip where `huge_pages_would_help()`, else `None`."""
+    """A one-line tip where `huge_pages_would_help()` on a CPU, else `None`."""
     if not huge_pages_would_help():
+        return None
+    if not keras.distribution.list_devices()[0].lower().startswith("cpu"):
         return None
     return (
         f"Tip: on this CPU, `GLIBC_TUNABLES={HUGE_PAGES_TUNABLE}` before "
@@ -1219,8 +1221,9 @@ def huge_pages_hint():
 def child_environment():
     """This process's environment for a recipe run in a child process.
 
-    With glibc's huge-page tunable added where `huge_pages_would_help()`:
-    the child's `metrics.json` records it (`environment`).
+    With glibc's huge-page tunable added where `huge_pages_would_help()`,
+    on any device (beside a GPU it changes only how host memory is
+    mapped): the child's `metrics.json` records it (`environment`).
     """
     environ = dict(os.environ)
     if huge_pages_would_help():
