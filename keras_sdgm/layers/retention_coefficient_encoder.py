@@ -258,19 +258,25 @@ class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
         size = self.chunk_size_for(length)
         num_chunks = (length + size - 1) // size
         padding = [[0, 0], [0, num_chunks * size - length], [0, 0], [0, 0]]
+        k, v = ops.pad(k, padding), ops.pad(v, padding)
+        # Heads first, `(batch, num_heads, num_chunks, S, head_dim)`: the
+        # products below then batch over leading axes and contract the last.
         shape = (batch_size, num_chunks, size, self._heads, self._head_dim)
-        q, k, v = [ops.reshape(ops.pad(t, padding), shape) for t in (q, k, v)]
+        q_c, k_c, v_c = [
+            ops.transpose(ops.reshape(t, shape), (0, 3, 1, 2, 4))
+            for t in (ops.pad(q, padding), k, v)
+        ]
         positions = ops.cast(ops.arange(size), "float32")
 
         # Inside a chunk: scores of queries and keys turned by their
         # position in the chunk, masked by r^(i - j) where i >= j.
-        angle = positions[:, None, None] * omega  # (S, heads, pairs)
-        q_turned, k_turned = _turn(q, angle), _turn(k, angle)
+        angle = positions[None, None, :, None] * omega[:, None, None]
+        q_turned, k_turned = _turn(q_c, angle), _turn(k_c, angle)
         lag = positions[:, None] - positions[None, :]
-        mask = ops.exp(ops.maximum(lag, 0.0)[None] * log_r[:, None, None])
-        mask = mask * ops.cast(lag >= 0, "float32")[None]  # (heads, S, S)
-        scores = ops.einsum("bnihd,bnjhd->bnhij", q_turned, k_turned) * mask
-        o = ops.einsum("bnhij,bnjhd->bnihd", scores, v)
+        mask = ops.exp(ops.maximum(lag, 0.0) * log_r[:, None, None, None])
+        mask = mask * ops.cast(lag >= 0, "float32")  # (heads, 1, S, S)
+        scores = ops.einsum("bhnid,bhnjd->bhnij", q_turned, k_turned) * mask
+        o = ops.einsum("bhnij,bhnjd->bhnid", scores, v_c)
 
         if not (isinstance(num_chunks, int) and num_chunks == 1):
             # The state entering chunk n, z[n S - 1] = sum_{s < n S}
@@ -278,17 +284,16 @@ class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
             # chunk as lambda^(i + 1) z, read by conj(q[i]): with
             # lambda^(i + 1) conj(q[i]) = lambda r^i conj(q_turned[i]), the
             # turned queries read the states z' = lambda z, scaled by r^i.
-            states = self._chunk_states(k_turned, v, log_r, omega, size)
-            q_read = q_turned * ops.exp(positions[:, None] * log_r)[..., None]
-            o = o + ops.einsum("bnihd,bnhde->bnihe", q_read, states)
+            states = self._chunk_states(k_turned, v_c, log_r, omega, size)
+            read = ops.exp(positions * log_r[:, None])[:, None, :, None]
+            o = o + ops.einsum("bhnid,bhnde->bhnie", q_turned * read, states)
         o = ops.reshape(
-            o, (batch_size, num_chunks * size, self._heads, self._head_dim)
+            ops.transpose(o, (0, 2, 3, 1, 4)),
+            (batch_size, num_chunks * size, self._heads, self._head_dim),
         )[:, :length]
         if cache_update_index is None:
             return o, None
         # z[t - 1] = sum_{s < t} lambda^(t - 1 - s) k[s] v[s].
-        k = ops.reshape(k, (batch_size, -1, self._heads, self._head_dim))
-        v = ops.reshape(v, (batch_size, -1, self._heads, self._head_dim))
         lag = ops.cast(
             cache_update_index - 1 - ops.arange(num_chunks * size), "float32"
         )
@@ -302,9 +307,10 @@ class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
 
     def _chunk_states(self, k_turned, v, log_r, omega, size):
         """The states `z'[n] = sum_{s < n S} lambda^(n S - s) k[s] v[s]`
-        entering each chunk `n`, `(batch, num_chunks, num_heads, head_dim,
+        entering each chunk `n`, `(batch, num_heads, num_chunks, head_dim,
         head_dim)` (the pairs' real parts, then their imaginary parts, by
-        the values' features), from the chunks' turned keys and values.
+        the values' features), from the chunks' turned keys and values
+        `(batch, num_heads, num_chunks, S, head_dim)`.
 
         With a chunk's own contribution `e[n] = lambda^S sum_j r^(-j)
         k_turned[j] v[j]` (computed as `e^{i omega S} sum_j r^(S - j)
@@ -314,23 +320,27 @@ class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
         the contributions with the powers `lambda^(S (n - 1 - c))` of every
         pair of chunks `c < n`."""
         positions = ops.cast(ops.arange(size), "float32")
-        decay = ops.exp((size - positions)[:, None] * log_r)[..., None]
-        e = _pairs(ops.einsum("bnjhp,bnjhd->bnhpd", k_turned * decay, v), 3)
-        e = _complex_times(_rotation(size * omega), e, 2)
-        num_chunks = ops.shape(k_turned)[1]
+        decay = ops.exp((size - positions) * log_r[:, None])[:, None, :, None]
+        e = _pairs(ops.einsum("bhnjp,bhnjd->bhnpd", k_turned * decay, v), 3)
+        turn = [part[:, None, :, None] for part in _rotation(size * omega)]
+        e = _complex_times(turn, e, None)  # (batch, heads, chunks, pairs, d)
+        num_chunks = ops.shape(k_turned)[2]
         if isinstance(num_chunks, int) and num_chunks <= MAX_LOOPED_CHUNKS:
             # lambda^S per head and pair, broadcast over the values.
             r = ops.exp(size * log_r)[:, None, None]
             step = [r * part[..., None] for part in _rotation(size * omega)]
-            state = (ops.zeros_like(e[0][:, 0]), ops.zeros_like(e[1][:, 0]))
+            state = (
+                ops.zeros_like(e[0][:, :, 0]),
+                ops.zeros_like(e[1][:, :, 0]),
+            )
             states = [state]
             for n in range(num_chunks - 1):
                 state = _complex_times(step, state, None)
-                state = (state[0] + e[0][:, n], state[1] + e[1][:, n])
+                state = (state[0] + e[0][:, :, n], state[1] + e[1][:, :, n])
                 states.append(state)
             return ops.concatenate(
                 [
-                    ops.stack([z[part] for z in states], axis=1)
+                    ops.stack([z[part] for z in states], axis=2)
                     for part in (0, 1)
                 ],
                 axis=3,
@@ -343,10 +353,10 @@ class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
         carry = (carry * ops.cos(gap * omega), carry * ops.sin(gap * omega))
         return ops.concatenate(
             [
-                ops.einsum("nchp,bchpd->bnhpd", carry[0], e[0])
-                - ops.einsum("nchp,bchpd->bnhpd", carry[1], e[1]),
-                ops.einsum("nchp,bchpd->bnhpd", carry[0], e[1])
-                + ops.einsum("nchp,bchpd->bnhpd", carry[1], e[0]),
+                ops.einsum("nchp,bhcpd->bhnpd", carry[0], e[0])
+                - ops.einsum("nchp,bhcpd->bhnpd", carry[1], e[1]),
+                ops.einsum("nchp,bhcpd->bhnpd", carry[0], e[1])
+                + ops.einsum("nchp,bhcpd->bhnpd", carry[1], e[0]),
             ],
             axis=3,
         )
