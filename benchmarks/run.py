@@ -562,6 +562,7 @@ def main(argv=None):
         return
     import keras
 
+    from keras_sdgm.training import recipe
     from keras_sdgm.training import reporting
 
     backend = keras.config.backend()
@@ -585,6 +586,10 @@ def main(argv=None):
         "GFLOP/s",
         flush=True,
     )
+    # The workers inherit this environment: the tip says what they miss.
+    hint = recipe.huge_pages_hint()
+    if hint:
+        print(hint, flush=True)
     report = {
         "backend": backend,
         "machine": machine_description(),

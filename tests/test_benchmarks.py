@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+from unittest import mock
 
 import keras
 import numpy as np
@@ -19,6 +20,7 @@ from benchmarks import profile_step
 from benchmarks import run
 from keras_sdgm.models import SDGMBackbone
 from keras_sdgm.models.sdgm.spectral_dictionary_block import ENCODER_TYPES
+from keras_sdgm.training import recipe
 from keras_sdgm.utils import timing
 from tests.conftest import shared_data_dir
 from tests.testing import END_TO_END
@@ -211,7 +213,14 @@ RUN_ARGUMENTS = [
 class RunBenchmarkTest(TestCase):
     def test_runs_and_writes_its_outputs(self):
         out = self.get_temp_dir()
-        run_benchmark("--output-dir", out, "--encoder-type", "depthwise")
+        # Where the huge-page tunable would help, the tip is printed once.
+        with mock.patch.object(
+            recipe, "huge_pages_would_help", return_value=True
+        ):
+            printed = run_benchmark(
+                "--output-dir", out, "--encoder-type", "depthwise"
+            )
+        self.assertEqual(printed.count("GLIBC_TUNABLES=glibc.malloc."), 1)
         for name in (
             "run.json",
             "run.md",
