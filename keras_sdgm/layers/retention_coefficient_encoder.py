@@ -270,6 +270,7 @@ class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
 
         # Inside a chunk: scores of queries and keys turned by their
         # position in the chunk, masked by r^(i - j) where i >= j.
+        # (heads, 1, S, pairs), broadcast over the batch and the chunks.
         angle = positions[None, None, :, None] * omega[:, None, None]
         q_turned, k_turned = _turn(q_c, angle), _turn(k_c, angle)
         lag = positions[:, None] - positions[None, :]
