@@ -258,13 +258,13 @@ class RetentionCoefficientEncoder(DepthwiseCoefficientEncoder):
         size = self.chunk_size_for(length)
         num_chunks = (length + size - 1) // size
         padding = [[0, 0], [0, num_chunks * size - length], [0, 0], [0, 0]]
-        k, v = ops.pad(k, padding), ops.pad(v, padding)
+        q, k, v = [ops.pad(t, padding) for t in (q, k, v)]
         # Heads first, `(batch, num_heads, num_chunks, S, head_dim)`: the
         # products below then batch over leading axes and contract the last.
         shape = (batch_size, num_chunks, size, self._heads, self._head_dim)
         q_c, k_c, v_c = [
             ops.transpose(ops.reshape(t, shape), (0, 3, 1, 2, 4))
-            for t in (ops.pad(q, padding), k, v)
+            for t in (q, k, v)
         ]
         positions = ops.cast(ops.arange(size), "float32")
 
