@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_sdgm.utils.rows import apply_to_rows
 from keras_sdgm.utils.validation import require_positive_int
 
 
@@ -54,8 +55,10 @@ class StaticDictionary(keras.layers.Layer):
         )
 
     def call(self, coefficients, start_index=0):
-        return ops.matmul(
-            coefficients, ops.cast(self.kernel, coefficients.dtype)
+        kernel = ops.cast(self.kernel, coefficients.dtype)
+        # As rows: the 3-D product's gradient is slow under XLA on the CPU.
+        return apply_to_rows(
+            lambda rows: ops.matmul(rows, kernel), coefficients
         )
 
     def flops_per_token(self):

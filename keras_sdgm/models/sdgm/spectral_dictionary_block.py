@@ -31,6 +31,7 @@ from keras_sdgm.layers.static_dictionary import StaticDictionary
 from keras_sdgm.utils.config_keys import renamed_config
 from keras_sdgm.utils.config_keys import with_earlier_defaults
 from keras_sdgm.utils.initializers import clone_initializer
+from keras_sdgm.utils.rows import apply_to_rows
 from keras_sdgm.utils.validation import require_non_negative_float
 from keras_sdgm.utils.validation import require_one_of
 from keras_sdgm.utils.validation import require_positive_int
@@ -367,9 +368,12 @@ class SpectralDictionaryBlock(keras.layers.Layer):
         hidden = hidden + mixed if self.residual else mixed
         if self.intermediate_dim:
             y = self.feedforward_layer_norm(hidden)
-            y = self.feedforward_output(self.feedforward_intermediate(y))
+            y = apply_to_rows(self._feedforward, y)
             hidden = hidden + self.dropout_layer(y, training=training)
         return hidden, reconstruction
+
+    def _feedforward(self, rows):
+        return self.feedforward_output(self.feedforward_intermediate(rows))
 
     def _training_start_index(self, training):
         if training and self.max_position_offset:
