@@ -14,9 +14,10 @@ def apply_to_rows(function, inputs):
     Where that operand is the residual stream's gradient, XLA fuses the
     whole chain of additions that makes it (one per later block) into each
     transposing copy instead of computing it once; the copies then grow
-    with the depth and took ~18% of the benchmark model's training step
+    with the depth and took 15% of the benchmark model's training step
     (D=512, 4 blocks, L=128, JAX). Products of 2-D inputs do not trigger
-    it (docs/PERFORMANCE.md, "Products of rows").
+    it: that step is 1.26x faster with the feed-forward and the dictionary
+    as rows (docs/PERFORMANCE.md, "Products of rows").
 
     Args:
         function: a callable from `(rows, features)` to `(rows, units)`.
