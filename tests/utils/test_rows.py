@@ -26,10 +26,10 @@ class ApplyToRowsTest(TestCase):
                 lambda: ops.sum(apply_to_rows(dense, x) * weights),
                 dense.trainable_variables,
             )
-            full = gradients(
+            whole = gradients(
                 lambda: ops.sum(dense(x) * weights), dense.trainable_variables
             )
-            for a, b in zip(by_rows, full):
+            for a, b in zip(by_rows, whole):
                 self.assertAllClose(a, b, atol=1e-5)
 
     def test_unknown_leading_axes_in_a_functional_model(self):
