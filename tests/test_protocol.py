@@ -37,13 +37,27 @@ class ProtocolTest(TestCase):
             self.assertEqual(
                 command[split + 1 :][-2:], ["--learning-rate", "0.002"]
             )
-        gpu = protocol.commands("gpu", ["ptb"], out)
+        gpu = protocol.commands("gpu", protocol.CORPORA, out)
         self.assertIn("gpt2-small", gpu[0])
         self.assertNotIn("gpt2-small", cpu[0])
 
+        # On the CPU WikiText-2 gets 3 epochs, PTB 10, and otherwise the
+        # same flags; the GPU protocol gives both the paper's 10.
+        def epochs(command):
+            return recipe.parse_args(
+                "ptb", command[command.index("--") + 1 :]
+            ).epochs
+
+        self.assertEqual([epochs(c) for c in cpu], [10, 3])
+        self.assertEqual([epochs(c) for c in gpu], [10, 10])
+        ptb, wikitext2 = (command[command.index("--") + 1 :] for command in cpu)
+        changed = [i for i, (a, b) in enumerate(zip(ptb, wikitext2)) if a != b]
+        self.assertEqual(len(ptb), len(wikitext2))
+        self.assertEqual([ptb[i - 1] for i in changed], ["--epochs"])
+
     def row_config(self, name, row):
         """The recipe config of `row` of protocol `name`, as ablate runs it."""
-        flags = protocol.PROTOCOLS[name]["flags"]
+        flags = protocol.PROTOCOLS[name]["flags"]["ptb"]
         return recipe.parse_args(
             "ptb", ablate.run_arguments("ptb", row, flags)[0]
         )
@@ -172,7 +186,7 @@ class ProtocolTest(TestCase):
             flags = command[split + 1 :]
             self.assertEqual(
                 flags,
-                protocol.PROTOCOLS["cpu"]["flags"]
+                protocol.PROTOCOLS["cpu"]["flags"]["ptb"]
                 + list(setting)
                 + ["--max-steps", "2"],
             )
