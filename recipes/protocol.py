@@ -111,7 +111,7 @@ CPU_EPOCHS = {"ptb": 10, "wikitext2": 3}
 
 
 def _sizes(hidden_dim, epochs):
-    """The flags both protocols share, at width `hidden_dim`."""
+    """The flags both protocols share: width `hidden_dim`, up to `epochs`."""
     return [
         "--hidden-dim",
         str(hidden_dim),
