@@ -43,13 +43,14 @@ class ProtocolTest(TestCase):
 
         # On the CPU WikiText-2 gets 3 epochs, PTB 10, and otherwise the
         # same flags; the GPU protocol gives both the paper's 10.
-        def epochs(command):
-            return recipe.parse_args(
-                "ptb", command[command.index("--") + 1 :]
-            ).epochs
+        def epochs(commands):
+            return [
+                recipe.parse_args(corpus, c[c.index("--") + 1 :]).epochs
+                for c, corpus in zip(commands, protocol.CORPORA)
+            ]
 
-        self.assertEqual([epochs(c) for c in cpu], [10, 3])
-        self.assertEqual([epochs(c) for c in gpu], [10, 10])
+        self.assertEqual(epochs(cpu), [10, 3])
+        self.assertEqual(epochs(gpu), [10, 10])
         ptb, wikitext2 = (command[command.index("--") + 1 :] for command in cpu)
         changed = [i for i, (a, b) in enumerate(zip(ptb, wikitext2)) if a != b]
         self.assertEqual(len(ptb), len(wikitext2))
