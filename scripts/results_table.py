@@ -2,7 +2,8 @@
 
     python scripts/results_table.py runs/ptb-paper-full runs/ptb-gpt2 ...
 
-One row per run folder: model and loss weights, parameters (embedding /
+One row per run folder: model (with the flags that changed its preset and
+its loss weights), dropout / weight decay / schedule, parameters (embedding /
 non-embedding), steps and epochs trained, validation and test perplexity
 under both protocols of SPEC section 6, training tokens/s and wall time.
 """
@@ -16,6 +17,7 @@ from keras_sdgm.utils.arguments import run_command
 HEADER = [
     "run",
     "model",
+    "training",
     "params (emb / non-emb)",
     "epochs",
     "valid ppl (non-overlap / sliding)",
@@ -23,21 +25,63 @@ HEADER = [
     "train tok/s",
     "wall",
 ]
+BASELINES = {"gpt2": "keras-hub GPT-2", "rwkv7": "keras-hub RWKV-7"}
+# Recipe flags that change an SDGM preset's architecture (`None`: the
+# preset's own value).
+ARCHITECTURE_FLAGS = (
+    "encoder_type",
+    "dictionary_type",
+    "residual",
+    "kernel_size",
+    "dilation_rates",
+    "intermediate_dim",
+    "coefficient_activation",
+    "data_dependent_decay",
+    "modes_per_feature",
+    "max_position_offset",
+    "num_mixture_components",
+)
+LOSS_WEIGHTS = (
+    "reconstruction_weight",
+    "stft_weight",
+    "nll_weight",
+    "prior_weight",
+)
 
 
 def describe(config):
-    if config["model"] == "gpt2":
-        return f"GPT-2, {config['num_layers']} layers"
-    weights = "/".join(
-        f"{config[k]:g}"
-        for k in (
-            "reconstruction_weight",
-            "stft_weight",
-            "nll_weight",
-            "prior_weight",
-        )
+    """The model of a run: the baseline, or the SDGM preset with what the
+    run's flags changed and its loss weights."""
+    if config["model"] in BASELINES:
+        return f"{BASELINES[config['model']]}, {config['num_layers']} layers"
+    overrides = "".join(
+        f", {flag}={config[flag]}"
+        for flag in ARCHITECTURE_FLAGS
+        if config.get(flag) is not None
     )
-    return f"SDGM `{config['preset']}`, α/β/γ/δ = {weights}"
+    weights = "/".join(f"{config[k]:g}" for k in LOSS_WEIGHTS)
+    return f"SDGM `{config['preset']}`{overrides}, α/β/γ/δ = {weights}"
+
+
+def training(config):
+    """The run's regularization and schedule, e.g. `dropout 0.1, weight
+    decay 0.1, cosine (warm-up 200)`."""
+    if "dropout" not in config:  # Runs from before the recipe's --dropout.
+        return "—"
+    return (
+        f"dropout {config['dropout']:g}, weight decay "
+        f"{config['weight_decay']:g}, {config['lr_schedule'] or 'constant'} "
+        f"(warm-up {config['warmup_steps'] or 0})"
+    )
+
+
+def label(run_dir):
+    """The run's name: its folder, with the row's folder for `seedN`."""
+    path = os.path.normpath(run_dir)
+    name = os.path.basename(path)
+    if name.startswith("seed"):
+        name = f"{os.path.basename(os.path.dirname(path))}/{name}"
+    return f"`{name}`"
 
 
 def cells(run_dir):
@@ -54,8 +98,9 @@ def cells(run_dir):
         range(len(log)), key=lambda i: log[i]["val_perplexity"]
     )
     return [
-        f"`{os.path.basename(os.path.normpath(run_dir))}`",
+        label(run_dir),
         describe(metrics["config"]),
+        training(metrics["config"]),
         f"{reporting.millions(params['embedding'])} / "
         f"{reporting.millions(params['non_embedding'])}",
         f"{len(log)} (best {best_epoch})",
