@@ -2,15 +2,17 @@
 
     python scripts/results_table.py runs/ptb-paper-full runs/ptb-gpt2 ...
 
-One row per run folder: model (with the flags that changed its preset and
-its loss weights), dropout / weight decay / schedule, parameters (embedding /
-non-embedding), steps and epochs trained, validation and test perplexity
-under both protocols of SPEC section 6, training tokens/s and wall time.
+One row per run folder: model (with the sizes and overrides its run gave the
+preset, and its loss weights), dropout / weight decay / schedule, parameters
+(embedding / non-embedding), steps and epochs trained, validation and test
+perplexity under both protocols of SPEC section 6, training tokens/s and wall
+time.
 """
 
 import argparse
 import os
 
+from keras_sdgm.training import model_builders
 from keras_sdgm.training import reporting
 from keras_sdgm.utils.arguments import run_command
 
@@ -26,21 +28,7 @@ HEADER = [
     "wall",
 ]
 BASELINES = {"gpt2": "keras-hub GPT-2", "rwkv7": "keras-hub RWKV-7"}
-# Recipe flags that change an SDGM preset's architecture (`None`: the
-# preset's own value).
-ARCHITECTURE_FLAGS = (
-    "encoder_type",
-    "dictionary_type",
-    "residual",
-    "kernel_size",
-    "dilation_rates",
-    "intermediate_dim",
-    "coefficient_activation",
-    "data_dependent_decay",
-    "modes_per_feature",
-    "max_position_offset",
-    "num_mixture_components",
-)
+# The loss weights in the order of the objective's alpha, beta, gamma, delta.
 LOSS_WEIGHTS = (
     "reconstruction_weight",
     "stft_weight",
@@ -50,14 +38,15 @@ LOSS_WEIGHTS = (
 
 
 def describe(config):
-    """The model of a run: the baseline, or the SDGM preset with what the
-    run's flags changed and its loss weights."""
+    """The model of a run: the baseline, or the SDGM preset with the sizes
+    and overrides its run gave it (dropout is `training`'s) and its loss
+    weights."""
     if config["model"] in BASELINES:
         return f"{BASELINES[config['model']]}, {config['num_layers']} layers"
     overrides = "".join(
         f", {flag}={config[flag]}"
-        for flag in ARCHITECTURE_FLAGS
-        if config.get(flag) is not None
+        for flag in model_builders.SDGM_OVERRIDES
+        if flag != "dropout" and config.get(flag) is not None
     )
     weights = "/".join(f"{config[k]:g}" for k in LOSS_WEIGHTS)
     return f"SDGM `{config['preset']}`{overrides}, α/β/γ/δ = {weights}"

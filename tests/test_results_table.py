@@ -14,6 +14,8 @@ def write_run(run_dir, **config):
     config = {
         "model": "sdgm",
         "preset": "sdgm_base",
+        "hidden_dim": 256,
+        "num_atoms": 128,
         "num_layers": 2,
         "encoder_type": None,
         "dictionary_type": None,
@@ -51,7 +53,8 @@ def test_sdgm_row_names_its_overrides_weights_and_training(tmp_path):
     row = results_table.cells(run)
     assert row[:3] == [
         "`previous-default/seed0`",
-        "SDGM `sdgm_base`, encoder_type=gated_spectral, α/β/γ/δ = 0/0/1/0",
+        "SDGM `sdgm_base`, hidden_dim=256, num_atoms=128, num_layers=2, "
+        "encoder_type=gated_spectral, α/β/γ/δ = 0/0/1/0",
         "dropout 0.1, weight decay 0.1, cosine (warm-up 200)",
     ]
     assert row[3:] == [
